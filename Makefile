@@ -1,0 +1,72 @@
+# robust-vit: `make help` lists the targets. Every target that needs the venv creates it.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CLI := $(VENV)/bin/robust-vit
+THREADS ?= 2
+FMNIST_URL ?= http://fashion-mnist.s3-website.eu-central-1.amazonaws.com
+FMNIST_LOCAL := data/fashion-mnist
+WEIGHTS := artifacts/vit_cpu_fashion_mnist.safetensors
+CPU_RUN := --config experiments/base.yaml --config experiments/data/fashion_mnist.yaml \
+	--config experiments/model/vit_cpu.yaml
+export WANDB_MODE ?= offline
+export OMP_NUM_THREADS ?= $(THREADS)
+
+.DEFAULT_GOAL := help
+.PHONY: help install data demo pretrain finetune test test-full lint clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --upgrade --quiet pip
+	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed data ## create the venv, install the pinned packages and the data
+
+data: ## get Fashion-MNIST (Debian package when root, else a download when online)
+	@if dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || [ -f $(FMNIST_LOCAL)/t10k-labels-idx1-ubyte.gz ]; then \
+		echo "Fashion-MNIST: present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; }; \
+	else \
+		mkdir -p $(FMNIST_LOCAL) && for f in train-images-idx3-ubyte train-labels-idx1-ubyte \
+			t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do \
+			curl -fsSL -o $(FMNIST_LOCAL)/$$f.gz $(FMNIST_URL)/$$f.gz || { \
+			echo "Cannot get Fashion-MNIST: run 'sudo apt-get install dataset-fashion-mnist'," \
+			     "or put the four idx .gz files in $(FMNIST_LOCAL)/"; exit 1; }; done; \
+	fi
+
+$(WEIGHTS): | $(VENV)/.installed
+	$(CLI) fit $(CPU_RUN) --config experiments/method/erm.yaml --config experiments/pretrain.yaml \
+		--threads $(THREADS) --test_after_fit true
+
+pretrain: install ## train the CPU default ViT from scratch and export it as safetensors
+	rm -f $(WEIGHTS) && $(MAKE) --no-print-directory $(WEIGHTS)
+
+finetune: install $(WEIGHTS) ## finetune the pretrained CPU ViT (METHOD=erm) and test it
+	$(CLI) fit $(CPU_RUN) --config experiments/method/$(or $(METHOD),erm).yaml \
+		--config experiments/finetune.yaml --model.weights $(WEIGHTS) --threads $(THREADS)
+
+demo: install ## pretrain, finetune from the weights file, evaluate, print the table (CPU, minutes)
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory $(WEIGHTS) finetune && \
+	$(CLI) report runs/pretrain runs/finetune --latest --keys test/acc test/loss && \
+	echo "demo: $$(( $$(date +%s) - start )) s"
+
+test: install ## run the test suite (what CI runs)
+	$(PY) -m pytest -q
+
+test-full: install ## the test suite including slow tests
+	$(PY) -m pytest -q -m ''
+
+lint: install ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+clean: ## remove runs, artifacts and caches (keeps the venv)
+	rm -rf runs artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,6 @@
+"""Lightning callbacks: evaluation, analysis and outputs that watch a run."""
+
+from callbacks.export import ExportWeights
+from callbacks.results import ResultRecord
+
+__all__ = ["ExportWeights", "ResultRecord"]

@@ -1,0 +1,88 @@
+"""Write each run's machine-readable result record next to its checkpoints."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import yaml
+from lightning.pytorch.utilities import rank_zero_only
+
+from robust_vit.records import RECORD_NAME, package_versions, update_record
+
+
+def record_path(trainer: L.Trainer) -> Path:
+    """Where this run's record lives: ``<log_dir>/results.json``."""
+    return Path(trainer.log_dir or trainer.default_root_dir) / RECORD_NAME
+
+
+class ResultRecord(L.Callback):
+    """Merge the run's config, versions, seed, checkpoints and final metrics into its JSON record.
+
+    Other callbacks add their own sections to the same file through
+    :func:`robust_vit.records.update_record`; reports are built from these files only.
+    """
+
+    def __init__(self) -> None:
+        self._started: dict[str, float] = {}
+
+    def _start(self, stage: str) -> None:
+        self._started[stage] = time.perf_counter()
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Note the start time."""
+        self._start("fit")
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Note the start time."""
+        self._start("test")
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Note the start time of a stand-alone validation run."""
+        if not trainer.training:
+            self._start("validate")
+
+    @rank_zero_only
+    def _write(self, trainer: L.Trainer, stage: str) -> None:
+        path = record_path(trainer)
+        config_file = path.parent / "config.yaml"
+        config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else None
+        ckpt = trainer.checkpoint_callback
+        run: dict[str, Any] = {
+            "log_dir": str(path.parent.resolve()),
+            "seed": int(os.environ.get("PL_GLOBAL_SEED", "-1")),
+            "versions": package_versions(),
+            "world_size": trainer.world_size,
+            "config": config,
+        }
+        if ckpt is not None and stage == "fit":
+            paths = {"best": getattr(ckpt, "best_model_path", ""),
+                     "last": getattr(ckpt, "last_model_path", "")}
+            run["checkpoints"] = {k: str(Path(v).resolve()) for k, v in paths.items() if v}
+        update_record(path, "run", run)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        update_record(path, stage, {
+            "metrics": metrics,
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - self._started.get(stage, time.perf_counter()), 2),
+            "global_step": trainer.global_step,
+            "evaluated_checkpoint": str(Path(trainer.ckpt_path).resolve()) if trainer.ckpt_path else None,
+            "epoch": trainer.current_epoch,
+        })
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Record the fit's final metrics."""
+        self._write(trainer, "fit")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Record the test metrics."""
+        self._write(trainer, "test")
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Record a stand-alone validation run's metrics."""
+        if not trainer.training and not trainer.sanity_checking:
+            self._write(trainer, "validate")

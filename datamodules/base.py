@@ -1,0 +1,109 @@
+"""The shared base of every image-classification datamodule: split, seeded loaders, derived sizes."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from robust_vit.errors import ConfigError, check_range
+
+
+class ImageClassificationDataModule(L.LightningDataModule, ABC):
+    """Train/val split of the training set (test stays test) and seeded, deterministic loaders.
+
+    Subclasses build the datasets; images come out as float tensors in [0, 1], shape
+    ``(in_chans, img_size, img_size)``. ``num_classes``, ``img_size`` and ``in_chans`` are linked to
+    the model by the CLI, so they are never typed twice.
+
+    Args:
+        batch_size: examples per batch on each device.
+        num_workers: loader worker processes (0 keeps loading in the training process, best on
+            small CPU machines).
+        val_fraction: share of the training set held out for validation (0 disables validation).
+        split_seed: seed of the train/val split, fixed so that every run sees the same split.
+        img_size: side of the square images the model receives.
+        in_chans: channels the model receives (grey images are repeated to fill them).
+    """
+
+    num_classes: int
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        img_size: int = 32,
+        in_chans: int = 3,
+    ) -> None:
+        super().__init__()
+        check_range("data.val_fraction", val_fraction, 0.0, 0.5)
+        if batch_size < 1:
+            raise ConfigError("data.batch_size", f"must be at least 1, got {batch_size}.")
+        if img_size < 8:
+            raise ConfigError("data.img_size", f"must be at least 8 pixels, got {img_size}.")
+        if in_chans not in (1, 3):
+            raise ConfigError("data.in_chans", f"must be 1 or 3, got {in_chans}.")
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.val_fraction = val_fraction
+        self.split_seed = split_seed
+        self.img_size = img_size
+        self.in_chans = in_chans
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    @abstractmethod
+    def build_train_set(self, augment: bool) -> Dataset:
+        """The full training set (with augmentation when ``augment``)."""
+
+    @abstractmethod
+    def build_test_set(self) -> Dataset:
+        """The held-out test set."""
+
+    def setup(self, stage: str) -> None:
+        """Build the datasets the stage needs and split validation off the training set."""
+        if stage in ("fit", "validate") and self.train_set is None:
+            train_full = self.build_train_set(augment=True)
+            plain_full = self.build_train_set(augment=False)
+            n = len(train_full)  # type: ignore[arg-type]
+            n_val = int(round(n * self.val_fraction))
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
+            self.train_set = Subset(train_full, order[n_val:].tolist())
+            self.val_set = Subset(plain_full, order[:n_val].tolist()) if n_val else None
+        if stage in ("test", "predict") and self.test_set is None:
+            self.test_set = self.build_test_set()
+
+    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError("setup() must run before the loaders are requested.")
+        generator = torch.Generator().manual_seed(torch.initial_seed() % 2**63) if shuffle else None
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            generator=generator,
+            persistent_workers=self.num_workers > 0,
+            drop_last=shuffle,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches, the order fixed by the run's seed."""
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Validation batches (none when ``val_fraction`` is 0)."""
+        return self._loader(self.val_set, shuffle=False) if self.val_set is not None else []
+
+    def test_dataloader(self) -> DataLoader:
+        """Test batches in file order."""
+        return self._loader(self.test_set, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """Prediction runs over the test set."""
+        return self.test_dataloader()

@@ -1,0 +1,84 @@
+"""Image folders in the ImageNet layout: ``root/train/<class>/*`` and ``root/val/<class>/*``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+from torchvision import transforms
+from torchvision.datasets import ImageFolder
+
+from datamodules.base import ImageClassificationDataModule
+from robust_vit.errors import ConfigError
+
+
+def load_rgb(path: str) -> Image.Image:
+    """Open an image as RGB, naming the file when it is corrupt."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError) as err:
+        raise ConfigError("data.data_dir", f"cannot decode image {path!r} ({err}); remove or "
+                          "replace it.") from err
+
+
+class ImageFolderDataModule(ImageClassificationDataModule):
+    """ImageNet-style folders, resized on the fly (train: random resized crop and flip).
+
+    Args:
+        data_dir: root with ``train/`` and ``val/`` subfolders of class folders.
+        num_classes: number of class folders expected (checked against ``train/``).
+        train_split: name of the training subfolder.
+        test_split: name of the held-out subfolder used as the test set.
+        crop_fraction: evaluation centre-crop fraction (the image is resized to
+            ``img_size / crop_fraction`` first).
+        **kwargs: batch size, split and shape options of the base datamodule.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data/imagenet",
+        num_classes: int = 1000,
+        train_split: str = "train",
+        test_split: str = "val",
+        crop_fraction: float = 0.875,
+        batch_size: int = 128,
+        num_workers: int = 8,
+        val_fraction: float = 0.01,
+        split_seed: int = 0,
+        img_size: int = 224,
+        in_chans: int = 3,
+    ) -> None:
+        super().__init__(batch_size, num_workers, val_fraction, split_seed, img_size, in_chans)
+        self.data_dir = Path(data_dir).expanduser()
+        for split in (train_split, test_split):
+            if not (self.data_dir / split).is_dir():
+                raise ConfigError("data.data_dir", f"{str(self.data_dir / split)!r} does not exist "
+                                  f"(expected {self.data_dir}/{{{train_split},{test_split}}}/<class>/).")
+        found = sum(1 for p in (self.data_dir / train_split).iterdir() if p.is_dir())
+        if found != num_classes:
+            raise ConfigError("data.num_classes", f"is {num_classes} but "
+                              f"{self.data_dir / train_split} has {found} class folders.")
+        self.num_classes = num_classes
+        self.train_split, self.test_split = train_split, test_split
+        self.crop_fraction = crop_fraction
+
+    def _transform(self, augment: bool) -> transforms.Compose:
+        grey = [transforms.Grayscale(1)] if self.in_chans == 1 else []
+        if augment:
+            steps = [transforms.RandomResizedCrop(self.img_size), transforms.RandomHorizontalFlip()]
+        else:
+            steps = [transforms.Resize(int(round(self.img_size / self.crop_fraction))),
+                     transforms.CenterCrop(self.img_size)]
+        return transforms.Compose([*steps, *grey, transforms.ToTensor()])
+
+    def build_train_set(self, augment: bool) -> Dataset:
+        """The training folder."""
+        return ImageFolder(str(self.data_dir / self.train_split), self._transform(augment),
+                           loader=load_rgb)
+
+    def build_test_set(self) -> Dataset:
+        """The held-out folder."""
+        return ImageFolder(str(self.data_dir / self.test_split), self._transform(False),
+                           loader=load_rgb)

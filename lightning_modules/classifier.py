@@ -1,0 +1,172 @@
+"""The one LightningModule: a timm ViT, its metrics and optimizers, and an injected method."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from lightning_modules.methods import ERM, Batch, FinetuneMethod
+from robust_vit.errors import ConfigError
+from robust_vit.models import NormalizedViT, create_vit, default_normalization
+from robust_vit.schedules import NeedsTotalSteps
+
+
+def default_optimizer(params: Any) -> torch.optim.Optimizer:
+    """AdamW, lr 1e-3, weight decay 0.05: a common ViT finetuning default."""
+    return torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05)
+
+
+def weight_decay_groups(model: nn.Module) -> list[dict[str, Any]]:
+    """Trainable parameters split so that biases, norms and tokens get no weight decay."""
+    skip = {
+        f"{prefix}.{name}" if prefix else name
+        for prefix, sub in model.named_modules()
+        if hasattr(sub, "no_weight_decay")
+        for name in sub.no_weight_decay()
+    }
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if param.ndim <= 1 or name in skip or name.endswith(".bias"):
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class ViTClassifier(L.LightningModule):
+    """Image classification with a timm ViT finetuned by a pluggable method.
+
+    Inputs are images in [0, 1]; the normalisation lives inside the model, so every epsilon an
+    attack or a method uses is in pixel units.
+
+    Args:
+        model_name: any timm ViT name (``vit_small_patch16_224``, ``deit_tiny_patch16_224``, ...).
+        num_classes: classes of the head (linked from the datamodule).
+        img_size: input side (linked from the datamodule).
+        in_chans: input channels (linked from the datamodule).
+        patch_size: override the model's patch size (None keeps it).
+        pretrained: load timm's published weights (needs network access or a filled cache).
+        weights: a local ``.safetensors``/``.pth`` file loaded through timm's own loader.
+        drop_path_rate: stochastic depth rate.
+        model_kwargs: further ``timm.create_model`` arguments (``embed_dim``, ``depth``, ...).
+        mean: input normalisation mean (None: the model's pretrained-config mean).
+        std: input normalisation std (None: the model's pretrained-config std).
+        method: the finetuning method (default: :class:`~lightning_modules.methods.ERM`).
+        optimizer: optimizer factory applied to the trainable parameters.
+        lr_scheduler: scheduler factory (stepped every optimizer step); schedules that need the
+            run's length get it from the trainer.
+    """
+
+    def __init__(
+        self,
+        model_name: str = "vit_tiny_patch16_224",
+        num_classes: int = 1000,
+        img_size: int = 224,
+        in_chans: int = 3,
+        patch_size: int | None = None,
+        pretrained: bool = False,
+        weights: str | None = None,
+        drop_path_rate: float = 0.0,
+        model_kwargs: dict[str, Any] | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        method: FinetuneMethod | None = None,
+        optimizer: OptimizerCallable = default_optimizer,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["method", "optimizer", "lr_scheduler"])
+        self.model = self.configure_model_from_hparams()
+        self.method = method if method is not None else ERM()
+        self.automatic_optimization = self.method.automatic_optimization
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+    def configure_model_from_hparams(self) -> NormalizedViT:
+        """Build the normalised timm ViT described by the hyperparameters."""
+        hp = self.hparams
+        vit = create_vit(
+            hp.model_name,
+            num_classes=hp.num_classes,
+            img_size=hp.img_size,
+            in_chans=hp.in_chans,
+            patch_size=hp.patch_size,
+            pretrained=hp.pretrained,
+            weights=hp.weights,
+            drop_path_rate=hp.drop_path_rate,
+            model_kwargs=hp.model_kwargs,
+        )
+        default_mean, default_std = default_normalization(vit, hp.in_chans)
+        mean = tuple(hp.mean) if hp.mean is not None else default_mean
+        std = tuple(hp.std) if hp.std is not None else default_std
+        for field, values in (("model.mean", mean), ("model.std", std)):
+            if len(values) != hp.in_chans:
+                raise ConfigError(field, f"has {len(values)} values for {hp.in_chans} channels.")
+        if min(std) <= 0:
+            raise ConfigError("model.std", f"must be positive, got {std}.")
+        return NormalizedViT(vit, mean, std)
+
+    @property
+    def vit(self) -> nn.Module:
+        """The wrapped timm model (expects normalised input)."""
+        return self.model.vit
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits for images in [0, 1]."""
+        return self.model(x)
+
+    def on_fit_start(self) -> None:
+        """Let the method check and prepare itself on the model's device."""
+        self.method.on_fit_start(self)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+        """Delegate to the method, then log what it returns."""
+        out = self.method.training_step(self, batch, batch_idx)
+        self.train_acc(out["logits"].detach(), batch[1])
+        self.log("train/loss", out["loss"].detach(), prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        for name, value in out.items():
+            if name not in ("loss", "logits"):
+                self.log(f"train/{name}", value)
+        return out["loss"] if self.automatic_optimization else None
+
+    def _evaluate(self, batch: Batch, stage: str, metric: MulticlassAccuracy) -> None:
+        x, y = batch
+        logits = self(x)
+        metric(logits, y)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, y), sync_dist=True)
+        self.log(f"{stage}/acc", metric, prog_bar=True)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        """Clean validation loss and accuracy."""
+        self._evaluate(batch, "val", self.val_acc)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        """Clean test loss and accuracy."""
+        self._evaluate(batch, "test", self.test_acc)
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        """Predicted class per image."""
+        return self(batch[0]).argmax(dim=-1)
+
+    def configure_optimizers(self) -> Any:
+        """Build the injected optimizer over trainable parameters, and the scheduler if any."""
+        optimizer = self.optimizer_factory(weight_decay_groups(self.model))
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        if isinstance(scheduler, NeedsTotalSteps):
+            scheduler.set_total_steps(int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

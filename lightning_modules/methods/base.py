@@ -1,0 +1,35 @@
+"""The extension point of the framework: a finetuning method owns the training step."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar
+
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from lightning_modules.classifier import ViTClassifier
+
+Batch = tuple[Tensor, Tensor]
+
+
+class FinetuneMethod(nn.Module, ABC):
+    """A finetuning recipe plugged into :class:`~lightning_modules.classifier.ViTClassifier`.
+
+    A method is an ``nn.Module`` so that its state (a noise tensor, a layer selection) follows the
+    device and the checkpoint. It never subclasses the LightningModule: the module stays one
+    class, and a YAML picks the method with ``model.method.class_path``.
+
+    ``training_step`` returns a dict with ``loss`` (the value to minimise; ignored under manual
+    optimisation, where the method steps the optimiser itself), ``logits`` (the clean-input logits,
+    for the training accuracy) and any further scalars the module logs as ``train/<name>``.
+    """
+
+    automatic_optimization: ClassVar[bool] = True
+
+    def on_fit_start(self, module: ViTClassifier) -> None:
+        """Called once before training, with the model on its device (e.g. to check it applies)."""
+
+    @abstractmethod
+    def training_step(self, module: ViTClassifier, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
+        """One training step on ``batch``; see the class docstring for the returned dict."""

@@ -1,0 +1,121 @@
+"""The ``robust-vit`` command: LightningCLI (fit | validate | test | predict) plus ``report``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from typing import Any
+
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+
+from robust_vit.errors import ConfigError
+from robust_vit.records import RECORD_NAME
+
+
+class RobustViTCLI(LightningCLI):
+    """LightningCLI with the data-to-model links and a CPU thread-count option."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Link the sizes the data decides into the model, and add ``--threads``."""
+        for name in ("num_classes", "img_size", "in_chans"):
+            parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
+        parser.add_argument(
+            "--threads", type=int | None, default=None,
+            help="CPU threads for torch (default: torch's own choice). Set it on shared machines.",
+        )
+
+        parser.add_argument(
+            "--name", type=str | None, default=None,
+            help="Run name: the folder under each logger's save_dir and the wandb run name.",
+        )
+
+        parser.add_argument(
+            "--test_after_fit", type=bool, default=False,
+            help="After fit, test the best checkpoint (the last one without validation) in the "
+            "same run folder, so that one result record holds both.",
+        )
+
+    def before_instantiate_classes(self) -> None:
+        """Apply the thread count and the run name before anything is built."""
+        import torch
+
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.get("threads"):
+            torch.set_num_threads(config.threads)
+        loggers = config.trainer.get("logger")
+        if config.get("name") and isinstance(loggers, list):
+            for logger in loggers:
+                logger.init_args.name = config.name
+
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The trainer, with a rich progress bar unless the config disables or sets one."""
+        config = self._get(self.config_init, "trainer", default={})
+        callbacks = list(config.get("callbacks") or [])
+        wants_bar = config.get("enable_progress_bar") is not False
+        if wants_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.append(RichProgressBar())
+        return super().instantiate_trainer(callbacks=callbacks, **kwargs)
+
+    def after_fit(self) -> None:
+        """Test the best checkpoint when asked, and say where the run's record is."""
+        if self.config.fit.get("test_after_fit"):
+            has_best = bool(getattr(self.trainer.checkpoint_callback, "best_model_path", ""))
+            self.trainer.test(self.model, datamodule=self.datamodule,
+                              ckpt_path="best" if has_best else None)
+        if self.trainer.is_global_zero:
+            print(f"Result record: {Path(self.trainer.log_dir or '.') / RECORD_NAME}")
+
+
+def run_cli(args: ArgsType = None) -> RobustViTCLI:
+    """Build and run the CLI (tests call this with an argument list)."""
+    from datamodules import ImageClassificationDataModule
+    from lightning_modules import ViTClassifier
+
+    os.environ.setdefault("WANDB_MODE", "offline")
+    return RobustViTCLI(
+        ViTClassifier,
+        ImageClassificationDataModule,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        seed_everything_default=0,
+        auto_configure_optimizers=False,
+        args=args,
+    )
+
+
+def main(args: ArgsType = None) -> None:
+    """Entry point of ``robust-vit`` and ``python -m robust_vit``."""
+    argv = sys.argv[1:] if args is None else list(args)  # type: ignore[arg-type]
+    if argv[:1] == ["report"]:
+        from robust_vit.report import main as report_main
+
+        report_main(argv[1:])
+        return
+    try:
+        run_cli(args)
+    except Exception as err:
+        config_error = find_config_error(err)
+        if config_error is None:
+            raise
+        print(f"robust-vit: error: {config_error}", file=sys.stderr)
+        raise SystemExit(2) from err
+
+
+def find_config_error(err: BaseException) -> ConfigError | None:
+    """The :class:`ConfigError` behind ``err``, also when jsonargparse wrapped it."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [err]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ConfigError):
+            return current
+        stack += [current.__cause__, current.__context__]
+    return None

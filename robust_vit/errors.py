@@ -1,0 +1,24 @@
+"""The one error type for bad user input: it names the config field and says how to fix it."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A bad configuration value, raised before any compute is spent.
+
+    Args:
+        field: the dotted config key the user set (``model.model_name``, ``data.data_dir``).
+        message: what is wrong and how to fix it.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+def check_range(field: str, value: float, low: float, high: float, *, low_open: bool = False) -> None:
+    """Raise :class:`ConfigError` unless ``low <= value <= high`` (``low < value`` if ``low_open``)."""
+    below = value <= low if low_open else value < low
+    if below or value > high:
+        bracket = "(" if low_open else "["
+        raise ConfigError(field, f"{value} is outside {bracket}{low}, {high}].")

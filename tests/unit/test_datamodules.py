@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from datamodules import CIFARDataModule, FashionMNISTDataModule, ImageFolderDataModule
+from robust_vit.errors import ConfigError
+from tests.fakes import write_cifar10, write_fashion_mnist, write_idx, write_image_folder
+
+
+def test_fashion_mnist_shapes_range_and_split(fmnist_dir: Path) -> None:
+    dm = FashionMNISTDataModule(data_dir=str(fmnist_dir), batch_size=16, val_fraction=0.25)
+    dm.setup("fit")
+    dm.setup("test")
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (16, 1, 32, 32) and x.dtype == torch.float32
+    assert 0.0 <= x.min() and x.max() <= 1.0 and x.max() > 0.5
+    assert y.dtype == torch.long and int(y.max()) < 10
+    assert len(dm.train_set) + len(dm.val_set) == 400
+    assert len(dm.val_set) == 100 and len(dm.test_set) == 200
+
+
+def test_split_is_fixed_by_split_seed(fmnist_dir: Path) -> None:
+    def val_indices(seed: int) -> list[int]:
+        dm = FashionMNISTDataModule(data_dir=str(fmnist_dir), split_seed=seed)
+        dm.setup("fit")
+        return list(dm.val_set.indices)
+
+    assert val_indices(0) == val_indices(0)
+    assert val_indices(0) != val_indices(1)
+
+
+def test_train_and_val_do_not_overlap(fmnist_dir: Path) -> None:
+    dm = FashionMNISTDataModule(data_dir=str(fmnist_dir))
+    dm.setup("fit")
+    assert not set(dm.train_set.indices) & set(dm.val_set.indices)
+
+
+def test_channels_and_size_follow_the_options(fmnist_dir: Path) -> None:
+    dm = FashionMNISTDataModule(data_dir=str(fmnist_dir), img_size=48, in_chans=3, batch_size=4)
+    dm.setup("test")
+    x, _ = next(iter(dm.test_dataloader()))
+    assert x.shape == (4, 3, 48, 48)
+    assert torch.equal(x[:, 0], x[:, 1])
+
+
+def test_missing_data_dir_names_the_field(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"data\.data_dir.*not a directory"):
+        FashionMNISTDataModule(data_dir=str(tmp_path / "nope"))
+
+
+def test_labels_out_of_range_are_rejected(tmp_path: Path) -> None:
+    root = write_fashion_mnist(tmp_path / "fm")
+    write_idx(root / "t10k-labels-idx1-ubyte.gz", np.full(200, 12, np.uint8))
+    dm = FashionMNISTDataModule(data_dir=str(root))
+    with pytest.raises(ConfigError, match="labels span"):
+        dm.setup("test")
+
+
+def test_cifar10_torchvision_layout(tmp_path: Path) -> None:
+    dm = CIFARDataModule(data_dir=str(write_cifar10(tmp_path)), batch_size=8, val_fraction=0.2)
+    dm.setup("fit")
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (8, 3, 32, 32) and dm.num_classes == 10
+    assert len(dm.train_set) + len(dm.val_set) == 40
+
+
+def test_cifar_without_files_or_download_fails_clearly(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="data.download"):
+        CIFARDataModule(data_dir=str(tmp_path))
+
+
+def test_image_folder_layout(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path, classes=3, per_class=4)
+    dm = ImageFolderDataModule(data_dir=str(root), num_classes=3, img_size=32, batch_size=4,
+                               num_workers=0, val_fraction=0.25)
+    dm.setup("fit")
+    dm.setup("test")
+    x, y = next(iter(dm.test_dataloader()))
+    assert x.shape == (4, 3, 32, 32) and 0 <= x.min() and x.max() <= 1
+
+
+def test_image_folder_class_count_must_match(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path, classes=3, per_class=1)
+    with pytest.raises(ConfigError, match=r"data\.num_classes.*3 class folders"):
+        ImageFolderDataModule(data_dir=str(root), num_classes=1000)
+
+
+def test_corrupt_image_names_the_file(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path, classes=2, per_class=2)
+    bad = root / "val" / "class_0" / "img_0.png"
+    bad.write_bytes(b"garbage")
+    dm = ImageFolderDataModule(data_dir=str(root), num_classes=2, img_size=32, num_workers=0)
+    dm.setup("test")
+    with pytest.raises(ConfigError, match="img_0.png"):
+        dm.test_set[0]
