@@ -2,35 +2,60 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+import torch
+from lightning.pytorch.utilities import rank_zero_info
 
 from robust_vit.models import save_vit_weights
 
+VIT_PREFIX = "model.vit."
+
 
 class ExportWeights(L.Callback):
-    """At the end of fit, save the timm model's weights (``vit.*``) to ``path`` and the log dir.
+    """At the end of fit, save the timm model's weights to ``path`` and into the run's log dir.
 
-    The file loads with ``model.weights: <path>`` through ``timm.create_model(...,
-    pretrained_cfg_overlay=dict(file=...))``, the path a user with real timm weights takes.
+    The weights are those of the best checkpoint when the run monitored one (the checkpoint that
+    ``test_after_fit`` evaluates), else the final weights. The file loads with
+    ``model.weights: <path>`` through ``timm.create_model(..., pretrained_cfg_overlay=dict(file=...))``,
+    the path a user with real timm weights takes.
 
     Args:
-        path: where to write the ``.safetensors`` file (also copied into the run's log dir).
+        path: where to write the ``.safetensors`` file.
     """
 
     def __init__(self, path: str = "artifacts/weights.safetensors") -> None:
         self.path = Path(path)
 
-    @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Write the weights with the hyperparameters needed to rebuild the model."""
+        log_dir = Path(trainer.log_dir or ".")  # a collective under DDP: every rank asks
+        if trainer.is_global_zero:
+            self._export(trainer, pl_module, log_dir)
+
+    def _export(self, trainer: L.Trainer, pl_module: L.LightningModule, log_dir: Path) -> None:
+        vit = pl_module.model.vit
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+        source = "final weights"
+        if best:
+            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+            vit = _clone_with_state(vit, {k[len(VIT_PREFIX):]: v for k, v in state.items()
+                                          if k.startswith(VIT_PREFIX)})
+            source = f"best checkpoint {best}"
         hp = pl_module.hparams
         metadata = {k: hp.get(k) for k in ("model_name", "num_classes", "img_size", "in_chans",
                                             "patch_size", "model_kwargs")}
-        metadata.update(mean=list(pl_module.model.mean.flatten().tolist()),
-                        std=list(pl_module.model.std.flatten().tolist()))
-        for target in (self.path, Path(trainer.log_dir or ".") / self.path.name):
-            save_vit_weights(pl_module.model.vit, target, metadata)
-        rank_zero_info(f"Exported weights to {self.path}")
+        metadata.update(mean=pl_module.model.mean.flatten().tolist(),
+                        std=pl_module.model.std.flatten().tolist(), source=source)
+        for target in (self.path, log_dir / self.path.name):
+            save_vit_weights(vit, target, metadata)
+        rank_zero_info(f"Exported the {source} to {self.path}")
+
+
+def _clone_with_state(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """A CPU copy of ``module`` holding ``state``."""
+    clone = copy.deepcopy(module).cpu()
+    clone.load_state_dict(state)
+    return clone

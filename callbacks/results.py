@@ -10,13 +10,16 @@ from typing import Any
 
 import lightning as L
 import yaml
-from lightning.pytorch.utilities import rank_zero_only
 
 from robust_vit.records import RECORD_NAME, package_versions, update_record
 
 
 def record_path(trainer: L.Trainer) -> Path:
-    """Where this run's record lives: ``<log_dir>/results.json``."""
+    """Where this run's record lives: ``<log_dir>/results.json``.
+
+    Call it on every rank: ``trainer.log_dir`` is a collective (a broadcast) under DDP, so
+    calling it from rank zero alone deadlocks.
+    """
     return Path(trainer.log_dir or trainer.default_root_dir) / RECORD_NAME
 
 
@@ -46,9 +49,12 @@ class ResultRecord(L.Callback):
         if not trainer.training:
             self._start("validate")
 
-    @rank_zero_only
     def _write(self, trainer: L.Trainer, stage: str) -> None:
         path = record_path(trainer)
+        if trainer.is_global_zero:
+            self._write_record(trainer, stage, path)
+
+    def _write_record(self, trainer: L.Trainer, stage: str, path: Path) -> None:
         config_file = path.parent / "config.yaml"
         config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else None
         ckpt = trainer.checkpoint_callback

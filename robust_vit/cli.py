@@ -67,8 +67,9 @@ class RobustViTCLI(LightningCLI):
             has_best = bool(getattr(self.trainer.checkpoint_callback, "best_model_path", ""))
             self.trainer.test(self.model, datamodule=self.datamodule,
                               ckpt_path="best" if has_best else None)
+        log_dir = Path(self.trainer.log_dir or ".")  # a collective under DDP: every rank asks
         if self.trainer.is_global_zero:
-            print(f"Result record: {Path(self.trainer.log_dir or '.') / RECORD_NAME}")
+            print(f"Result record: {log_dir / RECORD_NAME}")
 
 
 def run_cli(args: ArgsType = None) -> RobustViTCLI:

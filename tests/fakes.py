@@ -33,24 +33,27 @@ def write_fashion_mnist(root: Path) -> Path:
     return root
 
 
-def write_cifar10(root: Path, n_train: int = 40, n_test: int = 20, seed: int = 0) -> Path:
-    """Random images in torchvision's ``cifar-10-batches-py`` pickle layout."""
+def write_cifar(root: Path, num_classes: int = 10, n_train: int = 40, n_test: int = 20,
+                seed: int = 0) -> Path:
+    """Random images in torchvision's CIFAR-10 / CIFAR-100 python-pickle layout."""
     rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
+    folder = root / ("cifar-10-batches-py" if num_classes == 10 else "cifar-100-python")
     folder.mkdir(parents=True, exist_ok=True)
+    label_key = "labels" if num_classes == 10 else "fine_labels"
 
-    def batch(n: int) -> dict:
-        return {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                "labels": rng.integers(0, 10, n).tolist()}
+    def dump(name: str, n: int) -> None:
+        batch = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                 label_key: rng.integers(0, num_classes, n).tolist()}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
 
-    per_batch = max(1, n_train // 5)
-    for i in range(1, 6):
-        with open(folder / f"data_batch_{i}", "wb") as f:
-            pickle.dump(batch(per_batch), f)
-    with open(folder / "test_batch", "wb") as f:
-        pickle.dump(batch(n_test), f)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, f)
+    if num_classes == 10:
+        for i in range(1, 6):
+            dump(f"data_batch_{i}", max(1, n_train // 5))
+        dump("test_batch", n_test)
+    else:
+        dump("train", n_train)
+        dump("test", n_test)
     return root
 
 

@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from lightning_modules import ViTClassifier
 
 from robust_vit.cli import main
 from tests.conftest import EXPERIMENTS, REPO, TINY_MODEL
@@ -70,12 +73,27 @@ def test_pretrain_export_then_finetune_from_weights(tmp_path: Path, fmnist_dir: 
          *tiny_overrides(fmnist_dir), "--trainer.max_epochs=1", "--trainer.limit_train_batches=3"],
         tmp_path, monkeypatch)
     assert weights.is_file()
+    assert_weights_match_best_checkpoint(weights, tmp_path / "runs" / "pretrain")
     run(["fit", *CPU_BASE, "--config", str(EXPERIMENTS / "finetune.yaml"),
          *tiny_overrides(fmnist_dir), f"--model.weights={weights}", "--trainer.max_epochs=1",
          "--trainer.limit_train_batches=2"], tmp_path, monkeypatch)
     (finetune,) = records_under(tmp_path / "runs" / "finetune")
     assert finetune["run"]["config"]["model"]["weights"] == str(weights)
     assert "test/acc" in finetune["test"]["metrics"]
+
+
+def assert_weights_match_best_checkpoint(weights: Path, run_root: Path) -> None:
+    """The exported file, loaded through timm's local-file path, gives the checkpoint's logits."""
+    (ckpt_file,) = [p for p in run_root.rglob("*.ckpt") if p.name != "last.ckpt"]
+    state = torch.load(ckpt_file, map_location="cpu", weights_only=True)["state_dict"]
+    reference = ViTClassifier(model_name="vit_tiny_patch16_224", num_classes=10, img_size=32,
+                              in_chans=1, patch_size=8, model_kwargs=json.loads(TINY_MODEL))
+    reference.load_state_dict(state)
+    loaded = ViTClassifier(model_name="vit_tiny_patch16_224", num_classes=10, img_size=32,
+                           in_chans=1, patch_size=8, model_kwargs=json.loads(TINY_MODEL),
+                           weights=str(weights))
+    x = torch.rand(4, 1, 32, 32)
+    assert torch.equal(reference.eval()(x), loaded.eval()(x))
 
 
 @pytest.mark.parametrize(

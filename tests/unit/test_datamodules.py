@@ -8,7 +8,7 @@ import torch
 
 from datamodules import CIFARDataModule, FashionMNISTDataModule, ImageFolderDataModule
 from robust_vit.errors import ConfigError
-from tests.fakes import write_cifar10, write_fashion_mnist, write_idx, write_image_folder
+from tests.fakes import write_cifar, write_fashion_mnist, write_idx, write_image_folder
 
 
 def test_fashion_mnist_shapes_range_and_split(fmnist_dir: Path) -> None:
@@ -61,11 +61,17 @@ def test_labels_out_of_range_are_rejected(tmp_path: Path) -> None:
 
 
 def test_cifar10_torchvision_layout(tmp_path: Path) -> None:
-    dm = CIFARDataModule(data_dir=str(write_cifar10(tmp_path)), batch_size=8, val_fraction=0.2)
+    dm = CIFARDataModule(data_dir=str(write_cifar(tmp_path)), batch_size=8, val_fraction=0.2)
     dm.setup("fit")
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (8, 3, 32, 32) and dm.num_classes == 10
     assert len(dm.train_set) + len(dm.val_set) == 40
+
+
+def test_cifar100_uses_fine_labels(tmp_path: Path) -> None:
+    dm = CIFARDataModule(data_dir=str(write_cifar(tmp_path, num_classes=100)), num_classes=100)
+    dm.setup("test")
+    assert dm.num_classes == 100 and len(dm.test_set) == 20
 
 
 def test_cifar_without_files_or_download_fails_clearly(tmp_path: Path) -> None:

@@ -1,0 +1,61 @@
+"""Every YAML in experiments/ runs through the real CLI for one batch on a tiny stand-in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from robust_vit.cli import main
+from tests.conftest import EXPERIMENTS, TINY_MODEL
+from tests.fakes import write_cifar, write_image_folder
+
+ALL_YAMLS = sorted(p.relative_to(EXPERIMENTS).as_posix() for p in EXPERIMENTS.rglob("*.yaml"))
+RUN_ELSEWHERE = {"ddp.yaml": "tests/integration/test_ddp.py runs it with 2 CPU processes"}
+DEFAULT_DATA = "data/fashion_mnist.yaml"
+DEFAULT_MODEL = "model/vit_cpu.yaml"
+CPU_STAND_IN = ["--trainer.accelerator=cpu", "--trainer.precision=32-true",
+                "--data.init_args.num_workers=0"]
+
+
+def data_overrides(data_yaml: str, tmp_path: Path, fmnist_dir: Path) -> list[str]:
+    """Point each dataset config at small files in its real on-disk format."""
+    if data_yaml == "data/fashion_mnist.yaml":
+        return [f"--data.init_args.data_dir={fmnist_dir}"]
+    if data_yaml in ("data/cifar10.yaml", "data/cifar100.yaml"):
+        classes = 10 if data_yaml.endswith("10.yaml") else 100
+        return [f"--data.init_args.data_dir={write_cifar(tmp_path / 'cifar', classes)}"]
+    if data_yaml == "data/imagenet.yaml":
+        root = write_image_folder(tmp_path / "imagenet", classes=3, per_class=4)
+        return [f"--data.init_args.data_dir={root}", "--data.init_args.num_classes=3",
+                "--data.init_args.img_size=32", "--data.init_args.val_fraction=0.25"]
+    raise AssertionError(f"no stand-in data for {data_yaml}")
+
+
+def composition(yaml: str) -> tuple[list[str], str]:
+    """The overlays a user would stack with ``yaml``, and the data config among them."""
+    data = yaml if yaml.startswith("data/") else DEFAULT_DATA
+    model = yaml if yaml.startswith("model/") else DEFAULT_MODEL
+    layers = ["base.yaml", data, model]
+    if yaml not in layers:
+        layers.append(yaml)
+    return layers, data
+
+
+@pytest.mark.parametrize("yaml", [y for y in ALL_YAMLS if y not in RUN_ELSEWHERE])
+def test_yaml_runs_one_batch(yaml: str, tmp_path: Path, fmnist_dir: Path,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    layers, data = composition(yaml)
+    args = ["fit"]
+    for layer in layers:
+        args += ["--config", str(EXPERIMENTS / layer)]
+    args += data_overrides(data, tmp_path, fmnist_dir)
+    args += [f"--model.model_kwargs={TINY_MODEL}", "--data.init_args.batch_size=8",
+             "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
+             "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1",
+             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+             "--test_after_fit=true", *CPU_STAND_IN]
+    monkeypatch.chdir(tmp_path)
+    main(args)
+    assert list((tmp_path / "runs").rglob("results.json"))
+
