@@ -36,7 +36,9 @@ def corruption_table(result: dict[str, Any]) -> str:
         if has_ce:
             row.append(f"{100 * result['ce'][name]:.1f}")
         lines.append("| " + " | ".join(row) + " |")
-    summary = f"\nclean {100 * result['clean']['acc']:.1f}%, mean corruption accuracy " \
+    clean = result["clean"]["acc"]
+    clean_text = f"{100 * clean:.1f}%" if clean is not None and clean == clean else "-"
+    summary = f"\nclean {clean_text}, mean corruption accuracy " \
               f"{100 * result['mean_accuracy']:.1f}%, n={result['n']}"
     if has_ce:
         summary += f", mCE {100 * result['mce']:.1f}, relative mCE " \
