@@ -1,6 +1,8 @@
 """Lightning callbacks: evaluation, analysis and outputs that watch a run."""
 
+from callbacks.adversarial import AdversarialEval
+from callbacks.corruption import CorruptionEval
 from callbacks.export import ExportWeights
 from callbacks.results import ResultRecord
 
-__all__ = ["ExportWeights", "ResultRecord"]
+__all__ = ["AdversarialEval", "CorruptionEval", "ExportWeights", "ResultRecord"]

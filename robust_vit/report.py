@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from robust_vit.records import RECORD_NAME, read_record
+from robust_vit.tables import adversarial_table, corruption_table
 
 
 def flatten_metrics(record: dict[str, Any]) -> dict[str, float]:
@@ -31,6 +32,31 @@ def markdown_table(records: dict[str, dict[str, Any]], keys: list[str] | None = 
     return "\n".join(lines)
 
 
+def robustness_sections(records: dict[str, dict[str, Any]], plot_dir: Path | None) -> str:
+    """The adversarial and corruption tables of every record (and their plots in ``plot_dir``)."""
+    parts = []
+    for name, record in records.items():
+        for section, table in (("adversarial", adversarial_table),
+                               ("corruptions", corruption_table)):
+            for stage, result in (record.get(section) or {}).items():
+                parts.append(f"\n### {name}: {section} ({stage})\n\n{table(result)}")
+                if plot_dir is not None:
+                    parts.append(f"plot: {plot_section(section, result, name, stage, plot_dir)}")
+    return "\n".join(parts)
+
+
+def plot_section(section: str, result: dict[str, Any], name: str, stage: str,
+                 plot_dir: Path) -> Path:
+    """Write the section's plot (accuracy vs epsilon, or the corruption heatmap)."""
+    from robust_vit.plots import accuracy_vs_epsilon, corruption_heatmap
+
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    slug = "_".join(Path(name).parts[-2:]).replace("/", "_")
+    path = plot_dir / f"{slug}_{section}_{stage}.png"
+    plot = accuracy_vs_epsilon if section == "adversarial" else corruption_heatmap
+    return plot(result, path, f"{name} ({stage})")
+
+
 def find_records(path: Path, latest: bool) -> list[Path]:
     """Record files at ``path``: the file itself, or those in the folder and below it."""
     if path.is_file():
@@ -46,6 +72,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--keys", nargs="*", help="metric keys to show (default: test/ and val/)")
     parser.add_argument("--latest", action="store_true",
                         help="for each folder, only its most recently written record")
+    parser.add_argument("--plots", type=Path, default=None,
+                        help="folder to write accuracy-vs-epsilon and corruption heatmap PNGs to")
     ns = parser.parse_args(argv)
     records = {}
     for path in ns.records:
@@ -54,3 +82,6 @@ def main(argv: list[str]) -> None:
             parser.error(f"no result record at or under {path}")
         records.update({str(file.parent): read_record(file) for file in files})
     print(markdown_table(records, ns.keys))
+    robustness = robustness_sections(records, ns.plots)
+    if robustness:
+        print(robustness)

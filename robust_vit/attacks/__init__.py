@@ -1,5 +1,35 @@
-"""Adversarial attacks as pure functions over a model that takes images in [0, 1]."""
+"""Adversarial attacks as pure functions over a model that takes images in [0, 1].
 
-from robust_vit.attacks.pgd import Norm, eval_mode, pgd, project
+Functions (``fgsm``, ``pgd``, ``apgd``) for use anywhere; thin classes (``FGSM``, ``PGD``,
+``APGD``) that re-score what they return and give YAML a ``class_path``; ``run_suite`` for the
+per-example worst case over a suite.
+"""
 
-__all__ = ["Norm", "eval_mode", "pgd", "project"]
+from robust_vit.attacks.apgd import apgd, dlr_loss
+from robust_vit.attacks.classes import APGD, FGSM, PGD, Attack, AttackResult
+from robust_vit.attacks.core import Norm, ce_loss, eval_mode, is_correct, project
+from robust_vit.attacks.fgsm import fgsm
+from robust_vit.attacks.pgd import pgd
+from robust_vit.attacks.suite import CLEAN, WORST, count_flags, run_suite, wilson_interval
+
+__all__ = [
+    "APGD",
+    "CLEAN",
+    "FGSM",
+    "PGD",
+    "WORST",
+    "Attack",
+    "AttackResult",
+    "Norm",
+    "apgd",
+    "ce_loss",
+    "count_flags",
+    "dlr_loss",
+    "eval_mode",
+    "fgsm",
+    "is_correct",
+    "pgd",
+    "project",
+    "run_suite",
+    "wilson_interval",
+]

@@ -1,62 +1,32 @@
-"""Projected gradient descent (Madry et al. 2018), L-inf and L2, batched and seeded."""
+"""Projected gradient descent (Madry et al. 2018), L-inf and L2, batched, seeded, with restarts."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from enum import Enum
+from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-LossFn = Callable[[Tensor, Tensor], Tensor]
+from robust_vit.attacks.core import (
+    LossFn,
+    Norm,
+    attack_groups,
+    ce_loss,
+    direction,
+    eval_mode,
+    is_correct,
+    loss_and_grad,
+    project,
+    random_start,
+    start_noise,
+)
+
+__all__ = ["Norm", "ce_loss", "eval_mode", "pgd", "project", "random_start"]
 
 
-class Norm(str, Enum):
-    """Threat model of an attack."""
-
-    LINF = "linf"
-    L2 = "l2"
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode for the block, then restore the caller's mode exactly."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in modes.items():
-            module.training = training
-
-
-def _flat_norm(t: Tensor) -> Tensor:
-    return t.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (t.ndim - 1)))
-
-
-def project(delta: Tensor, eps: float, norm: Norm | str) -> Tensor:
-    """Project perturbations onto the ``eps`` ball of ``norm``."""
-    if Norm(norm) is Norm.LINF:
-        return delta.clamp(-eps, eps)
-    return delta * (eps / _flat_norm(delta)).clamp(max=1.0)
-
-
-def random_start(x: Tensor, eps: float, norm: Norm | str, generator: torch.Generator | None) -> Tensor:
-    """A uniform point of the L-inf ball, or a uniform direction and radius in the L2 ball."""
-    if Norm(norm) is Norm.LINF:
-        u = torch.rand(x.shape, generator=generator, device=generator.device if generator else "cpu")
-        return (u.to(x.device, x.dtype) * 2 - 1) * eps
-    g = torch.randn(x.shape, generator=generator, device=generator.device if generator else "cpu")
-    g = g.to(x.device, x.dtype)
-    r = torch.rand(x.shape[0], generator=generator, device=generator.device if generator else "cpu")
-    return g / _flat_norm(g) * r.to(x.device, x.dtype).view(-1, *([1] * (x.ndim - 1))) * eps
-
-
-def ce_loss(logits: Tensor, target: Tensor) -> Tensor:
-    """Per-example cross-entropy, the default loss an attack ascends."""
-    return F.cross_entropy(logits, target, reduction="none")
+def _step(x: Tensor, delta: Tensor, grad: Tensor, alpha: float, eps: float, norm: Norm) -> Tensor:
+    delta = project(delta + alpha * direction(grad, norm), eps, norm)
+    return (x + delta).clamp(0, 1) - x
 
 
 def pgd(
@@ -71,12 +41,24 @@ def pgd(
     random_init: bool = True,
     loss_fn: LossFn = ce_loss,
     generator: torch.Generator | None = None,
+    restarts: int = 1,
+    early_exit: bool | None = None,
+    seeds: Tensor | None = None,
 ) -> Tensor:
     """Adversarial examples within ``eps`` of ``x`` (and in [0, 1]) that ascend ``loss_fn``.
 
     Distance measure: L-inf or L2, in pixel units (inputs in [0, 1]). The model's mode is left
     as the caller set it (wrap the call in :func:`eval_mode` for the usual protocol), and only the
     input gets gradients: parameter ``.grad`` fields are untouched.
+
+    Two semantics, chosen by ``early_exit``:
+
+    - ``None`` (training, the default): every example takes all steps; the last iterate is returned
+      (over restarts, the one with the highest loss).
+    - ``True`` / ``False`` (evaluation; ``y`` are labels): each example's first misclassified point
+      (clean input, random start or any step of any restart) is returned, else the last iterate of
+      the last restart. ``True`` stops computing an example once it is misclassified; ``False``
+      keeps stepping it. The results are identical; ``True`` is faster.
 
     Args:
         model: maps images in [0, 1] to logits.
@@ -89,20 +71,82 @@ def pgd(
         random_init: start from a uniform random point of the ball instead of ``x``.
         loss_fn: per-example loss ``(logits, y) -> (N,)`` to maximise.
         generator: seeds the random start.
+        restarts: independent random starts (in evaluation only still-correct examples restart).
+        early_exit: ``None`` for training semantics, else evaluation semantics (see above).
+        seeds: one seed per example for its random starts (overrides ``generator``), which makes
+            results independent of batch size and sharding.
+
+    Shape:
+        x: ``(N, C, H, W)`` in [0, 1]; y: ``(N,)``; returns ``(N, C, H, W)`` in [0, 1].
+
+    Examples::
+
+        >>> with eval_mode(model):
+        ...     x_adv = pgd(model, x, y, eps=8 / 255, alpha=2 / 255, steps=20, early_exit=True)
     """
     if eps < 0:
         raise ValueError(f"eps must be non-negative, got {eps}")
+    if restarts < 1:
+        raise ValueError(f"restarts must be at least 1, got {restarts}")
     norm = Norm(norm)
     x = x.detach()
-    delta = random_start(x, eps, norm, generator) if random_init and eps > 0 else torch.zeros_like(x)
-    delta = (x + delta).clamp(0, 1) - x
-    for _ in range(steps):
-        delta.requires_grad_(True)
-        with torch.enable_grad():
-            loss = loss_fn(model(x + delta), y).sum()
-            (grad,) = torch.autograd.grad(loss, delta)
+
+    def start(restart: int) -> Tensor:
+        if not (random_init and eps > 0):
+            return torch.zeros_like(x)
+        noise = start_noise(x, eps, norm, generator=generator, seeds=seeds, restart=restart)
+        return (x + noise).clamp(0, 1) - x
+
+    if early_exit is None:
+        return _pgd_ascent(model, x, y, start, eps, alpha, steps, norm, loss_fn, restarts)
+    return _pgd_until_wrong(model, x, y, start, eps, alpha, steps, norm, loss_fn, restarts,
+                            early_exit)
+
+
+def _pgd_ascent(model: nn.Module, x: Tensor, y: Tensor, start: Callable[[int], Tensor],
+                eps: float, alpha: float, steps: int, norm: Norm, loss_fn: LossFn,
+                restarts: int) -> Tensor:
+    best, best_loss = x, None
+    for restart in range(restarts):
+        delta = start(restart)
+        for _ in range(steps):
+            _, _, grad = loss_and_grad(model, x + delta, y, loss_fn)
+            delta = _step(x, delta, grad, alpha, eps, norm)
+        if restarts == 1:
+            return (x + delta).detach()
         with torch.no_grad():
-            step = grad.sign() if norm is Norm.LINF else grad / _flat_norm(grad)
-            delta = project(delta + alpha * step, eps, norm)
-            delta = (x + delta).clamp(0, 1) - x
-    return (x + delta).detach()
+            loss = loss_fn(model(x + delta), y)
+        better = loss > best_loss if best_loss is not None else torch.ones_like(loss).bool()
+        best = torch.where(better.view(-1, *([1] * (x.ndim - 1))), x + delta, best)
+        best_loss = loss if best_loss is None else torch.maximum(loss, best_loss)
+    return best.detach()
+
+
+def _pgd_until_wrong(model: nn.Module, x: Tensor, y: Tensor, start: Callable[[int], Tensor],
+                     eps: float, alpha: float, steps: int, norm: Norm, loss_fn: LossFn,
+                     restarts: int, early_exit: bool) -> Tensor:
+    fooled = ~is_correct(model, x, y)
+    best = x.clone()
+    for restart in range(restarts):
+        delta = start(restart)
+        for k in range(steps + 1):
+            groups = attack_groups(fooled, early_exit)
+            if not groups:
+                break
+            for g, idx in enumerate(groups):
+                xa = x[idx] + delta[idx]
+                if k == steps:  # last iterate: score it, no gradient needed
+                    if g == 0:
+                        wrong = ~is_correct(model, xa, y[idx])
+                        best[idx[wrong]] = xa[wrong]
+                        fooled[idx[wrong]] = True
+                    continue
+                logits, _, grad = loss_and_grad(model, xa, y[idx], loss_fn)
+                if g == 0:
+                    wrong = logits.argmax(dim=1) != y[idx]
+                    best[idx[wrong]] = xa[wrong]
+                    fooled[idx[wrong]] = True
+                delta[idx] = _step(x[idx], delta[idx], grad, alpha, eps, norm)
+        still = ~fooled
+        best[still] = (x + delta)[still]
+    return best.detach()

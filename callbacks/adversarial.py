@@ -1,0 +1,144 @@
+"""Adversarial evaluation as a callback: a suite of attacks over a grid of epsilons."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+
+from callbacks.evaluation import (
+    check_gradients_enabled,
+    check_stages,
+    eval_dataset,
+    log_scalars,
+    proportion,
+    rank_shard,
+    reduce_counts,
+    write_outputs,
+)
+from robust_vit.attacks import CLEAN, WORST, Attack, run_suite
+from robust_vit.errors import ConfigError
+from robust_vit.tables import adversarial_table
+
+Stage = Literal["fit", "test"]
+
+
+class AdversarialEval(L.Callback):
+    """Robust accuracy under a suite of attacks: each attack, the per-example worst case, 95% CIs.
+
+    Runs at the end of testing, and (with ``"fit"`` in ``stages``) at the end of every
+    ``every_n_epochs``-th validation, on the first ``num_examples`` examples of that loader. Each
+    rank attacks every ``world_size``-th example and the robust counts are summed, so results do
+    not depend on the number of ranks. Needs ``trainer.inference_mode: false``.
+
+    Args:
+        attacks: the suite (``robust_vit.attacks.PGD`` etc., as ``class_path`` entries).
+        epsilons: radii to run every attack at (pixel units); None: each attack's own ``eps``.
+        num_examples: examples to evaluate (the first ones of the loader's dataset).
+        seed: seeds each example's random starts (with its dataset index).
+        every_n_epochs: during fit, evaluate every this many epochs.
+        stages: ``test`` and/or ``fit``.
+        batch_size: examples attacked at once per rank.
+        section: name of the record section, of the markdown file and of the logged keys.
+    """
+
+    def __init__(self, attacks: list[Attack], epsilons: list[float] | None = None,
+                 num_examples: int = 1000, seed: int = 0, every_n_epochs: int = 1,
+                 stages: list[Stage] = ["test"],  # noqa: B006 (jsonargparse needs a literal)
+                 batch_size: int = 256, section: str = "adversarial") -> None:
+        check_stages("adversarial", list(stages), every_n_epochs, num_examples)
+        if not attacks:
+            raise ConfigError("adversarial.attacks", "needs at least one attack.")
+        if epsilons is not None and (not epsilons or min(epsilons) < 0):
+            raise ConfigError("adversarial.epsilons",
+                              f"must be non-negative radii, got {epsilons}.")
+        self.suites = self._suites(attacks, epsilons)
+        self.num_examples, self.seed = num_examples, seed
+        self.every_n_epochs, self.stages = every_n_epochs, list(stages)
+        self.batch_size, self.section = batch_size, section
+
+    @staticmethod
+    def _suites(attacks: list[Attack], epsilons: list[float] | None) -> dict[str, list[Attack]]:
+        """Attacks grouped by threat model ``<norm>@<eps>``, in the order given."""
+        suites: dict[str, list[Attack]] = {}
+        for eps in epsilons if epsilons is not None else [None]:
+            for attack in attacks:
+                a = attack.with_eps(eps) if eps is not None else attack
+                suites.setdefault(f"{a.norm}@{a.eps:.6g}", []).append(a)
+        return suites
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Fail before any compute if the stage would run the attacks without gradients."""
+        if stage in self.stages:
+            check_gradients_enabled(trainer, stage, "AdversarialEval")
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Evaluate on the test set."""
+        if "test" in self.stages:
+            self.evaluate(trainer, pl_module, "test")
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Evaluate on the validation set every ``every_n_epochs`` epochs of fit."""
+        due = (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        if "fit" in self.stages and trainer.training is False and not trainer.sanity_checking \
+                and trainer.state.fn == "fit" and due:
+            self.evaluate(trainer, pl_module, "fit")
+
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                 stage: str) -> dict[str, Any]:
+        """Attack this rank's shard, sum the counts over ranks, log and record the result."""
+        dataset = eval_dataset(trainer, stage)
+        if dataset is None:
+            raise ConfigError("data", f"AdversarialEval needs a {stage} dataset; none was found.")
+        start = time.perf_counter()
+        loader, n = rank_shard(dataset, self.num_examples, trainer, self.batch_size)
+        counts: dict[str, Tensor] = {}
+        for x, y, index in loader:
+            x, y = x.to(pl_module.device), y.to(pl_module.device)
+            seeds = index + self.seed * 2**31
+            for i, (threat, suite) in enumerate(self.suites.items()):
+                flags = run_suite(pl_module, x, y, suite, seeds)
+                for name, f in flags.items():
+                    if name == CLEAN and i > 0:
+                        continue
+                    key = CLEAN if name == CLEAN else f"{name}\t{threat}"
+                    counts[key] = counts.get(key, torch.zeros(())) + f.sum().cpu()
+        totals = reduce_counts(trainer, counts)
+        result = self._result(totals, n, time.perf_counter() - start)
+        prefix = "test" if stage == "test" else "val"
+        scalars = {f"{prefix}/{self.section}/{CLEAN}": result["clean"]["acc"]}
+        for name, by_threat in {**result["attacks"], WORST: result["worst_case"]}.items():
+            scalars.update({f"{prefix}/{self.section}/{name}@{t.split('@')[1]}": v["acc"]
+                            for t, v in by_threat.items()})
+        log_scalars(pl_module, scalars)
+        if trainer.is_global_zero:
+            table = adversarial_table(result)
+            rows = [[name, t, v["acc"], *v["ci"]] for name, by_t in
+                    {**result["attacks"], WORST: result["worst_case"]}.items()
+                    for t, v in by_t.items()]
+            md = write_outputs(trainer, self.section, stage, result, table, rows,
+                               ["attack", "threat", "acc", "ci_low", "ci_high"])
+            rank_zero_info(f"\n{table}\n(written to {md})")
+        return result
+
+    def _result(self, totals: dict[str, int], n: int, seconds: float) -> dict[str, Any]:
+        attacks: dict[str, dict[str, Any]] = {}
+        worst: dict[str, Any] = {}
+        for key, robust in totals.items():
+            if key == CLEAN:
+                continue
+            name, threat = key.split("\t")
+            target = worst if name == WORST else attacks.setdefault(name, {})
+            target[threat] = proportion(robust, n)
+        order = list(self.suites)
+        names = list(dict.fromkeys(a.name for suite in self.suites.values() for a in suite))
+        attacks = {name: attacks[name] for name in names}
+        return {"n": n, "seed": self.seed, "seconds": round(seconds, 2),
+                "clean": proportion(totals[CLEAN], n),
+                "attacks": {k: dict(sorted(v.items(), key=lambda kv: order.index(kv[0])))
+                            for k, v in attacks.items()},
+                "worst_case": dict(sorted(worst.items(), key=lambda kv: order.index(kv[0])))}

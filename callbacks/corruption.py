@@ -1,0 +1,179 @@
+"""Corruption robustness as a callback: 15 corruptions x 5 severities, rendered once and cached."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from callbacks.evaluation import (
+    check_stages,
+    eval_dataset,
+    log_scalars,
+    proportion,
+    reduce_counts,
+    write_outputs,
+)
+from datamodules.corruptions import cifar_c_dataset
+from robust_vit.corruptions import (
+    CORRUPTIONS,
+    SEVERITIES,
+    alexnet_reference,
+    check_corruptions,
+    corruption_metrics,
+    reference_from_record,
+    render_corruptions,
+)
+from robust_vit.errors import ConfigError
+from robust_vit.tables import corruption_table
+
+Stage = Literal["fit", "test"]
+
+
+class CorruptionEval(L.Callback):
+    """Accuracy per corruption x severity, mean corruption accuracy, and CE / mCE if referenced.
+
+    With ``data_dir`` it reads a pre-rendered set in the CIFAR-10-C layout (CIFAR-10-C,
+    CIFAR-100-C). Without it, the first ``num_examples`` images of the stage's dataset are
+    corrupted once (rank zero, seeded per image) into ``cache_dir`` and read back from there.
+
+    Args:
+        data_dir: folder of a pre-rendered set (``<corruption>.npy`` + ``labels.npy``).
+        cache_dir: where rendered sets are cached (one subfolder per source and seed).
+        corruptions: names to evaluate (default: all 15).
+        severities: severities to evaluate (default: 1..5).
+        num_examples: images per corruption and severity (the first ones).
+        seed: rendering seed.
+        reference: ``alexnet`` (published ImageNet-C errors), a reference run's ``results.json``
+            path, or None for accuracies only.
+        every_n_epochs: during fit, evaluate every this many epochs.
+        stages: ``test`` and/or ``fit``.
+        batch_size: images per forward pass.
+        section: name of the record section, the markdown file and the logged keys.
+    """
+
+    def __init__(self, data_dir: str | None = None, cache_dir: str = "data/corruption_cache",
+                 corruptions: list[str] | None = None, severities: list[int] | None = None,
+                 num_examples: int = 1000, seed: int = 0, reference: str | None = None,
+                 every_n_epochs: int = 1,
+                 stages: list[Stage] = ["test"],  # noqa: B006 (jsonargparse needs a literal)
+                 batch_size: int = 256, section: str = "corruptions") -> None:
+        check_stages("corruptions", list(stages), every_n_epochs, num_examples)
+        self.corruptions = list(corruptions or CORRUPTIONS)
+        check_corruptions(self.corruptions, "corruptions.corruptions")
+        self.severities = list(severities or SEVERITIES)
+        if not set(self.severities) <= set(SEVERITIES):
+            raise ConfigError("corruptions.severities", f"must be in {SEVERITIES}.")
+        if reference not in (None, "alexnet") and not Path(str(reference)).is_file():
+            raise ConfigError("corruptions.reference",
+                              f"{reference!r} is neither 'alexnet' nor a results.json file.")
+        if data_dir is not None and not Path(data_dir).is_dir():
+            raise ConfigError("corruptions.data_dir", f"{data_dir!r} is not a directory.")
+        self.data_dir, self.cache_dir = data_dir, Path(cache_dir)
+        self.num_examples, self.seed, self.reference = num_examples, seed, reference
+        self.every_n_epochs, self.stages = every_n_epochs, list(stages)
+        self.batch_size, self.section = batch_size, section
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Evaluate after testing."""
+        if "test" in self.stages:
+            self.evaluate(trainer, pl_module, "test")
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Evaluate every ``every_n_epochs`` epochs of fit."""
+        due = (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        if "fit" in self.stages and not trainer.sanity_checking and trainer.state.fn == "fit" \
+                and due:
+            self.evaluate(trainer, pl_module, "fit")
+
+    def source_folder(self, trainer: L.Trainer, stage: str) -> Path:
+        """The pre-rendered folder, or the cache rendered from the stage's images (rank zero)."""
+        if self.data_dir is not None:
+            return Path(self.data_dir)
+        dataset = eval_dataset(trainer, stage)
+        if dataset is None:
+            raise ConfigError("data", f"CorruptionEval needs a {stage} dataset; none was found.")
+        n = min(self.num_examples, len(dataset))  # type: ignore[arg-type]
+        key = json.dumps([type(dataset).__name__, stage, n, self.seed, trainer.datamodule.__class__
+                          .__name__ if trainer.datamodule else None])
+        folder = self.cache_dir / hashlib.sha1(key.encode()).hexdigest()[:12]
+        if trainer.is_global_zero:
+            images, labels = zip(*(dataset[i] for i in range(n)), strict=True)
+            x = torch.stack(images).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            render_corruptions(x, np.asarray([int(v) for v in labels]), folder, self.corruptions,
+                               self.seed)
+        trainer.strategy.barrier("corruption_cache")
+        return folder
+
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                 stage: str) -> dict[str, Any]:
+        """Score this rank's share of every corruption x severity, sum over ranks, record."""
+        start = time.perf_counter()
+        folder = self.source_folder(trainer, stage)
+        hp = pl_module.hparams
+        counts: dict[str, Tensor] = {}
+        n = 0
+        clean = eval_dataset(trainer, stage)
+        for name in self.corruptions:
+            for severity in self.severities:
+                data = cifar_c_dataset(folder, name, severity, hp.img_size, hp.in_chans)
+                correct, n = self._count(trainer, pl_module, data)
+                counts[f"{name}\t{severity}"] = correct
+        if clean is not None:
+            counts["clean"], _ = self._count(trainer, pl_module, clean)
+        totals = reduce_counts(trainer, counts)
+        accuracy = {c: {str(s): proportion(totals[f"{c}\t{s}"], n) for s in self.severities}
+                    for c in self.corruptions}
+        clean_acc = totals["clean"] / n if "clean" in totals else float("nan")
+        result: dict[str, Any] = {
+            "n": n, "seed": self.seed, "severities": self.severities, "source": str(folder),
+            "clean": proportion(totals.get("clean", 0), n if "clean" in totals else 0),
+            "accuracy": accuracy, "seconds": round(time.perf_counter() - start, 2),
+        }
+        acc_values = {c: {s: v["acc"] for s, v in by.items()} for c, by in accuracy.items()}
+        result.update(corruption_metrics(acc_values, clean_acc, self._reference()))
+        prefix = "test" if stage == "test" else "val"
+        scalars = {f"{prefix}/{self.section}/mean_acc": result["mean_accuracy"]}
+        if "mce" in result:
+            scalars[f"{prefix}/{self.section}/mce"] = result["mce"]
+        log_scalars(pl_module, scalars)
+        if trainer.is_global_zero:
+            table = corruption_table(result)
+            rows = [[c, int(s), v["acc"], *v["ci"]] for c, by in accuracy.items()
+                    for s, v in by.items()]
+            md = write_outputs(trainer, self.section, stage, result, table, rows,
+                               ["corruption", "severity", "acc", "ci_low", "ci_high"])
+            rank_zero_info(f"\n{table}\n(written to {md})")
+        return result
+
+    def _count(self, trainer: L.Trainer, pl_module: L.LightningModule,
+               dataset: Dataset) -> tuple[Tensor, int]:
+        """Correct predictions on this rank's every ``world_size``-th of the first images."""
+        n = min(self.num_examples, len(dataset))  # type: ignore[arg-type]
+        shard = Subset(dataset, list(range(trainer.global_rank, n, trainer.world_size)))
+        correct = torch.zeros((), dtype=torch.long)
+        was_training = pl_module.training
+        pl_module.eval()
+        with torch.no_grad():
+            for x, y in DataLoader(shard, batch_size=self.batch_size):
+                pred = pl_module(x.to(pl_module.device)).argmax(dim=1).cpu()
+                correct += (pred == torch.as_tensor(y)).sum()
+        pl_module.train(was_training)
+        return correct, n
+
+    def _reference(self) -> dict[str, Any] | None:
+        if self.reference is None:
+            return None
+        if self.reference == "alexnet":
+            return alexnet_reference()
+        return reference_from_record(json.loads(Path(self.reference).read_text()),
+                                     section=self.section)

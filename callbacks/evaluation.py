@@ -1,0 +1,107 @@
+"""Shared by the evaluation callbacks: checks, each rank's examples, exact sums, outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from callbacks.results import record_path
+from robust_vit.attacks import wilson_interval
+from robust_vit.errors import ConfigError
+from robust_vit.records import update_record
+
+STAGES = ("fit", "test")
+
+
+def check_stages(field: str, stages: list[str], every_n_epochs: int, num_examples: int) -> None:
+    """Fail on stages other than fit/test, and on non-positive counts."""
+    bad = [s for s in stages if s not in STAGES]
+    if bad or not stages:
+        raise ConfigError(field + ".stages", f"must be a non-empty subset of {STAGES}, "
+                          f"got {stages}.")
+    if every_n_epochs < 1:
+        raise ConfigError(field + ".every_n_epochs", f"must be at least 1, got {every_n_epochs}.")
+    if num_examples < 1:
+        raise ConfigError(field + ".num_examples", f"must be at least 1, got {num_examples}.")
+
+
+def check_gradients_enabled(trainer: L.Trainer, stage: str, field: str) -> None:
+    """Attacks need gradients: refuse evaluation loops that run under ``torch.inference_mode``."""
+    loop = trainer.test_loop if stage == "test" else trainer.fit_loop.epoch_loop.val_loop
+    if loop.inference_mode:
+        raise ConfigError(
+            "trainer.inference_mode",
+            f"is true, so {field} would attack without gradients during {stage}. Set "
+            "`trainer.inference_mode: false` (the experiments/eval/*.yaml files do).",
+        )
+
+
+def eval_dataset(trainer: L.Trainer, stage: str) -> Dataset | None:
+    """The dataset of the stage's evaluation loader (test set for test, validation set in fit)."""
+    loaders = trainer.test_dataloaders if stage == "test" else trainer.val_dataloaders
+    if isinstance(loaders, list | tuple):
+        loaders = loaders[0] if loaders else None
+    return loaders.dataset if isinstance(loaders, DataLoader) else None
+
+
+def rank_shard(dataset: Dataset, num_examples: int, trainer: L.Trainer,
+               batch_size: int) -> tuple[DataLoader, int]:
+    """This rank's share (every ``world_size``-th) of the first ``num_examples`` examples.
+
+    No padding or duplicates, so the per-rank counts sum exactly to the single-process counts.
+    Batches yield ``(x, y, index)`` with the dataset index, from which per-example seeds derive.
+    """
+    n = min(num_examples, len(dataset))  # type: ignore[arg-type]
+    indices = list(range(trainer.global_rank, n, trainer.world_size))
+    subset = Subset(_Indexed(dataset), indices)
+    return DataLoader(subset, batch_size=batch_size, shuffle=False), n
+
+
+class _Indexed(Dataset):
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, int]:
+        x, y = self.dataset[index]
+        return x, torch.as_tensor(y), index
+
+
+def reduce_counts(trainer: L.Trainer, counts: dict[str, Tensor]) -> dict[str, int]:
+    """Sum integer counts over ranks (exact: every example lives on exactly one rank)."""
+    keys = sorted(counts)
+    stacked = torch.stack([counts[k].to(trainer.strategy.root_device, torch.float64) for k in keys])
+    total = trainer.strategy.reduce(stacked, reduce_op="sum") if trainer.world_size > 1 else stacked
+    return {k: round(float(v)) for k, v in zip(keys, total.tolist(), strict=True)}
+
+
+def proportion(successes: int, n: int) -> dict[str, Any]:
+    """Accuracy, its count, and the 95% Wilson interval."""
+    return {"acc": successes / n if n else float("nan"), "correct": successes, "n": n,
+            "ci": list(wilson_interval(successes, n))}
+
+
+def log_scalars(pl_module: L.LightningModule, values: dict[str, float]) -> None:
+    """Log already-reduced scalars to every logger (the module's ``log`` keeps Lightning's keys)."""
+    for key, value in values.items():
+        pl_module.log(key, value, rank_zero_only=True)
+
+
+def write_outputs(trainer: L.Trainer, section: str, stage: str, result: dict[str, Any],
+                  table: str, rows: list[list[Any]], columns: list[str]) -> Path:
+    """Merge ``result`` into the run record, save the markdown table, and send loggers a table."""
+    path = record_path(trainer)
+    update_record(path, section, {stage: {**result, "table": table}})
+    md = path.parent / f"{section}_{stage}.md"
+    md.write_text(table + "\n")
+    for logger in trainer.loggers:
+        if hasattr(logger, "log_table"):
+            logger.log_table(key=f"{stage}/{section}", columns=columns, data=rows)
+    return md

@@ -1,0 +1,155 @@
+"""The 15 ImageNet-C corruptions x 5 severities: seeded rendering, an on-disk cache, and metrics.
+
+Rendering uses ``imagecorruptions-imaug`` (import name ``imagecorruptions``, the optional
+``corruptions`` extra). The cache follows the CIFAR-10-C layout: one uint8 ``<corruption>.npy``
+of shape ``(5 N, H, W, C)`` with severities 1..5 stacked, and ``labels.npy`` of shape ``(5 N,)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CORRUPTIONS = (
+    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
+    "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform",
+    "pixelate", "jpeg_compression",
+)
+SEVERITIES = (1, 2, 3, 4, 5)
+SEEDED_BY_ARGUMENT = ("glass_blur", "impulse_noise")
+
+# AlexNet's ImageNet-C top-1 errors averaged over the 5 severities (Hendrycks & Dietterich 2019),
+# and its clean top-1 error, the reference of the published CE / mCE / relative mCE.
+ALEXNET_ERRORS = {
+    "gaussian_noise": 0.886428, "shot_noise": 0.894468, "impulse_noise": 0.922640,
+    "defocus_blur": 0.819880, "glass_blur": 0.826268, "motion_blur": 0.785948,
+    "zoom_blur": 0.798360, "snow": 0.866816, "frost": 0.826572, "fog": 0.819324,
+    "brightness": 0.564592, "contrast": 0.853204, "elastic_transform": 0.646056,
+    "pixelate": 0.717840, "jpeg_compression": 0.606500,
+}
+ALEXNET_CLEAN_ERROR = 0.4348
+
+
+def check_corruptions(names: Sequence[str], field: str = "corruptions") -> None:
+    """Fail naming the unknown corruption names."""
+    from robust_vit.errors import ConfigError
+
+    unknown = [n for n in names if n not in CORRUPTIONS]
+    if unknown or not names:
+        raise ConfigError(field, f"unknown or empty {unknown or names}; choose from {CORRUPTIONS}.")
+
+
+def image_seed(seed: int, corruption: str, severity: int, index: int) -> int:
+    """The seed of one image's corruption: a function of the run seed and where the image sits."""
+    entropy = [seed, CORRUPTIONS.index(corruption), severity, index]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def corrupt_image(image: np.ndarray, corruption: str, severity: int, seed: int) -> np.ndarray:
+    """One uint8 ``(H, W, C)`` image (C = 1 or 3, H and W >= 32) corrupted, seeded, same shape.
+
+    Grey images are repeated to RGB for the corruption and averaged back. NumPy's global random
+    state is seeded for the call and restored after it.
+    """
+    from imagecorruptions import corrupt
+
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (1, 3):
+        raise ValueError(f"need uint8 (H, W, 1|3), got {image.dtype} {image.shape}")
+    if min(image.shape[:2]) < 32:
+        raise ValueError(f"imagecorruptions needs at least 32x32 pixels, got {image.shape[:2]}")
+    rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+    kwargs = {"seed": seed} if corruption in SEEDED_BY_ARGUMENT else {}
+    state = np.random.get_state()
+    np.random.seed(seed % 2**32)
+    try:
+        out = corrupt(rgb, severity=severity, corruption_name=corruption, **kwargs)
+    finally:
+        np.random.set_state(state)
+    out = np.asarray(out, dtype=np.uint8)[: image.shape[0], : image.shape[1]]
+    if image.shape[2] == 1:
+        out = np.round(out.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
+    return out
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
+
+
+def render_corruptions(images: np.ndarray, labels: np.ndarray, out_dir: str | Path,
+                       corruptions: Sequence[str] = CORRUPTIONS, seed: int = 0) -> Path:
+    """Render and cache every corruption at the 5 severities (files already there are kept).
+
+    Args:
+        images: uint8 ``(N, H, W, C)``.
+        labels: int ``(N,)``.
+        out_dir: the cache folder (CIFAR-10-C layout).
+        corruptions: names among :data:`CORRUPTIONS`.
+        seed: run seed; each image's seed also depends on corruption, severity and index.
+    """
+    check_corruptions(corruptions)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"n": len(images), "shape": list(images.shape[1:]), "seed": seed}
+    meta_path = out / "meta.json"
+    if meta_path.is_file() and json.loads(meta_path.read_text()) != meta:
+        raise ValueError(f"{out} caches other images ({meta_path.read_text()}); use another folder")
+    meta_path.write_text(json.dumps(meta))
+    if not (out / "labels.npy").is_file():
+        _save_atomic(out / "labels.npy", np.tile(np.asarray(labels, dtype=np.int64), 5))
+    for name in corruptions:
+        path = out / f"{name}.npy"
+        if path.is_file():
+            continue
+        stacked = np.stack([corrupt_image(img, name, s, image_seed(seed, name, s, i))
+                            for s in SEVERITIES for i, img in enumerate(images)])
+        _save_atomic(path, stacked)
+    return out
+
+
+def corruption_metrics(accuracy: dict[str, dict[int, float]], clean_accuracy: float,
+                       reference: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Mean corruption accuracy, and CE / mCE / relative mCE against ``reference``.
+
+    Args:
+        accuracy: ``accuracy[corruption][severity]`` in [0, 1].
+        clean_accuracy: accuracy on the uncorrupted images.
+        reference: ``{"name", "errors": {corruption: mean error}, "clean_error"}``, e.g.
+            :func:`alexnet_reference` or :func:`reference_from_record`.
+    """
+    errors = {c: 1 - float(np.mean(list(by_sev.values()))) for c, by_sev in accuracy.items()}
+    out: dict[str, Any] = {"mean_accuracy": 1 - float(np.mean(list(errors.values())))}
+    if reference is None:
+        return out
+    missing = [c for c in errors if c not in reference["errors"]]
+    if missing:
+        raise ValueError(f"reference {reference['name']!r} has no errors for {missing}")
+    ref, ref_clean = reference["errors"], reference["clean_error"]
+    clean_error = 1 - clean_accuracy
+    ce = {c: e / ref[c] for c, e in errors.items()}
+    rel = {c: (e - clean_error) / (ref[c] - ref_clean) for c, e in errors.items()}
+    out.update(reference=reference["name"], ce=ce, mce=float(np.mean(list(ce.values()))),
+               relative_ce=rel, relative_mce=float(np.mean(list(rel.values()))))
+    return out
+
+
+def alexnet_reference() -> dict[str, Any]:
+    """AlexNet's published ImageNet-C errors (meaningful for ImageNet-C only)."""
+    return {"name": "alexnet", "errors": dict(ALEXNET_ERRORS), "clean_error": ALEXNET_CLEAN_ERROR}
+
+
+def reference_from_record(record: dict[str, Any], stage: str = "test",
+                          section: str = "corruptions") -> dict[str, Any]:
+    """A reference run's mean errors per corruption, read from its result record."""
+    result = record[section][stage]
+    errors = {c: 1 - float(np.mean([v["acc"] for v in by_sev.values()]))
+              for c, by_sev in result["accuracy"].items()}
+    name = record.get("run", {}).get("log_dir", "reference run")
+    return {"name": name, "errors": errors, "clean_error": 1 - result["clean"]["acc"]}

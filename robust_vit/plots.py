@@ -1,0 +1,49 @@
+"""Plots from result records (matplotlib, Agg backend): accuracy vs epsilon, corruption heatmap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def accuracy_vs_epsilon(result: dict[str, Any], path: Path, title: str) -> Path:
+    """One line per attack (and the worst case) per norm: robust accuracy against epsilon."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    rows = {**result["attacks"], "worst case": result["worst_case"]}
+    for name, by_threat in rows.items():
+        points: dict[str, list[tuple[float, float]]] = {}
+        for threat, entry in by_threat.items():
+            norm, eps = threat.split("@")
+            points.setdefault(norm, []).append((float(eps), entry["acc"]))
+        for norm, pts in points.items():
+            pts = sorted([(0.0, result["clean"]["acc"]), *pts])
+            style = "k--" if name == "worst case" else "-o"
+            ax.plot(*zip(*pts, strict=True), style, label=f"{name} ({norm})", markersize=3)
+    ax.set(xlabel="epsilon (pixel units)", ylabel="accuracy", ylim=(0, 1), title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def corruption_heatmap(result: dict[str, Any], path: Path, title: str) -> Path:
+    """Accuracy per corruption (rows) and severity (columns)."""
+    names = list(result["accuracy"])
+    severities = [str(s) for s in result["severities"]]
+    grid = [[result["accuracy"][c][s]["acc"] for s in severities] for c in names]
+    fig, ax = plt.subplots(figsize=(4 + 0.4 * len(severities), 1 + 0.3 * len(names)))
+    image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(severities)), severities)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set(xlabel="severity", title=title)
+    fig.colorbar(image, ax=ax, label="accuracy")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
