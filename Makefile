@@ -48,14 +48,15 @@ $(WEIGHTS): | $(VENV)/.installed
 pretrain: install ## train the CPU default ViT from scratch and export it as safetensors
 	rm -f $(WEIGHTS) && $(MAKE) --no-print-directory $(WEIGHTS)
 
-finetune: install $(WEIGHTS) ## finetune the pretrained CPU ViT (METHOD=erm) and test it
+finetune: install $(WEIGHTS) ## finetune the pretrained CPU ViT (METHOD=erm), test it with the CPU robustness suite
 	$(CLI) fit $(CPU_RUN) --config experiments/method/$(or $(METHOD),erm).yaml \
-		--config experiments/finetune.yaml --model.weights $(WEIGHTS) --threads $(THREADS)
+		--config experiments/finetune.yaml --config experiments/eval/cpu.yaml \
+		--model.weights $(WEIGHTS) --threads $(THREADS)
 
 demo: install ## pretrain, finetune from the weights file, evaluate, print the table (CPU, minutes)
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory $(WEIGHTS) finetune && \
-	$(CLI) report runs/pretrain runs/finetune --latest --keys test/acc test/loss && \
+	$(CLI) report runs/pretrain runs/finetune --latest --keys test/acc --plots runs/plots && \
 	echo "demo: $$(( $$(date +%s) - start )) s"
 
 test: install ## run the test suite (what CI runs)

@@ -20,6 +20,7 @@ from callbacks.evaluation import (
     reduce_counts,
     write_outputs,
 )
+from callbacks.results import record_path
 from robust_vit.attacks import CLEAN, WORST, Attack, run_suite
 from robust_vit.errors import ConfigError
 from robust_vit.tables import adversarial_table
@@ -115,12 +116,13 @@ class AdversarialEval(L.Callback):
             scalars.update({f"{prefix}/{self.section}/{name}@{t.split('@')[1]}": v["acc"]
                             for t, v in by_threat.items()})
         log_scalars(pl_module, scalars)
+        record = record_path(trainer)
         if trainer.is_global_zero:
             table = adversarial_table(result)
             rows = [[name, t, v["acc"], *v["ci"]] for name, by_t in
                     {**result["attacks"], WORST: result["worst_case"]}.items()
                     for t, v in by_t.items()]
-            md = write_outputs(trainer, self.section, stage, result, table, rows,
+            md = write_outputs(trainer, record, self.section, stage, result, table, rows,
                                ["attack", "threat", "acc", "ci_low", "ci_high"])
             rank_zero_info(f"\n{table}\n(written to {md})")
         return result

@@ -23,6 +23,7 @@ from callbacks.evaluation import (
     reduce_counts,
     write_outputs,
 )
+from callbacks.results import record_path
 from datamodules.corruptions import cifar_c_dataset
 from robust_vit.corruptions import (
     CORRUPTIONS,
@@ -146,11 +147,12 @@ class CorruptionEval(L.Callback):
         if "mce" in result:
             scalars[f"{prefix}/{self.section}/mce"] = result["mce"]
         log_scalars(pl_module, scalars)
+        record = record_path(trainer)
         if trainer.is_global_zero:
             table = corruption_table(result)
             rows = [[c, int(s), v["acc"], *v["ci"]] for c, by in accuracy.items()
                     for s, v in by.items()]
-            md = write_outputs(trainer, self.section, stage, result, table, rows,
+            md = write_outputs(trainer, record, self.section, stage, result, table, rows,
                                ["corruption", "severity", "acc", "ci_low", "ci_high"])
             rank_zero_info(f"\n{table}\n(written to {md})")
         return result

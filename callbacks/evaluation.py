@@ -10,7 +10,6 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from callbacks.results import record_path
 from robust_vit.attacks import wilson_interval
 from robust_vit.errors import ConfigError
 from robust_vit.records import update_record
@@ -94,10 +93,14 @@ def log_scalars(pl_module: L.LightningModule, values: dict[str, float]) -> None:
         pl_module.log(key, value, rank_zero_only=True)
 
 
-def write_outputs(trainer: L.Trainer, section: str, stage: str, result: dict[str, Any],
-                  table: str, rows: list[list[Any]], columns: list[str]) -> Path:
-    """Merge ``result`` into the run record, save the markdown table, and send loggers a table."""
-    path = record_path(trainer)
+def write_outputs(trainer: L.Trainer, path: Path, section: str, stage: str,
+                  result: dict[str, Any], table: str, rows: list[list[Any]],
+                  columns: list[str]) -> Path:
+    """Merge ``result`` into the record at ``path``, save the markdown table, send loggers a table.
+
+    Rank zero only; ``path`` comes from :func:`callbacks.results.record_path`, which every rank
+    must call (it is a collective under DDP).
+    """
     update_record(path, section, {stage: {**result, "table": table}})
     md = path.parent / f"{section}_{stage}.md"
     md.write_text(table + "\n")

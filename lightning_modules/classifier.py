@@ -98,22 +98,23 @@ class ViTClassifier(L.LightningModule):
         """Build the normalised timm ViT described by the hyperparameters."""
         hp = self.hparams
         vit = create_vit(
-            hp.model_name,
-            num_classes=hp.num_classes,
-            img_size=hp.img_size,
-            in_chans=hp.in_chans,
-            patch_size=hp.patch_size,
-            pretrained=hp.pretrained,
-            weights=hp.weights,
-            drop_path_rate=hp.drop_path_rate,
-            model_kwargs=hp.model_kwargs,
+            hp["model_name"],
+            num_classes=hp["num_classes"],
+            img_size=hp["img_size"],
+            in_chans=hp["in_chans"],
+            patch_size=hp["patch_size"],
+            pretrained=hp["pretrained"],
+            weights=hp["weights"],
+            drop_path_rate=hp["drop_path_rate"],
+            model_kwargs=hp["model_kwargs"],
         )
-        default_mean, default_std = default_normalization(vit, hp.in_chans)
-        mean = tuple(hp.mean) if hp.mean is not None else default_mean
-        std = tuple(hp.std) if hp.std is not None else default_std
+        in_chans = hp["in_chans"]
+        default_mean, default_std = default_normalization(vit, in_chans)
+        mean = tuple(hp["mean"]) if hp["mean"] is not None else default_mean
+        std = tuple(hp["std"]) if hp["std"] is not None else default_std
         for field, values in (("model.mean", mean), ("model.std", std)):
-            if len(values) != hp.in_chans:
-                raise ConfigError(field, f"has {len(values)} values for {hp.in_chans} channels.")
+            if len(values) != in_chans:
+                raise ConfigError(field, f"has {len(values)} values for {in_chans} channels.")
         if min(std) <= 0:
             raise ConfigError("model.std", f"must be positive, got {std}.")
         return NormalizedViT(vit, mean, std)

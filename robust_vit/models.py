@@ -29,6 +29,9 @@ class NormalizedViT(nn.Module):
         std: per-channel standard deviation the input is divided by.
     """
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, vit: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.vit = vit
@@ -71,7 +74,7 @@ def check_model_name(model_name: str) -> None:
 def read_weights_header(path: Path) -> dict[str, Any]:
     """Shapes and metadata of a safetensors weights file, without loading the tensors."""
     with safe_open(str(path), framework="pt") as f:
-        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
         metadata = f.metadata() or {}
     return {"shapes": shapes, "metadata": json.loads(metadata.get(METADATA_KEY, "{}"))}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,14 @@ ALL_YAMLS = sorted(p.relative_to(EXPERIMENTS).as_posix() for p in EXPERIMENTS.rg
 RUN_ELSEWHERE = {"ddp.yaml": "tests/integration/test_ddp.py runs it with 2 CPU processes"}
 DEFAULT_DATA = "data/fashion_mnist.yaml"
 DEFAULT_MODEL = "model/vit_cpu.yaml"
+# Overrides reach the last callback of a list: keep each evaluation suite to a few examples.
+SMALL_EVAL = ["--trainer.callbacks.init_args.num_examples=10"]
+SMALL_CORRUPTIONS = [*SMALL_EVAL, "--trainer.callbacks.init_args.corruptions=[contrast]"]
+STAND_IN_OVERRIDES = {
+    "eval/cpu.yaml": SMALL_CORRUPTIONS,
+    "eval/corruptions.yaml": SMALL_CORRUPTIONS,
+    "eval/adversarial.yaml": SMALL_EVAL,
+}
 CPU_STAND_IN = ["--trainer.accelerator=cpu", "--trainer.precision=32-true",
                 "--data.init_args.num_workers=0"]
 
@@ -54,8 +63,9 @@ def test_yaml_runs_one_batch(yaml: str, tmp_path: Path, fmnist_dir: Path,
              "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
              "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1",
              "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-             "--test_after_fit=true", *CPU_STAND_IN]
+             "--test_after_fit=true", *CPU_STAND_IN, *STAND_IN_OVERRIDES.get(yaml, [])]
     monkeypatch.chdir(tmp_path)
     main(args)
-    assert list((tmp_path / "runs").rglob("results.json"))
+    (record,) = (tmp_path / "runs").rglob("results.json")
+    assert "test/acc" in json.loads(record.read_text())["test"]["metrics"]
 
