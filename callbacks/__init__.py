@@ -2,5 +2,6 @@
 
 from callbacks.export import ExportWeights
 from callbacks.results import ResultRecord
+from callbacks.sharpness import LayerSharpness
 
-__all__ = ["ExportWeights", "ResultRecord"]
+__all__ = ["ExportWeights", "LayerSharpness", "ResultRecord"]

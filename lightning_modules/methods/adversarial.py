@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from torch import Tensor
 
@@ -32,7 +32,7 @@ class AdversarialMethod(FinetuneMethod):
 
     def __init__(
         self,
-        norm: Norm = Norm.LINF,
+        norm: Literal["linf", "l2"] = "linf",
         eps: float = 8 / 255,
         alpha: float = 2 / 255,
         steps: int = 10,

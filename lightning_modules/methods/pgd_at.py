@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +10,6 @@ from torch import Tensor
 
 from lightning_modules.methods.adversarial import FIELD, AdversarialMethod
 from lightning_modules.methods.base import Batch
-from robust_vit.attacks.pgd import Norm
 from robust_vit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -33,7 +32,7 @@ class PGDAT(AdversarialMethod):
 
     def __init__(
         self,
-        norm: Norm = Norm.LINF,
+        norm: Literal["linf", "l2"] = "linf",
         eps: float = 8 / 255,
         alpha: float = 2 / 255,
         steps: int = 10,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 from enum import Enum
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +28,7 @@ from lightning_modules.layer_logging import log_layer_scores
 from lightning_modules.methods.adversarial import FIELD, AdversarialMethod
 from lightning_modules.methods.base import Batch
 from lightning_modules.optim import weight_decay_groups
-from robust_vit.attacks.pgd import Norm, pgd
+from robust_vit.attacks.pgd import pgd
 from robust_vit.errors import ConfigError
 from robust_vit.layers import Granularity, Layer, candidate_layers
 from robust_vit.sam import SAM
@@ -91,25 +91,25 @@ class SAFER(AdversarialMethod):
 
     def __init__(
         self,
-        norm: Norm = Norm.LINF,
+        norm: Literal["linf", "l2"] = "linf",
         eps: float = 8 / 255,
         alpha: float = 2 / 255,
         steps: int = 10,
         random_init: bool = True,
         eps_warmup_epochs: float = 0.0,
         attack_eval_mode: bool = True,
-        granularity: Granularity = Granularity.LINEAR,
+        granularity: Literal["linear", "block"] = "linear",
         fraction: float = 0.05,
         k: int | None = None,
-        selection: Selection = Selection.SHARPEST,
-        optimizer: LayerOptimizer = LayerOptimizer.SAM,
+        selection: Literal["sharpest", "flattest", "random", "all"] = "sharpest",
+        optimizer: Literal["sam", "base"] = "sam",
         rho: float = 0.05,
         adaptive: bool = False,
         reselect: bool = True,
         reselect_every_n_epochs: int = 10,
-        score_variant: ScoreVariant = ScoreVariant.ONE_STEP,
+        score_variant: Literal["one_step", "first_order", "multi_step"] = "one_step",
         score_rho: float | None = None,
-        score_radius: Radius = Radius.ABSOLUTE,
+        score_radius: Literal["absolute", "relative"] = "absolute",
         score_ascent_steps: int = 3,
         score_batches: int = 4,
         score_batch_size: int | None = None,
