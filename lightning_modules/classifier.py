@@ -176,6 +176,7 @@ class ViTClassifier(L.LightningModule):
             old = config.scheduler
             scheduler = self._build_scheduler(optimizer)
             scheduler.load_state_dict(old.state_dict())
-            for group, lr in zip(optimizer.param_groups, old.get_last_lr(), strict=True):
-                group["lr"] = lr
+            for group, old_group in zip(optimizer.param_groups, old.optimizer.param_groups,
+                                        strict=True):
+                group["lr"] = old_group["lr"]
             config.scheduler = scheduler

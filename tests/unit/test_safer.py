@@ -12,16 +12,17 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_modules import PGDAT, SAFER, TRADES, ViTClassifier
 from robust_vit.errors import ConfigError
 from robust_vit.sam import SAM
+from robust_vit.schedules import WarmupCosineLR
 
 TINY = {"embed_dim": 16, "depth": 2, "num_heads": 2}
 FAST = {"eps": 2 / 255, "alpha": 1 / 255, "steps": 1, "score_batches": 1}
 
 
-def tiny_module(method: object, seed: int = 0) -> ViTClassifier:
+def tiny_module(method: object, seed: int = 0, **kwargs: object) -> ViTClassifier:
     torch.manual_seed(seed)
     return ViTClassifier(model_name="vit_tiny_patch16_224", num_classes=10, img_size=32, in_chans=1,
                          patch_size=8, model_kwargs=TINY, method=method,  # type: ignore[arg-type]
-                         optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9))
+                         optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9), **kwargs)
 
 
 def loader(n: int = 16) -> DataLoader:
@@ -60,17 +61,27 @@ def test_frozen_layers_are_bit_identical_and_hold_no_optimizer_state(tmp_path: P
 
 def test_reselection_changes_the_trainable_set_and_rebuilds_the_optimizer(tmp_path: Path) -> None:
     seen: list[tuple[frozenset[str], int, frozenset[int]]] = []
+    lrs: list[tuple[float, float]] = []
 
     class Watch(L.Callback):
+        def on_train_batch_start(self, trainer: L.Trainer, pl_module: ViTClassifier,
+                                 batch: object, batch_idx: int) -> None:
+            if batch_idx > 0:
+                return
+            scheduler = trainer.lr_scheduler_configs[0].scheduler
+            lrs.append((trainer.optimizers[0].param_groups[0]["lr"], scheduler.get_last_lr()[0]))
+
         def on_train_epoch_end(self, trainer: L.Trainer, pl_module: ViTClassifier) -> None:
             opt = trainer.optimizers[0]
             seen.append((frozenset(pl_module.method.selected), id(opt),
                          frozenset(id(p) for g in opt.param_groups for p in g["params"])))
 
-    module = tiny_module(SAFER(k=2, selection="random", reselect_every_n_epochs=1, **FAST))
+    module = tiny_module(SAFER(k=2, selection="random", reselect_every_n_epochs=1, **FAST),
+                         lr_scheduler=partial(WarmupCosineLR, warmup_fraction=0.5))
     fit(module, tmp_path, epochs=2, callbacks=[Watch()])
     (first, opt_a, params_a), (second, opt_b, params_b) = seen
     assert first != second and opt_a != opt_b
+    assert lrs[1][0] == lrs[1][1] > lrs[0][0]  # the rebuilt optimizer continues the schedule
     expected = {id(p) for n, p in module.model.named_parameters()
                 if n in module.method.selected_parameter_names(module)}
     assert params_b == expected != params_a
