@@ -4,5 +4,6 @@ from callbacks.adversarial import AdversarialEval
 from callbacks.corruption import CorruptionEval
 from callbacks.export import ExportWeights
 from callbacks.results import ResultRecord
+from callbacks.sharpness import LayerSharpness
 
-__all__ = ["AdversarialEval", "CorruptionEval", "ExportWeights", "ResultRecord"]
+__all__ = ["AdversarialEval", "CorruptionEval", "ExportWeights", "LayerSharpness", "ResultRecord"]

@@ -13,33 +13,17 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_modules.methods import ERM, Batch, FinetuneMethod
+from lightning_modules.optim import weight_decay_groups
 from robust_vit.errors import ConfigError
 from robust_vit.models import NormalizedViT, create_vit, default_normalization
 from robust_vit.schedules import NeedsTotalSteps
+
+__all__ = ["ViTClassifier", "default_optimizer", "weight_decay_groups"]
 
 
 def default_optimizer(params: Any) -> torch.optim.Optimizer:
     """AdamW, lr 1e-3, weight decay 0.05: a common ViT finetuning default."""
     return torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05)
-
-
-def weight_decay_groups(model: nn.Module) -> list[dict[str, Any]]:
-    """Trainable parameters split so that biases, norms and tokens get no weight decay."""
-    skip = {
-        f"{prefix}.{name}" if prefix else name
-        for prefix, sub in model.named_modules()
-        if hasattr(sub, "no_weight_decay")
-        for name in sub.no_weight_decay()
-    }
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        if param.ndim <= 1 or name in skip or name.endswith(".bias"):
-            no_decay.append(param)
-        else:
-            decay.append(param)
-    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 class ViTClassifier(L.LightningModule):
@@ -132,6 +116,10 @@ class ViTClassifier(L.LightningModule):
         """Let the method check and prepare itself on the model's device."""
         self.method.on_fit_start(self)
 
+    def on_train_epoch_start(self) -> None:
+        """Let the method act at epoch boundaries (e.g. re-select its trainable layers)."""
+        self.method.on_train_epoch_start(self)
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         """Delegate to the method, then log what it returns."""
         out = self.method.training_step(self, batch, batch_idx)
@@ -163,11 +151,33 @@ class ViTClassifier(L.LightningModule):
         return self(batch[0]).argmax(dim=-1)
 
     def configure_optimizers(self) -> Any:
-        """Build the injected optimizer over trainable parameters, and the scheduler if any."""
-        optimizer = self.optimizer_factory(weight_decay_groups(self.model))
+        """The optimizer the method builds (by default over all parameters), and the scheduler."""
+        optimizer = self.method.configure_optimizer(self, self.optimizer_factory)
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer)
+        scheduler = self._build_scheduler(optimizer)
+        config = {"scheduler": scheduler, "interval": "step"}
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def _build_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
+        scheduler = self.scheduler_factory(optimizer)  # type: ignore[misc]
         if isinstance(scheduler, NeedsTotalSteps):
             scheduler.set_total_steps(int(self.trainer.estimated_stepping_batches))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return scheduler
+
+    def rebuild_optimizers(self) -> None:
+        """Rebuild the optimizer mid-run (fresh state) after the method changed what it trains.
+
+        The scheduler is rebuilt on the new optimizer and keeps its position and current
+        learning rates.
+        """
+        optimizer = self.method.configure_optimizer(self, self.optimizer_factory)
+        self.trainer.strategy.optimizers = [optimizer]
+        for config in self.trainer.lr_scheduler_configs:
+            old = config.scheduler
+            scheduler = self._build_scheduler(optimizer)
+            scheduler.load_state_dict(old.state_dict())
+            for group, old_group in zip(optimizer.param_groups, old.optimizer.param_groups,
+                                        strict=True):
+                group["lr"] = old_group["lr"]
+            config.scheduler = scheduler

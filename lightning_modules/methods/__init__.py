@@ -1,6 +1,10 @@
 """Finetuning methods: each owns the training step of one recipe."""
 
+from lightning_modules.methods.adversarial import AdversarialMethod
 from lightning_modules.methods.base import Batch, FinetuneMethod
 from lightning_modules.methods.erm import ERM
+from lightning_modules.methods.pgd_at import PGDAT
+from lightning_modules.methods.safer import SAFER
+from lightning_modules.methods.trades import TRADES
 
-__all__ = ["ERM", "Batch", "FinetuneMethod"]
+__all__ = ["ERM", "PGDAT", "SAFER", "TRADES", "AdversarialMethod", "Batch", "FinetuneMethod"]

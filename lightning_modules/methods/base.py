@@ -5,7 +5,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
+from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from lightning_modules.optim import weight_decay_groups
 
 if TYPE_CHECKING:
     from lightning_modules.classifier import ViTClassifier
@@ -29,6 +33,17 @@ class FinetuneMethod(nn.Module, ABC):
 
     def on_fit_start(self, module: ViTClassifier) -> None:
         """Called once before training, with the model on its device (e.g. to check it applies)."""
+
+    def on_train_epoch_start(self, module: ViTClassifier) -> None:
+        """Called at the start of every training epoch (the train dataloader is ready)."""
+
+    def configure_optimizer(self, module: ViTClassifier, factory: OptimizerCallable) -> Optimizer:
+        """The optimizer over what this method trains (default: every trainable parameter).
+
+        Called at setup, and again by ``module.rebuild_optimizers()`` when the method changes
+        what it trains mid-run.
+        """
+        return factory(weight_decay_groups(module.model))
 
     @abstractmethod
     def training_step(self, module: ViTClassifier, batch: Batch, batch_idx: int) -> dict[str, Tensor]:

@@ -1,0 +1,157 @@
+"""Time and peak memory of a SAFER step against a full PGD-AT step, and the cost of scoring.
+
+Not a test. Each variant runs in its own fresh process so that its peak memory is its own
+(CPU: peak resident set size of the process, which includes the Python/torch baseline printed on
+the first row; CUDA: ``torch.cuda.max_memory_allocated``). The steps are built from the same pure
+functions the methods call (``pgd``, ``SAM``, ``candidate_layers``, ``layer_sharpness``)::
+
+    PYTHONPATH=$PWD python benchmarks/safer_step.py --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import statistics
+import time
+from functools import partial
+from typing import Any
+
+import timm
+import torch
+import torch.nn.functional as F
+
+from lightning_modules.optim import weight_decay_groups
+from robust_vit.attacks.pgd import eval_mode, pgd
+from robust_vit.layers import candidate_layers, layer_parameters
+from robust_vit.models import NormalizedViT
+from robust_vit.sam import SAM
+from robust_vit.sharpness import layer_sharpness, num_selected, select_layers
+
+VARIANTS = ("baseline", "pgd_at", "safer", "safer_base", "scoring")
+
+
+def build(args: argparse.Namespace) -> tuple[NormalizedViT, torch.Tensor, torch.Tensor]:
+    """The model and one fixed batch."""
+    torch.manual_seed(0)
+    vit = timm.create_model(args.model, num_classes=10, img_size=args.img_size, in_chans=1,
+                            patch_size=args.patch_size, embed_dim=args.embed_dim,
+                            depth=args.depth, num_heads=args.num_heads)
+    model = NormalizedViT(vit, (0.5,), (0.5,)).to(args.device)
+    x = torch.rand(args.batch_size, 1, args.img_size, args.img_size, device=args.device)
+    y = torch.randint(0, 10, (args.batch_size,), device=args.device)
+    return model, x, y
+
+
+def make_step(variant: str, model: NormalizedViT, args: argparse.Namespace) -> Any:
+    """A callable ``(x, y)`` doing one step of ``variant`` (as the methods do it)."""
+    attack = partial(pgd, eps=8 / 255, alpha=2 / 255, steps=args.steps)
+    sgd = partial(torch.optim.SGD, lr=0.01, momentum=0.9, weight_decay=1e-4)
+    layers = candidate_layers(model)
+    if variant == "scoring":
+        def score(x: torch.Tensor, y: torch.Tensor) -> None:
+            layer_sharpness(model, layers, [(x, y)], attack=attack)
+        return score
+    if variant in ("baseline", "pgd_at"):
+        opt = sgd(weight_decay_groups(model))
+    else:
+        scores = layer_sharpness(model, layers, [build(args)[1:]], variant="first_order")
+        chosen = set(select_layers(scores, num_selected(len(layers), fraction=args.fraction)))
+        names = set(layer_parameters(model, [la for la in layers if la.name in chosen]))
+        groups = weight_decay_groups(model, names=names)
+        opt = SAM(groups, sgd, rho=0.05) if variant == "safer" else sgd(groups)
+    params = [p for g in opt.param_groups for p in g["params"]]
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        with eval_mode(model):
+            x_adv = attack(model, x, y)
+        model.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x_adv), y).backward()
+        if isinstance(opt, SAM):
+            opt.first_step()
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x_adv), y).backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.second_step()
+        else:
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+        with torch.no_grad():
+            model(x)
+
+    return step
+
+
+def measure(variant: str, args: argparse.Namespace, queue: mp.Queue) -> None:
+    """In a fresh process: median step time and peak memory of ``variant``."""
+    torch.set_num_threads(args.threads)
+    model, x, y = build(args)
+    if variant == "baseline":
+        queue.put((variant, float("nan"), peak_mb(args.device)))
+        return
+    step = make_step(variant, model, args)
+    model.train()
+    step(x, y)  # warm-up
+    times = []
+    for _ in range(args.repeats):
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step(x, y)
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    queue.put((variant, statistics.median(times), peak_mb(args.device)))
+
+
+def peak_mb(device: str) -> float:
+    """Peak CUDA allocation, or peak resident set size of this process, in MiB."""
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    """Run every variant and print one table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="vit_tiny_patch16_224")
+    parser.add_argument("--embed_dim", type=int, default=48)
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--num_heads", type=int, default=3)
+    parser.add_argument("--patch_size", type=int, default=8)
+    parser.add_argument("--img_size", type=int, default=32)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=10, help="PGD steps (training and scoring)")
+    parser.add_argument("--fraction", type=float, default=0.05)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+
+    ctx = mp.get_context("spawn")
+    queue: mp.Queue = ctx.Queue()
+    results = {}
+    for variant in VARIANTS:
+        proc = ctx.Process(target=measure, args=(variant, args, queue))
+        proc.start()
+        name, seconds, mb = queue.get()
+        proc.join()
+        results[name] = (seconds, mb)
+    unit = "peak CUDA MiB" if args.device == "cuda" else "peak RSS MiB"
+    print(f"device={args.device} threads={args.threads} batch={args.batch_size} "
+          f"PGD steps={args.steps} model={args.model} dim={args.embed_dim} depth={args.depth}")
+    print(f"{'variant':<28}{'median s':>10}{'vs PGD-AT':>11}{unit:>16}")
+    labels = {"baseline": "model + batch only", "pgd_at": "PGD-AT step (all layers)",
+              "safer": "SAFER step (SAM, top 5%)", "safer_base": "selected layers, no SAM",
+              "scoring": "one scoring of all layers"}
+    ref = results["pgd_at"][0]
+    for variant in VARIANTS:
+        seconds, mb = results[variant]
+        ratio = "" if seconds != seconds else f"{seconds / ref:.2f}x"
+        shown = "-" if seconds != seconds else f"{seconds:.4f}"
+        print(f"{labels[variant]:<28}{shown:>10}{ratio:>11}{mb:>16.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""SAFER (Gopal et al. 2025): SAM on the sharpest layers only, on PGD examples.
+
+Every candidate layer is scored on a fixed subset of the training set (the pure function
+:func:`robust_vit.sharpness.layer_sharpness`), the sharpest are selected, and only they are
+trained; the selection is re-scored every ``reselect_every_n_epochs`` epochs.
+
+Freezing never touches ``requires_grad`` (DDP cannot follow that after it wrapped the model):
+the optimizer holds only the selected parameters, so the rest get no update and no state.
+The selection travels in the checkpoint (``get_extra_state``) and is restored before the
+optimizer is rebuilt on resume.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from enum import Enum
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+from torch.optim import Optimizer
+
+from lightning_modules.layer_logging import log_layer_scores
+from lightning_modules.methods.adversarial import FIELD, AdversarialMethod
+from lightning_modules.methods.base import Batch
+from lightning_modules.optim import weight_decay_groups
+from robust_vit.attacks.pgd import pgd
+from robust_vit.errors import ConfigError
+from robust_vit.layers import Granularity, Layer, candidate_layers
+from robust_vit.sam import SAM
+from robust_vit.sharpness import (
+    Radius,
+    ScoreVariant,
+    Selection,
+    fixed_batches,
+    layer_sharpness,
+    num_selected,
+    select_layers,
+)
+
+if TYPE_CHECKING:
+    from lightning_modules.classifier import ViTClassifier
+
+
+class LayerOptimizer(str, Enum):
+    """How the selected layers are trained."""
+
+    SAM = "sam"
+    BASE = "base"
+
+
+class SAFER(AdversarialMethod):
+    """Sharpness-aware layer-selective adversarial finetuning (manual optimization).
+
+    Each step makes PGD examples once at the unperturbed weights, then (``optimizer: sam``)
+    backward at w (no DDP gradient sync), perturbs the selected layers by SAM's e(w), backward
+    at w + e (synced), restores w exactly, clips the gradient norm, and takes the base step.
+
+    Args:
+        norm: threat model of the training attack, ``linf`` or ``l2`` (pixel units).
+        eps: attack radius (default 8/255).
+        alpha: step size (default 2/255).
+        steps: PGD steps (default 10).
+        random_init: start from a uniform random point of the ball.
+        eps_warmup_epochs: ramp eps linearly from 0 over this many epochs (0: off).
+        attack_eval_mode: run the attack with the model in eval mode.
+        granularity: candidates are single ``linear`` layers or whole ``block``s.
+        fraction: share of the candidates selected, k = max(1, round(fraction * candidates)).
+        k: explicit number of selected layers (wins over ``fraction``).
+        selection: ``sharpest``, ``flattest``, ``random`` or ``all`` (ablations).
+        optimizer: ``sam`` (SAM around the injected optimizer) or ``base`` (the injected one).
+        rho: SAM radius.
+        adaptive: ASAM (use a larger rho, e.g. 0.5-2).
+        reselect: re-score and re-select during training (False: select once).
+        reselect_every_n_epochs: epochs between scorings.
+        score_variant: ``one_step`` SAM ascent, ``first_order`` or ``multi_step``.
+        score_rho: radius of the scoring perturbation (None: ``rho``).
+        score_radius: ``absolute`` or ``relative`` (rho * ||w_l||).
+        score_ascent_steps: steps of the ``multi_step`` variant.
+        score_batches: batches in the fixed scoring subset of the training set.
+        score_batch_size: their size (None: the training batch size).
+        score_seed: picks the scoring subset (and seeds ``random`` selection).
+        clip_grad_norm: clip the selected layers' gradient norm before the step (None: off).
+    """
+
+    automatic_optimization = False
+
+    def __init__(
+        self,
+        norm: Literal["linf", "l2"] = "linf",
+        eps: float = 8 / 255,
+        alpha: float = 2 / 255,
+        steps: int = 10,
+        random_init: bool = True,
+        eps_warmup_epochs: float = 0.0,
+        attack_eval_mode: bool = True,
+        granularity: Literal["linear", "block"] = "linear",
+        fraction: float = 0.05,
+        k: int | None = None,
+        selection: Literal["sharpest", "flattest", "random", "all"] = "sharpest",
+        optimizer: Literal["sam", "base"] = "sam",
+        rho: float = 0.05,
+        adaptive: bool = False,
+        reselect: bool = True,
+        reselect_every_n_epochs: int = 10,
+        score_variant: Literal["one_step", "first_order", "multi_step"] = "one_step",
+        score_rho: float | None = None,
+        score_radius: Literal["absolute", "relative"] = "absolute",
+        score_ascent_steps: int = 3,
+        score_batches: int = 4,
+        score_batch_size: int | None = None,
+        score_seed: int = 0,
+        clip_grad_norm: float | None = 1.0,
+    ) -> None:
+        super().__init__(norm, eps, alpha, steps, random_init, eps_warmup_epochs, attack_eval_mode)
+        num_selected(1, fraction=fraction, field=FIELD)
+        positive = {"k": 1 if k is None else k, "score_batches": score_batches,
+                    "reselect_every_n_epochs": reselect_every_n_epochs,
+                    "score_ascent_steps": score_ascent_steps,
+                    "score_batch_size": score_batch_size or 1}
+        for name, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"{FIELD}.{name}", f"must be >= 1, got {value}.")
+        for name, value in {"rho": rho, "score_rho": score_rho or 0.0,
+                            "clip_grad_norm": clip_grad_norm or 0.0}.items():
+            if value < 0:
+                raise ConfigError(f"{FIELD}.{name}", f"must be >= 0, got {value}.")
+        self.granularity = Granularity(granularity)
+        self.fraction, self.k = fraction, k
+        self.selection = Selection(selection)
+        self.layer_optimizer = LayerOptimizer(optimizer)
+        self.rho, self.adaptive = rho, adaptive
+        self.reselect, self.reselect_every_n_epochs = reselect, reselect_every_n_epochs
+        self.score_variant, self.score_radius = ScoreVariant(score_variant), Radius(score_radius)
+        self.score_rho = rho if score_rho is None else score_rho
+        self.score_ascent_steps = score_ascent_steps
+        self.score_batches, self.score_batch_size = score_batches, score_batch_size
+        self.score_seed = score_seed
+        self.clip_grad_norm = clip_grad_norm
+        self.selected: list[str] = []
+        self.scores: dict[str, float] = {}
+        self.scored_epoch = -1
+
+    # -- checkpointed state -------------------------------------------------------------------
+    def get_extra_state(self) -> dict[str, Any]:
+        """The selection, the last scores and when they were taken."""
+        return {"selected": list(self.selected), "scores": dict(self.scores),
+                "scored_epoch": self.scored_epoch}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`get_extra_state` saved."""
+        self.selected = list(state["selected"])
+        self.scores = dict(state["scores"])
+        self.scored_epoch = int(state["scored_epoch"])
+
+    # -- layers and optimizer -------------------------------------------------------------------
+    def layers(self, module: ViTClassifier) -> list[Layer]:
+        """The candidate layers of the module's ViT."""
+        return candidate_layers(module.model, self.granularity)
+
+    def selected_parameter_names(self, module: ViTClassifier) -> set[str]:
+        """Full parameter names of the selected layers."""
+        chosen = set(self.selected)
+        layers = self.layers(module)
+        return {n for layer in layers if layer.name in chosen for n in layer.param_names}
+
+    def configure_optimizer(self, module: ViTClassifier, factory: OptimizerCallable) -> Optimizer:
+        """SAM (or the base optimizer) over the selected layers only; empty before scoring."""
+        groups = weight_decay_groups(module.model, names=self.selected_parameter_names(module))
+        if self.layer_optimizer is LayerOptimizer.SAM:
+            return SAM(groups, base_optimizer=factory, rho=self.rho, adaptive=self.adaptive)
+        return factory(groups)
+
+    def on_fit_start(self, module: ViTClassifier) -> None:
+        """Check ``k`` against the candidates before any compute."""
+        num_selected(len(self.layers(module)), fraction=self.fraction, k=self.k, field=FIELD)
+
+    # -- scoring and selection ------------------------------------------------------------------
+    def score(self, module: ViTClassifier) -> dict[str, float]:
+        """Layer scores on the fixed scoring subset, averaged over DDP ranks."""
+        trainer = module.trainer
+        loader = trainer.train_dataloader
+        batch_size = self.score_batch_size or loader.batch_size
+        batches = [(x.to(module.device), y.to(module.device)) for x, y in
+                   fixed_batches(loader.dataset, self.score_batches, batch_size, self.score_seed)]
+        attack = partial(pgd, eps=self.eps * self.eps_scale(module),
+                         alpha=self.alpha * self.eps_scale(module), steps=self.steps,
+                         norm=self.norm, random_init=self.random_init)
+        layers = self.layers(module)
+        scores = layer_sharpness(module.model, layers, batches, rho=self.score_rho,
+                                 radius=self.score_radius, variant=self.score_variant,
+                                 ascent_steps=self.score_ascent_steps, attack=attack)
+        values = torch.tensor(list(scores.values()), device=module.device)
+        values = trainer.strategy.reduce(values, reduce_op="mean")
+        return dict(zip(scores, values.tolist(), strict=True))
+
+    def on_train_epoch_start(self, module: ViTClassifier) -> None:
+        """Score and select at the first epoch and every ``reselect_every_n_epochs`` after."""
+        epoch = module.current_epoch
+        due = self.scored_epoch < 0 or (
+            self.reselect and epoch - self.scored_epoch >= self.reselect_every_n_epochs)
+        if not due:
+            return
+        layers = self.layers(module)
+        k = num_selected(len(layers), fraction=self.fraction, k=self.k, field=FIELD)
+        scores = self.score(module)
+        generator = torch.Generator().manual_seed(self.score_seed + epoch)
+        selected = select_layers(scores, k, self.selection, generator)
+        changed = set(selected) != set(self.selected)
+        self.selected, self.scores, self.scored_epoch = selected, scores, epoch
+        if changed:
+            module.rebuild_optimizers()
+        trainable = sum(p.numel() for n, p in module.model.named_parameters()
+                        if n in self.selected_parameter_names(module))
+        module.log_dict({f"sharpness/{name}": value for name, value in scores.items()})
+        module.log_dict({"safer/num_selected": float(len(selected)),
+                         "safer/trainable_params": float(trainable)})
+        log_layer_scores(module.trainer, scores, selected, "safer", epoch)
+        rank_zero_info(f"SAFER epoch {epoch}: selected {selected} ({trainable} parameters)"
+                       f"{'' if changed else ', unchanged'}")
+
+    # -- training step --------------------------------------------------------------------------
+    def _adv_loss(self, module: ViTClassifier, x_adv: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(module(x_adv), y)
+
+    def _clip(self, module: ViTClassifier, optimizer: Optimizer) -> None:
+        if self.clip_grad_norm:
+            params = [p for g in optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
+
+    def training_step(
+        self, module: ViTClassifier, batch: Batch, batch_idx: int
+    ) -> dict[str, Tensor]:
+        """One SAM (or base) step of the selected layers on PGD examples made at w."""
+        x, y = batch
+        opt = module.optimizers()
+        raw = opt.optimizer
+        x_adv = self.attack(module, x, y)
+        module.model.zero_grad(set_to_none=True)
+        use_sam = self.layer_optimizer is LayerOptimizer.SAM
+        no_sync = getattr(module.trainer.strategy, "block_backward_sync", nullcontext)
+        with no_sync() if use_sam else nullcontext():
+            loss = self._adv_loss(module, x_adv, y)
+            module.manual_backward(loss)
+        out = {"adv_loss": loss.detach()}
+        if use_sam:
+            def closure() -> Tensor:
+                module.model.zero_grad(set_to_none=True)
+                sam_loss = self._adv_loss(module, x_adv, y)
+                module.manual_backward(sam_loss)
+                self._clip(module, raw)
+                return sam_loss.detach()
+
+            out["sam_loss"] = opt.step(closure=closure)
+        else:
+            self._clip(module, raw)
+            opt.step()
+        module.model.zero_grad(set_to_none=True)
+        scheduler = module.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()  # type: ignore[union-attr]
+        with torch.no_grad():
+            logits = module(x)
+        return {"loss": loss.detach(), "logits": logits, **out}
