@@ -7,7 +7,6 @@ from typing import Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import Dataset
 
 from callbacks.results import record_path
@@ -85,17 +84,20 @@ class LayerSharpness(L.Callback):
                                rho=self.rho, radius=self.radius, variant=self.variant,
                                ascent_steps=self.ascent_steps, attack=attack)
 
-    @rank_zero_only
     def _run(self, trainer: L.Trainer, pl_module: L.LightningModule,
              dataset: Dataset, epoch: int) -> None:
+        """Score on every rank (same fixed batches, same weights), write on rank zero."""
         with torch.inference_mode(False), torch.enable_grad():
             scores = self.score(pl_module, dataset)
+        ranked = sorted(scores, key=scores.__getitem__, reverse=True)
+        log_layer_scores(trainer, scores, ranked[:1], "sharpness", epoch)
+        record = record_path(trainer)
+        if not trainer.is_global_zero:
+            return
         metrics = {f"sharpness/{name}": value for name, value in scores.items()}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
-        ranked = sorted(scores, key=scores.__getitem__, reverse=True)
-        log_layer_scores(trainer, scores, ranked[:1], "sharpness", epoch)
-        update_record(record_path(trainer), "sharpness", {
+        update_record(record, "sharpness", {
             f"epoch_{epoch}": {"scores": scores, "ranked": ranked, "rho": self.rho,
                                "variant": self.variant.value, "radius": self.radius.value}})
 

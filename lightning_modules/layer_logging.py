@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_only
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -35,16 +34,18 @@ def plot_layer_scores(scores: dict[str, float], selected: list[str], path: Path,
     return path
 
 
-@rank_zero_only
 def log_layer_scores(trainer: L.Trainer, scores: dict[str, float], selected: list[str],
                      key: str, epoch: int) -> Path:
     """Write the chart under ``<log_dir>/sharpness/`` and send table and chart to the loggers.
 
+    Call it on every rank (``trainer.log_dir`` is a collective under DDP); only rank zero writes.
     Loggers with ``log_table``/``log_image`` (wandb) get both; every logger gets the scalars
     the caller logs through ``LightningModule.log``.
     """
     folder = Path(trainer.log_dir or trainer.default_root_dir) / "sharpness"
     path = folder / f"{key}_{epoch:03d}.png"
+    if not trainer.is_global_zero:
+        return path
     plot_layer_scores(scores, selected, path, title=f"{key}, epoch {epoch}")
     rows = [[name, float(score), name in selected] for name, score in scores.items()]
     for logger in trainer.loggers:

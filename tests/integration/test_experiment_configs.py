@@ -46,6 +46,8 @@ def composition(yaml: str) -> tuple[list[str], str]:
     data = yaml if yaml.startswith("data/") else DEFAULT_DATA
     model = yaml if yaml.startswith("model/") else DEFAULT_MODEL
     layers = ["base.yaml", data, model]
+    if yaml.startswith("method/safer_"):  # ablation overlays change one option of safer.yaml
+        layers.append("method/safer.yaml")
     if yaml not in layers:
         layers.append(yaml)
     return layers, data
