@@ -145,3 +145,13 @@ def test_image_space_noise_is_added_to_the_input(
     with torch.no_grad():
         torch.testing.assert_close(apply_noise(model, x, result.noise, "image"),
                                    model(x + result.noise))
+
+
+@pytest.mark.parametrize(("option", "value"), [("eps", 0.0), ("init_lim", -1.0), ("rounds", 0),
+                                               ("noise", "gaussian"), ("space", "pixel")])
+def test_bad_anf_options_name_the_field(option: str, value: object) -> None:
+    from lightning_modules.methods import ANF
+
+    with pytest.raises(ConfigError) as info:
+        ANF(**{option: value})  # type: ignore[arg-type]
+    assert info.value.field == f"model.method.init_args.{option}"
