@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,23 @@ def test_resume_continues_with_the_saved_noise_and_round(tmp_path: Path, fmnist_
     assert after["current_round"] == before["current_round"] == 0
     torch.testing.assert_close(after["noise"], before["noise"], rtol=0, atol=0)
     torch.testing.assert_close(after["stats"], before["stats"], rtol=0, atol=0)
+
+
+def test_nullspace_analysis_writes_table_plot_and_record(tmp_path: Path, fmnist_dir: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    fit(["--config", str(EXPERIMENTS / "method" / "erm.yaml"),
+         "--config", str(EXPERIMENTS / "analysis" / "nullspace.yaml"), *tiny_overrides(fmnist_dir),
+         "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2",
+         "--trainer.max_epochs=1", "--trainer.callbacks.init_args.max_steps=5", "--name=ns"],
+        tmp_path, monkeypatch)
+    (record_file,) = (tmp_path / "runs" / "ns").rglob("results.json")
+    report = json.loads(record_file.read_text())["nullspace"]
+    # The tiny model embeds 64 patch values in 16 dimensions.
+    assert report["patch_dim"] == 64 and report["nullspace_dim"] == 64 - 16
+    assert len(report["singular_values"]) == 16
+    assert report["exact_max_abs_logit_diff_unclamped"] < 1e-3
+    assert report["exact_noise_l2_per_image"] > 1.0
+    assert 0 <= report["random_same_norm"]["agreement"] <= 1
+    assert report["anf_noise"]["l2"] == pytest.approx(report["random_same_norm"]["l2"], rel=1e-4)
+    assert (record_file.parent / "nullspace.png").stat().st_size > 0
+    assert "| ANF (synthesised) |" in (record_file.parent / "nullspace.md").read_text()
