@@ -3,7 +3,15 @@
 from callbacks.adversarial import AdversarialEval
 from callbacks.corruption import CorruptionEval
 from callbacks.export import ExportWeights
+from callbacks.nullspace import NullspaceAnalysis
 from callbacks.results import ResultRecord
 from callbacks.sharpness import LayerSharpness
 
-__all__ = ["AdversarialEval", "CorruptionEval", "ExportWeights", "LayerSharpness", "ResultRecord"]
+__all__ = [
+    "AdversarialEval",
+    "CorruptionEval",
+    "ExportWeights",
+    "LayerSharpness",
+    "NullspaceAnalysis",
+    "ResultRecord",
+]

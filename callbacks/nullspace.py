@@ -1,0 +1,52 @@
+"""Nullspace analysis at the end of fit: table, plot and the ``nullspace`` record section."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+
+from callbacks.results import record_path
+from robust_vit.nullspace_report import markdown_table, nullspace_report, plot_report
+from robust_vit.records import update_record
+
+
+class NullspaceAnalysis(L.Callback):
+    """Report the model's exact patch-embedding nullspace and its ANF noise after fit.
+
+    Writes ``nullspace.md`` and ``nullspace.png`` next to the run's record and merges the numbers
+    into its ``nullspace`` section.
+
+    Args:
+        num_images: validation images used (the first ones of the val loader).
+        noise_scale: std of the exact-nullspace noise coefficients.
+        eps: stop threshold of the ANF noise synthesis.
+        max_steps: synthesis budget.
+    """
+
+    def __init__(self, num_images: int = 256, noise_scale: float = 1.0, eps: float = 0.03,
+                 max_steps: int = 100) -> None:
+        self.num_images, self.noise_scale = num_images, noise_scale
+        self.eps, self.max_steps = eps, max_steps
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Run the analysis on validation images and write its outputs."""
+        loader = trainer.val_dataloaders
+        if loader is None:
+            rank_zero_info("NullspaceAnalysis: no validation data, skipped.")
+            return
+        images: list[torch.Tensor] = []
+        for x, _ in loader:
+            images.append(x)
+            if sum(len(i) for i in images) >= self.num_images:
+                break
+        x = torch.cat(images)[: self.num_images].to(pl_module.device)
+        report = nullspace_report(pl_module.model, x, noise_scale=self.noise_scale, eps=self.eps,
+                                  max_steps=self.max_steps)
+        path = record_path(trainer)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (path.parent / "nullspace.md").write_text(markdown_table(report))
+        plot_report(report, path.parent / "nullspace.png")
+        update_record(path, "nullspace", report)
+        rank_zero_info(markdown_table(report))

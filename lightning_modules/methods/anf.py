@@ -1,0 +1,162 @@
+"""ANF: approximate nullspace augmented finetuning (Liu, Singh, Li, Wang, CPAL 2025)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor
+
+from lightning_modules.methods.base import Batch, FinetuneMethod
+from robust_vit.anf import (
+    SynthesisResult,
+    apply_noise,
+    check_supports_token_noise,
+    noise_shape,
+    random_noise,
+    synthesize_noise,
+)
+from robust_vit.errors import ConfigError, check_range
+
+if TYPE_CHECKING:
+    from lightning_modules.classifier import ViTClassifier
+
+FIELD = "model.method.init_args"
+STATS = ("noise_norm", "synth_steps", "synth_reached", "synth_criterion", "synth_agreement")
+
+
+class ANF(FinetuneMethod):
+    """Rounds of (synthesise a universal approximate-nullspace noise; train on clean + noisy).
+
+    Every ``steps_per_round`` optimizer steps (``rounds`` times) a fresh noise is synthesised
+    with the current model (frozen, eval mode) by :func:`robust_vit.anf.synthesize_noise` on
+    training batches; in between the loss is ``CE(f(x), y) + loss_weight * CE(f(x; noise), y)``
+    plus ``consistency_weight`` times the mean squared logit change. After the last round the last
+    noise stays in use. The noise and the round counter are buffers, so checkpoints hold them.
+    Under DDP every rank draws the same initial noise (seeded), averages the noise gradients and
+    stops on the rank-averaged criterion.
+
+    Args:
+        eps: stop the synthesis once the batch mean of ``sum_k (p_clean - p_noisy)^2`` is below it.
+        init_lim: the learned noise starts Uniform(-init_lim, init_lim).
+        noise_lr: AdamW learning rate of the noise.
+        budget_fraction: synthesis budget as a fraction of one epoch's training batches.
+        max_synthesis_steps: fixed synthesis budget in steps (overrides ``budget_fraction``).
+        rounds: number of noises synthesised.
+        steps_per_round: optimizer steps trained with each noise.
+        loss_weight: lambda, the weight of the noisy cross-entropy.
+        consistency_weight: weight of ``mean ||f(x; noise) - f(x)||^2`` (0 = off, the paper).
+        noise: ``learned`` (ANF) or ``random`` (the control: N(0, 1) shrunk by 0.8 until the eps
+            test passes).
+        space: ``token`` (after ``patch_embed``, the paper) or ``image`` (added to the [0, 1] input,
+            unclamped).
+        seed: seed of the noise initialisation (the round index is added), equal on every rank.
+    """
+
+    def __init__(
+        self,
+        eps: float = 0.03,
+        init_lim: float = 3.0,
+        noise_lr: float = 0.1,
+        budget_fraction: float = 0.3,
+        max_synthesis_steps: int | None = None,
+        rounds: int = 20,
+        steps_per_round: int = 40,
+        loss_weight: float = 1.0,
+        consistency_weight: float = 0.0,
+        noise: Literal["learned", "random"] = "learned",
+        space: Literal["token", "image"] = "token",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        check_range(f"{FIELD}.eps", eps, 0.0, 2.0, low_open=True)
+        check_range(f"{FIELD}.init_lim", init_lim, 0.0, math.inf, low_open=True)
+        check_range(f"{FIELD}.noise_lr", noise_lr, 0.0, math.inf, low_open=True)
+        check_range(f"{FIELD}.budget_fraction", budget_fraction, 0.0, 10.0, low_open=True)
+        check_range(f"{FIELD}.loss_weight", loss_weight, 0.0, math.inf)
+        check_range(f"{FIELD}.consistency_weight", consistency_weight, 0.0, math.inf)
+        for name, value in (("rounds", rounds), ("steps_per_round", steps_per_round),
+                            ("max_synthesis_steps", max_synthesis_steps or 1)):
+            if value < 1:
+                raise ConfigError(f"{FIELD}.{name}", f"must be at least 1, got {value}.")
+        if noise not in ("learned", "random"):
+            raise ConfigError(f"{FIELD}.noise", f"must be 'learned' or 'random', got {noise!r}.")
+        if space not in ("token", "image"):
+            raise ConfigError(f"{FIELD}.space", f"must be 'token' or 'image', got {space!r}.")
+        self.eps, self.init_lim, self.noise_lr = eps, init_lim, noise_lr
+        self.budget_fraction, self.max_synthesis_steps = budget_fraction, max_synthesis_steps
+        self.rounds, self.steps_per_round = rounds, steps_per_round
+        self.loss_weight, self.consistency_weight = loss_weight, consistency_weight
+        self.noise_kind, self.space, self.seed = noise, space, seed
+        self.register_buffer("noise", torch.zeros(0))
+        self.register_buffer("current_round", torch.tensor(-1))
+        self.register_buffer("stats", torch.zeros(len(STATS)))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        """Load the noise with the checkpoint's shape (the buffer is empty before a synthesis)."""
+        saved = state_dict.get(f"{prefix}noise")
+        if saved is not None:
+            self.noise = torch.empty_like(saved, device=self.noise.device)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def on_fit_start(self, module: ViTClassifier) -> None:
+        """Check that the model has a patch embedding and that the run covers every round."""
+        if self.space == "token":
+            check_supports_token_noise(module.vit)
+        planned = self.rounds * self.steps_per_round
+        total = module.trainer.estimated_stepping_batches
+        if math.isfinite(total) and int(total) != planned:
+            rank_zero_warn(
+                f"ANF plans {self.rounds} rounds x {self.steps_per_round} steps = {planned} "
+                f"optimizer steps but the trainer runs {int(total)}; set trainer.max_steps="
+                f"{planned} to match (after the last round the last noise stays in use)."
+            )
+
+    def synthesis_budget(self, module: ViTClassifier) -> int:
+        """Synthesis steps: the fixed budget, or ``budget_fraction`` of one epoch's batches."""
+        if self.max_synthesis_steps is not None:
+            return self.max_synthesis_steps
+        batches = module.trainer.num_training_batches
+        return max(1, math.ceil(self.budget_fraction * batches)) if math.isfinite(batches) else 1
+
+    def _images(self, module: ViTClassifier) -> Iterator[Tensor]:
+        """Training images on the model's device, from a fresh pass over the train loader."""
+        loader = module.trainer.train_dataloader
+        for x, _ in itertools.chain.from_iterable(itertools.repeat(loader)):
+            yield x.to(module.device, non_blocking=True)
+
+    def synthesize(self, module: ViTClassifier, x: Tensor, round_index: int) -> SynthesisResult:
+        """A new noise for ``round_index`` with the current model."""
+        shape = noise_shape(module.model, x, self.space)
+        generator = torch.Generator().manual_seed(self.seed + round_index)
+        kwargs = {"eps": self.eps, "max_steps": self.synthesis_budget(module),
+                  "space": self.space, "generator": generator}
+        if self.noise_kind == "random":
+            return random_noise(module.model, self._images(module), shape, **kwargs)
+        return synthesize_noise(module.model, self._images(module), shape, init_lim=self.init_lim,
+                                lr=self.noise_lr, **kwargs)
+
+    def training_step(
+        self, module: ViTClassifier, batch: Batch, batch_idx: int
+    ) -> dict[str, Tensor]:
+        """Synthesise at a round boundary, then CE(clean) + lambda CE(noisy) (+ consistency)."""
+        x, y = batch
+        round_index = min(module.trainer.global_step // self.steps_per_round, self.rounds - 1)
+        if round_index > int(self.current_round) or self.noise.numel() == 0:
+            result = self.synthesize(module, x, round_index)
+            self.noise = result.noise.to(self.noise.dtype)
+            self.current_round.fill_(round_index)
+            self.stats.copy_(torch.tensor([result.norm, result.steps, float(result.reached),
+                                           result.criterion, result.agreement]))
+        logits = module(x)
+        noisy = apply_noise(module.model, x, self.noise, self.space)
+        loss = F.cross_entropy(logits, y) + self.loss_weight * F.cross_entropy(noisy, y)
+        if self.consistency_weight > 0:
+            loss = loss + self.consistency_weight * (noisy - logits).pow(2).sum(-1).mean()
+        extras = dict(zip(STATS, self.stats, strict=True))
+        return {"loss": loss, "logits": logits, "round": self.current_round.float(), **extras}

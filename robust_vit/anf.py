@@ -1,0 +1,220 @@
+"""Approximate nullspace noise (Liu, Singh, Li, Wang 2024): the noisy forward pass and synthesis.
+
+One universal noise tensor is added to the patch tokens right after ``patch_embed``, before
+timm's own ``_pos_embed`` (so class, distillation and register tokens are handled by timm), and
+synthesised with the model frozen so that the predictions barely change: it then lies in the
+model's epsilon-approximate nullspace. Pure PyTorch; collectives are used only when
+``torch.distributed`` is initialised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robust_vit.attacks.pgd import eval_mode
+from robust_vit.errors import ConfigError
+from robust_vit.models import NormalizedViT
+from robust_vit.nullspace import model_label
+
+REQUIRED = ("patch_embed", "_pos_embed", "blocks", "norm", "forward_head")
+
+
+class NoiseSpace(str, Enum):
+    """Where the noise is added: patch tokens (the paper) or the [0, 1] input image."""
+
+    TOKEN = "token"
+    IMAGE = "image"
+
+
+def check_supports_token_noise(vit: nn.Module) -> None:
+    """Fail with a clear message unless ``vit`` has timm's ViT forward pieces."""
+    missing = [name for name in REQUIRED if not hasattr(vit, name)]
+    if missing:
+        raise ConfigError(
+            "model.model_name",
+            f"{model_label(vit)} has no {', '.join(missing)}: token-space ANF needs a timm ViT "
+            "with a patch embedding (vit_*, deit_*, *_dinov2, ...). Pick such a model, or set "
+            "model.method.init_args.space=image.",
+        )
+
+
+def noisy_forward(model: NormalizedViT, x: Tensor, noise: Tensor | None) -> Tensor:
+    """Logits of images ``x`` in [0, 1] with ``noise`` added to the patch tokens.
+
+    Follows timm's ``forward_features`` order: patch_embed -> +noise -> _pos_embed ->
+    patch_drop -> norm_pre -> blocks -> norm -> forward_head. ``noise=None`` is the plain forward.
+    """
+    vit = model.vit
+    check_supports_token_noise(vit)
+    tokens = vit.patch_embed(model.normalize(x))
+    if noise is not None:
+        tokens = tokens + noise
+    tokens = vit._pos_embed(tokens)
+    for name in ("patch_drop", "norm_pre"):
+        layer = getattr(vit, name, None)
+        if layer is not None:
+            tokens = layer(tokens)
+    tokens = vit.norm(vit.blocks(tokens))
+    return vit.forward_head(tokens)
+
+
+def apply_noise(model: NormalizedViT, x: Tensor, noise: Tensor, space: NoiseSpace | str) -> Tensor:
+    """Logits with ``noise`` in token space, or added (unclamped) to the input image."""
+    if NoiseSpace(space) is NoiseSpace.TOKEN:
+        return noisy_forward(model, x, noise)
+    return model(x + noise)
+
+
+def noise_shape(model: NormalizedViT, x: Tensor, space: NoiseSpace | str) -> tuple[int, ...]:
+    """Shape ``(1, N, D)`` of universal token noise (or ``(1, C, H, W)`` in image space)."""
+    if NoiseSpace(space) is NoiseSpace.IMAGE:
+        return (1, *x.shape[1:])
+    check_supports_token_noise(model.vit)
+    with torch.no_grad():
+        return (1, *model.vit.patch_embed(model.normalize(x[:1])).shape[1:])
+
+
+def distributed_mean(t: Tensor) -> Tensor:
+    """``t`` averaged over all ranks (``t`` itself outside ``torch.distributed``)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return t
+    t = t.clone()
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t / dist.get_world_size()
+
+
+def prob_change(clean_logits: Tensor, noisy_logits: Tensor) -> Tensor:
+    """The stop criterion: batch mean of ``sum_k (p_clean,k - p_noisy,k)^2``."""
+    diff = F.softmax(clean_logits, dim=-1) - F.softmax(noisy_logits, dim=-1)
+    return diff.pow(2).sum(dim=-1).mean()
+
+
+@dataclass(frozen=True)
+class SynthesisResult:
+    """A synthesised noise and how the search went (statistics averaged over ranks).
+
+    Attributes:
+        noise: the noise, detached.
+        steps: noise updates made (learned) or shrinks applied (random).
+        reached: whether the criterion fell below eps.
+        criterion: the last tested criterion (the one that stopped the search if ``reached``).
+        agreement: fraction of the last tested batch whose prediction the noise left unchanged.
+    """
+
+    noise: Tensor
+    steps: int
+    reached: bool
+    criterion: float
+    agreement: float
+
+    @property
+    def norm(self) -> float:
+        """L2 norm of the noise."""
+        return float(self.noise.norm())
+
+
+def _test(model: NormalizedViT, x: Tensor, noise: Tensor, space: NoiseSpace,
+          ) -> tuple[Tensor, Tensor, Tensor]:
+    with torch.no_grad():
+        clean = model(x)
+    noisy = apply_noise(model, x, noise, space)
+    criterion = distributed_mean(prob_change(clean, noisy.detach()))
+    agree = distributed_mean((clean.argmax(-1) == noisy.argmax(-1)).float().mean())
+    return clean, noisy, torch.stack([criterion, agree])
+
+
+def synthesize_noise(
+    model: NormalizedViT,
+    batches: Iterator[Tensor],
+    shape: tuple[int, ...],
+    *,
+    eps: float = 0.03,
+    init_lim: float = 3.0,
+    lr: float = 0.1,
+    max_steps: int = 100,
+    space: NoiseSpace | str = NoiseSpace.TOKEN,
+    generator: torch.Generator | None = None,
+) -> SynthesisResult:
+    """Search a universal noise in the eps-approximate nullspace of the frozen ``model``.
+
+    Init Uniform(-init_lim, init_lim); AdamW (lr, torch defaults) on the noise only minimising the
+    batch mean of ``||logits(x; noise) - logits(x)||^2``; before each update, stop as soon as the
+    (rank-averaged) batch mean of ``sum_k (p_clean,k - p_noisy,k)^2`` is below ``eps``. After
+    ``max_steps`` updates the last noise is tested once more and returned either way. The model
+    runs in eval mode (its mode is restored) and its ``.grad`` fields are untouched. Under DDP
+    the gradients are averaged over ranks, so every rank holds the same noise and stops together.
+
+    Args:
+        model: the classifier (images in [0, 1]).
+        batches: image batches on the model's device (needs up to ``max_steps + 1``).
+        shape: noise shape, from :func:`noise_shape`.
+        eps: stop threshold on the probability change.
+        init_lim: half-width of the uniform initialisation.
+        lr: AdamW learning rate of the noise.
+        max_steps: budget of noise updates.
+        space: ``token`` (after ``patch_embed``) or ``image`` (added to the input).
+        generator: seeds the initialisation (same seed on every rank gives the same noise).
+    """
+    space = NoiseSpace(space)
+    device = next(model.parameters()).device
+    init = torch.rand(shape, generator=generator, device=generator.device if generator else "cpu")
+    noise = ((init * 2 - 1) * init_lim).to(device).requires_grad_(True)
+    optimizer = torch.optim.AdamW([noise], lr=lr)
+    steps, stats = 0, torch.zeros(2)
+    with eval_mode(model), torch.enable_grad():
+        for x in batches:
+            clean, noisy, stats = _test(model, x, noise, space)
+            if stats[0] < eps or steps >= max_steps:
+                break
+            loss = (noisy - clean).pow(2).sum(dim=-1).mean()
+            (grad,) = torch.autograd.grad(loss, noise)
+            noise.grad = distributed_mean(grad)
+            optimizer.step()
+            steps += 1
+    criterion, agreement = (float(v) for v in stats)
+    return SynthesisResult(noise.detach(), steps, criterion < eps, criterion, agreement)
+
+
+def random_noise(
+    model: NormalizedViT,
+    batches: Iterator[Tensor],
+    shape: tuple[int, ...],
+    *,
+    eps: float = 0.03,
+    shrink: float = 0.8,
+    max_steps: int = 100,
+    space: NoiseSpace | str = NoiseSpace.TOKEN,
+    generator: torch.Generator | None = None,
+) -> SynthesisResult:
+    """The paper's control: N(0, 1) noise, scaled by ``shrink`` until the same eps test passes.
+
+    Args:
+        model: the classifier (images in [0, 1]).
+        batches: image batches on the model's device (needs up to ``max_steps + 1``).
+        shape: noise shape, from :func:`noise_shape`.
+        eps: stop threshold on the probability change.
+        shrink: factor applied per failed test.
+        max_steps: budget of shrinks.
+        space: ``token`` or ``image``.
+        generator: seeds the noise.
+    """
+    space = NoiseSpace(space)
+    device = next(model.parameters()).device
+    draw = torch.randn(shape, generator=generator, device=generator.device if generator else "cpu")
+    noise, steps, stats = draw.to(device), 0, torch.zeros(2)
+    with eval_mode(model), torch.no_grad():
+        for x in batches:
+            _, _, stats = _test(model, x, noise, space)
+            if stats[0] < eps or steps >= max_steps:
+                break
+            noise = noise * shrink
+            steps += 1
+    criterion, agreement = (float(v) for v in stats)
+    return SynthesisResult(noise, steps, criterion < eps, criterion, agreement)

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+
+from datamodules.tensor_images import fit_images
+from robust_vit.anf import (
+    apply_noise,
+    noise_shape,
+    noisy_forward,
+    prob_change,
+    random_noise,
+    synthesize_noise,
+)
+from robust_vit.errors import ConfigError
+from robust_vit.models import NormalizedViT
+from tests.fakes import SLICE
+
+SMALL = {"img_size": 32, "num_classes": 10, "pretrained": False}
+MODELS = {
+    "vit_tiny_patch16_224": {"patch_size": 8, "embed_dim": 24, "depth": 2, "num_heads": 2},
+    "deit_tiny_patch16_224": {"patch_size": 8, "embed_dim": 24, "depth": 2, "num_heads": 2},
+    "deit_tiny_distilled_patch16_224": {"patch_size": 8, "embed_dim": 24, "depth": 2,
+                                        "num_heads": 2},
+    "vit_small_patch14_reg4_dinov2": {"patch_size": 8, "embed_dim": 24, "depth": 2,
+                                      "num_heads": 2, "dynamic_img_size": False},
+}
+
+
+def wrap(vit: torch.nn.Module) -> NormalizedViT:
+    chans = vit.patch_embed.proj.in_channels
+    return NormalizedViT(vit, (0.5,) * chans, (0.5,) * chans)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_zero_noise_equals_the_plain_forward(name: str) -> None:
+    torch.manual_seed(0)
+    model = wrap(timm.create_model(name, **SMALL, **MODELS[name])).eval()
+    x = torch.rand(3, 3, 32, 32)
+    shape = noise_shape(model, x, "token")
+    assert shape == (1, 16, 24)
+    with torch.no_grad():
+        plain = model(x)
+        zero = noisy_forward(model, x, torch.zeros(shape))
+        noisy = noisy_forward(model, x, torch.randn(shape))
+    scale = plain.abs().max()  # timm inits some heads tiny: compare relative to the logits
+    torch.testing.assert_close(zero, plain, rtol=1e-5, atol=1e-5 * scale)
+    torch.testing.assert_close(noisy_forward(model, x, None), plain, rtol=1e-5, atol=1e-5 * scale)
+    assert (noisy - plain).abs().max() > 1e-2 * scale  # the noise does reach the output
+
+
+def test_model_without_patch_embedding_gets_a_clear_error() -> None:
+    convnet = timm.create_model("resnet10t", pretrained=False, num_classes=10)
+    model = NormalizedViT(convnet, (0.5,) * 3, (0.5,) * 3)
+    with pytest.raises(ConfigError, match=r"resnet10t.*patch_embed") as info:
+        noise_shape(model, torch.rand(1, 3, 32, 32), "token")
+    assert info.value.field == "model.model_name"
+    assert noise_shape(model, torch.rand(1, 3, 32, 32), "image") == (1, 3, 32, 32)
+
+
+def slice_images(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    data = np.load(SLICE)
+    images = fit_images(torch.from_numpy(data[f"x_{split}"]).unsqueeze(1), 32, 1)
+    return images.float() / 255, torch.from_numpy(data[f"y_{split}"]).long()
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[NormalizedViT, torch.Tensor]:
+    """A CPU-default-like ViT trained for a few seconds on the committed slice."""
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_tiny_patch16_224", in_chans=1, **SMALL,
+                            patch_size=8, embed_dim=32, depth=1, num_heads=2)
+    model = wrap(vit)
+    x, y = slice_images("train")
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(12):
+        for idx in torch.randperm(len(x)).split(50):
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval(), slice_images("test")[0][:128]
+
+
+def cycle(x: torch.Tensor, batch: int = 32) -> Iterator[torch.Tensor]:
+    return itertools.cycle(x.split(batch))
+
+
+def test_synthesis_reaches_eps_and_beats_random_noise_of_the_same_norm(
+    trained: tuple[NormalizedViT, torch.Tensor],
+) -> None:
+    model, x_test = trained
+    shape = noise_shape(model, x_test, "token")
+    grads_before = [p.grad for p in model.parameters()]
+    result = synthesize_noise(model, cycle(x_test), shape, eps=0.03, max_steps=150,
+                              generator=torch.Generator().manual_seed(0))
+    assert result.reached and result.criterion < 0.03
+    assert 0 < result.steps <= 150
+    assert [p.grad for p in model.parameters()] == grads_before and not model.training
+    same_norm = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    same_norm = same_norm * result.norm / same_norm.norm()
+    with torch.no_grad():
+        clean = model(x_test)
+        learned = noisy_forward(model, x_test, result.noise)
+        control = noisy_forward(model, x_test, same_norm)
+    agree_learned = (learned.argmax(-1) == clean.argmax(-1)).float().mean()
+    agree_control = (control.argmax(-1) == clean.argmax(-1)).float().mean()
+    assert prob_change(clean, learned) < 0.2 * prob_change(clean, control)
+    assert 1 - agree_learned < 0.5 * (1 - agree_control)
+
+
+def test_unreachable_eps_uses_the_whole_budget(trained: tuple[NormalizedViT, torch.Tensor]) -> None:
+    model, x_test = trained
+    shape = noise_shape(model, x_test, "token")
+    result = synthesize_noise(model, cycle(x_test), shape, eps=0.0, max_steps=3)
+    assert result.steps == 3 and not result.reached and result.criterion > 0
+
+
+def test_random_control_shrinks_until_the_test_passes(
+    trained: tuple[NormalizedViT, torch.Tensor],
+) -> None:
+    model, x_test = trained
+    shape = noise_shape(model, x_test, "token")
+    gen = torch.Generator().manual_seed(0)
+    result = random_noise(model, cycle(x_test), shape, eps=0.03, max_steps=100, generator=gen)
+    start = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    assert result.reached
+    torch.testing.assert_close(result.noise, start * 0.8**result.steps)
+
+
+def test_image_space_noise_is_added_to_the_input(
+    trained: tuple[NormalizedViT, torch.Tensor],
+) -> None:
+    model, x_test = trained
+    x = x_test[:8]
+    shape = noise_shape(model, x, "image")
+    result = synthesize_noise(model, cycle(x, 4), shape, init_lim=0.5, max_steps=5, space="image")
+    assert result.noise.shape == (1, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(apply_noise(model, x, result.noise, "image"),
+                                   model(x + result.noise))
+
+
+@pytest.mark.parametrize(("option", "value"), [("eps", 0.0), ("init_lim", -1.0), ("rounds", 0),
+                                               ("noise", "gaussian"), ("space", "pixel")])
+def test_bad_anf_options_name_the_field(option: str, value: object) -> None:
+    from lightning_modules.methods import ANF
+
+    with pytest.raises(ConfigError) as info:
+        ANF(**{option: value})  # type: ignore[arg-type]
+    assert info.value.field == f"model.method.init_args.{option}"
