@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info
 
 from callbacks.results import record_path
 from robust_vit.nullspace_report import markdown_table, nullspace_report, plot_report
@@ -29,9 +29,12 @@ class NullspaceAnalysis(L.Callback):
         self.num_images, self.noise_scale = num_images, noise_scale
         self.eps, self.max_steps = eps, max_steps
 
-    @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Run the analysis on validation images and write its outputs."""
+        """Run the analysis on validation images and write its outputs.
+
+        Every rank runs it (the noise synthesis averages across ranks under DDP); rank zero
+        writes the report of its own validation shard.
+        """
         loader = trainer.val_dataloaders
         if loader is None:
             rank_zero_info("NullspaceAnalysis: no validation data, skipped.")
@@ -45,6 +48,8 @@ class NullspaceAnalysis(L.Callback):
         report = nullspace_report(pl_module.model, x, noise_scale=self.noise_scale, eps=self.eps,
                                   max_steps=self.max_steps)
         path = record_path(trainer)
+        if not trainer.is_global_zero:
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         (path.parent / "nullspace.md").write_text(markdown_table(report))
         plot_report(report, path.parent / "nullspace.png")

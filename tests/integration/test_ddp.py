@@ -14,7 +14,7 @@ from tests.conftest import EXPERIMENTS, REPO, TINY_MODEL
 
 
 @pytest.mark.ddp
-@pytest.mark.parametrize("method", ["erm", "safer"])
+@pytest.mark.parametrize("method", ["erm", "anf", "safer"])
 def test_two_process_cpu_ddp_fit_and_test(method: str, tmp_path: Path, fmnist_dir: Path) -> None:
     layers = ["base.yaml", "data/fashion_mnist.yaml", "model/vit_cpu.yaml", f"method/{method}.yaml",
               "ddp.yaml"]
