@@ -14,7 +14,18 @@ export WANDB_MODE ?= offline
 export OMP_NUM_THREADS ?= $(THREADS)
 
 .DEFAULT_GOAL := help
-.PHONY: help install data demo pretrain finetune test test-full lint clean
+# Sweeps: one run per METHOD x SEED, each in runs/$(SWEEP)/<method>/seed<s>/, finetuned from FROM
+# and tested with EVAL. A run that finished has a .done marker and is skipped on restart.
+METHODS ?= erm anf anf_random
+SEEDS ?= 0 1 2
+SWEEP ?= sweep
+FROM ?= $(WEIGHTS)
+EVAL ?= experiments/eval/fashion_mnist.yaml
+SWEEP_ARGS ?=
+SWEEP_RUNS := $(foreach m,$(METHODS),$(foreach s,$(SEEDS),runs/$(SWEEP)/$(m)/seed$(s)/.done))
+STAGE1 := artifacts/pgd_at_stage1.safetensors
+
+.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer report-sweep test test-full lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -58,6 +69,32 @@ demo: install ## pretrain, finetune from the weights file, evaluate, print the t
 	$(MAKE) --no-print-directory $(WEIGHTS) finetune && \
 	$(CLI) report runs/pretrain runs/finetune --latest --keys test/acc --plots runs/plots && \
 	echo "demo: $$(( $$(date +%s) - start )) s"
+
+sweep: $(SWEEP_RUNS) ## METHODS x SEEDS finetuning runs from FROM, each tested with EVAL (make -n sweep: the plan)
+	$(CLI) report runs/$(SWEEP) --group $(if $(BASELINE),--baseline $(BASELINE))
+
+runs/$(SWEEP)/%/.done: | $(VENV)/.installed
+	$(CLI) fit $(CPU_RUN) \
+		$(if $(filter safer_%,$(word 1,$(subst /, ,$*))),--config experiments/method/safer.yaml) \
+		--config experiments/method/$(word 1,$(subst /, ,$*)).yaml --config experiments/finetune.yaml \
+		--config $(EVAL) --model.weights $(FROM) --name $(SWEEP)/$* \
+		--seed_everything $(patsubst seed%,%,$(word 2,$(subst /, ,$*))) --threads $(THREADS) \
+		--trainer.enable_progress_bar false $(SWEEP_ARGS)
+	touch $@
+
+sweep-anf: install $(WEIGHTS) ## ANF vs ERM vs random-noise control, 3 seeds, 800 optimizer steps each
+	$(MAKE) --no-print-directory sweep SWEEP=anf METHODS="erm anf anf_random" \
+		SWEEP_ARGS="--trainer.max_steps 800 --trainer.max_epochs -1"
+
+$(STAGE1): | $(VENV)/.installed $(WEIGHTS)
+	$(CLI) fit $(CPU_RUN) --config experiments/method/pgd_at.yaml --config experiments/finetune.yaml \
+		--model.weights $(WEIGHTS) --name stage1_pgd_at --threads $(THREADS) \
+		--trainer.callbacks+=callbacks.ExportWeights --trainer.callbacks.path $(STAGE1) \
+		--trainer.enable_progress_bar false
+
+sweep-safer: install $(STAGE1) ## from a PGD-AT stage 1: SAFER vs continued PGD-AT and two ablations, 3 seeds
+	$(MAKE) --no-print-directory sweep SWEEP=safer FROM=$(STAGE1) \
+		METHODS="pgd_at safer safer_sam_all safer_base_optimizer" SWEEP_ARGS="--trainer.max_epochs 1"
 
 test: install ## run the test suite (what CI runs)
 	$(PY) -m pytest -q

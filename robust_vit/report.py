@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from robust_vit.aggregate import delta_table, group_by_seed, group_table
 from robust_vit.records import RECORD_NAME, read_record
 from robust_vit.tables import adversarial_table, corruption_table
 
@@ -57,6 +58,26 @@ def plot_section(section: str, result: dict[str, Any], name: str, stage: str,
     return plot(result, path, f"{name} ({stage})")
 
 
+def default_keys(metrics: dict[str, dict[str, float]]) -> list[str]:
+    """Clean accuracy, every adversarial accuracy and the mean corruption accuracy."""
+    found = {k for values in metrics.values() for k in values}
+    robust = sorted(k for k in found if k.startswith("test/adversarial/"))
+    corrupt = sorted(k for k in found if k.startswith("test/corruptions/"))
+    return ["test/acc", *robust, *corrupt]
+
+
+def grouped_report(records: dict[str, dict[str, Any]], keys: list[str] | None,
+                   baseline: str | None) -> str:
+    """Per-group means with 95% intervals over seeds, and paired deltas against ``baseline``."""
+    metrics = {name: flatten_metrics(rec) for name, rec in records.items()}
+    groups = group_by_seed(metrics)
+    keys = keys or default_keys(metrics)
+    parts = [group_table(groups, keys)]
+    if baseline is not None:
+        parts.append(delta_table(groups, baseline, keys))
+    return "\n\n".join(parts)
+
+
 def find_records(path: Path, latest: bool) -> list[Path]:
     """Record files at ``path``: the file itself, or those in the folder and below it."""
     if path.is_file():
@@ -72,6 +93,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--keys", nargs="*", help="metric keys to show (default: test/ and val/)")
     parser.add_argument("--latest", action="store_true",
                         help="for each folder, only its most recently written record")
+    parser.add_argument("--group", action="store_true",
+                        help="aggregate runs in .../<group>/seed<N>/ folders: mean and 95%% "
+                        "interval across seeds per group")
+    parser.add_argument("--baseline", default=None,
+                        help="with --group: also print each group minus this group, paired by seed")
     parser.add_argument("--plots", type=Path, default=None,
                         help="folder to write accuracy-vs-epsilon and corruption heatmap PNGs to")
     ns = parser.parse_args(argv)
@@ -81,6 +107,9 @@ def main(argv: list[str]) -> None:
         if not files:
             parser.error(f"no result record at or under {path}")
         records.update({str(file.parent): read_record(file) for file in files})
+    if ns.group:
+        print(grouped_report(records, ns.keys, ns.baseline))
+        return
     print(markdown_table(records, ns.keys))
     robustness = robustness_sections(records, ns.plots)
     if robustness:

@@ -21,6 +21,7 @@ SMALL_CORRUPTIONS = [*SMALL_EVAL, "--trainer.callbacks.init_args.corruptions=[co
 STAND_IN_OVERRIDES = {
     "eval/cpu.yaml": SMALL_CORRUPTIONS,
     "eval/corruptions.yaml": SMALL_CORRUPTIONS,
+    "eval/fashion_mnist.yaml": SMALL_CORRUPTIONS,
     "eval/adversarial.yaml": SMALL_EVAL,
 }
 CPU_STAND_IN = ["--trainer.accelerator=cpu", "--trainer.precision=32-true",
