@@ -1,11 +1,12 @@
 """Adversarial attacks as pure functions over a model that takes images in [0, 1].
 
 Functions (``fgsm``, ``pgd``, ``apgd``) for use anywhere; thin classes (``FGSM``, ``PGD``,
-``APGD``) that re-score what they return and give YAML a ``class_path``; ``run_suite`` for the
-per-example worst case over a suite.
+``APGD``, and ``AutoAttack`` over the optional reference implementation) that re-score what they
+return and give YAML a ``class_path``; ``run_suite`` for the per-example worst case over a suite.
 """
 
 from robust_vit.attacks.apgd import apgd, dlr_loss
+from robust_vit.attacks.autoattack import AutoAttack
 from robust_vit.attacks.classes import APGD, FGSM, PGD, Attack, AttackResult
 from robust_vit.attacks.core import Norm, ce_loss, eval_mode, is_correct, project
 from robust_vit.attacks.fgsm import fgsm
@@ -20,6 +21,7 @@ __all__ = [
     "WORST",
     "Attack",
     "AttackResult",
+    "AutoAttack",
     "Norm",
     "apgd",
     "ce_loss",
