@@ -23,6 +23,14 @@ def load_rgb(path: str) -> Image.Image:
                           "replace it.") from err
 
 
+def eval_transform(img_size: int, crop_fraction: float = 0.875,
+                   in_chans: int = 3) -> transforms.Compose:
+    """Resize to ``img_size / crop_fraction``, centre-crop ``img_size``, to a tensor in [0, 1]."""
+    grey = [transforms.Grayscale(1)] if in_chans == 1 else []
+    return transforms.Compose([transforms.Resize(round(img_size / crop_fraction)),
+                               transforms.CenterCrop(img_size), *grey, transforms.ToTensor()])
+
+
 class ImageFolderDataModule(ImageClassificationDataModule):
     """ImageNet-style folders, resized on the fly (train: random resized crop and flip).
 
@@ -65,13 +73,12 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         self.crop_fraction = crop_fraction
 
     def _transform(self, augment: bool) -> transforms.Compose:
+        if not augment:
+            return eval_transform(self.img_size, self.crop_fraction, self.in_chans)
         grey = [transforms.Grayscale(1)] if self.in_chans == 1 else []
-        if augment:
-            steps = [transforms.RandomResizedCrop(self.img_size), transforms.RandomHorizontalFlip()]
-        else:
-            steps = [transforms.Resize(int(round(self.img_size / self.crop_fraction))),
-                     transforms.CenterCrop(self.img_size)]
-        return transforms.Compose([*steps, *grey, transforms.ToTensor()])
+        return transforms.Compose([transforms.RandomResizedCrop(self.img_size),
+                                   transforms.RandomHorizontalFlip(), *grey,
+                                   transforms.ToTensor()])
 
     def build_train_set(self, augment: bool) -> Dataset:
         """The training folder."""

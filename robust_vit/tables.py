@@ -44,3 +44,12 @@ def corruption_table(result: dict[str, Any]) -> str:
         summary += f", mCE {100 * result['mce']:.1f}, relative mCE " \
                    f"{100 * result['relative_mce']:.1f} (reference: {result['reference']})"
     return "\n".join(lines) + summary
+
+
+def shift_table(result: dict[str, Any]) -> str:
+    """Rows: distribution-shift sets, with accuracy, interval, n and the classes scored."""
+    lines = ["| set | accuracy % [95% CI] | n | classes |", "|---|---|---|---|"]
+    for name, entry in result["sets"].items():
+        classes = f"{entry['classes']} (masked)" if entry["masked"] else str(entry["classes"])
+        lines.append(f"| {name} | {cell(entry)} | {entry['n']} | {classes} |")
+    return "\n".join(lines)
