@@ -6,6 +6,7 @@ from callbacks.export import ExportWeights
 from callbacks.nullspace import NullspaceAnalysis
 from callbacks.results import ResultRecord
 from callbacks.sharpness import LayerSharpness
+from callbacks.throughput import Throughput
 
 __all__ = [
     "AdversarialEval",
@@ -14,4 +15,5 @@ __all__ = [
     "LayerSharpness",
     "NullspaceAnalysis",
     "ResultRecord",
+    "Throughput",
 ]
