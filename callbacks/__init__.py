@@ -7,6 +7,7 @@ from callbacks.nullspace import NullspaceAnalysis
 from callbacks.results import ResultRecord
 from callbacks.sharpness import LayerSharpness
 from callbacks.shift import ShiftEval
+from callbacks.throughput import Throughput
 
 __all__ = [
     "AdversarialEval",
@@ -16,4 +17,5 @@ __all__ = [
     "NullspaceAnalysis",
     "ResultRecord",
     "ShiftEval",
+    "Throughput",
 ]
