@@ -3,6 +3,7 @@
 from callbacks.adversarial import AdversarialEval
 from callbacks.corruption import CorruptionEval
 from callbacks.export import ExportWeights
+from callbacks.finite_loss import FiniteLossGuard
 from callbacks.nullspace import NullspaceAnalysis
 from callbacks.results import ResultRecord
 from callbacks.sharpness import LayerSharpness
@@ -13,6 +14,7 @@ __all__ = [
     "AdversarialEval",
     "CorruptionEval",
     "ExportWeights",
+    "FiniteLossGuard",
     "LayerSharpness",
     "NullspaceAnalysis",
     "ResultRecord",

@@ -24,7 +24,7 @@ from callbacks.evaluation import (
     write_outputs,
 )
 from callbacks.results import record_path
-from datamodules.corruptions import cifar_c_dataset
+from datamodules.corruptions import cifar_c_dataset, open_cifar_c
 from robust_vit.corruptions import (
     CORRUPTIONS,
     SEVERITIES,
@@ -79,6 +79,8 @@ class CorruptionEval(L.Callback):
                               f"{reference!r} is neither 'alexnet' nor a results.json file.")
         if data_dir is not None and not Path(data_dir).is_dir():
             raise ConfigError("corruptions.data_dir", f"{data_dir!r} is not a directory.")
+        for name in self.corruptions if data_dir is not None else []:
+            open_cifar_c(data_dir, name, "corruptions.data_dir")
         self.data_dir, self.cache_dir = data_dir, Path(cache_dir)
         self.num_examples, self.seed, self.reference = num_examples, seed, reference
         self.every_n_epochs, self.stages = every_n_epochs, list(stages)

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from robust_vit.attacks import wilson_interval
 from robust_vit.errors import ConfigError
-from robust_vit.records import update_record
+from robust_vit.records import update_record, write_text_atomic
 
 STAGES = ("fit", "test")
 
@@ -103,7 +103,7 @@ def write_outputs(trainer: L.Trainer, path: Path, section: str, stage: str,
     """
     update_record(path, section, {stage: {**result, "table": table}})
     md = path.parent / f"{section}_{stage}.md"
-    md.write_text(table + "\n")
+    write_text_atomic(md, table + "\n")
     for logger in trainer.loggers:
         if hasattr(logger, "log_table"):
             logger.log_table(key=f"{stage}/{section}", columns=columns, data=rows)

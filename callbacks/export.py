@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from robust_vit.errors import ConfigError
 from robust_vit.models import save_vit_weights
 
 VIT_PREFIX = "model.vit."
@@ -19,15 +20,29 @@ class ExportWeights(L.Callback):
 
     The weights are those of the best checkpoint when the run monitored one (the checkpoint that
     ``test_after_fit`` evaluates), else the final weights. The file loads with
-    ``model.weights: <path>`` through ``timm.create_model(..., pretrained_cfg_overlay=dict(file=...))``,
-    the path a user with real timm weights takes.
+    ``model.weights: <path>`` through
+    ``timm.create_model(..., pretrained_cfg_overlay=dict(file=...))``, the path a user with real
+    timm weights takes.
 
     Args:
         path: where to write the ``.safetensors`` file.
+        overwrite: replace an existing file at ``path`` (otherwise the run refuses to start).
     """
 
-    def __init__(self, path: str = "artifacts/weights.safetensors") -> None:
+    def __init__(self, path: str = "artifacts/weights.safetensors",
+                 overwrite: bool = False) -> None:
         self.path = Path(path)
+        self.overwrite = overwrite
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Refuse, before any training, to replace an earlier export unless asked to."""
+        if stage == "fit" and self.path.exists() and not self.overwrite:
+            raise ConfigError(
+                "ExportWeights.path",
+                f"{str(self.path)!r} already exists and would be overwritten at the end of fit. "
+                "Move it, choose another path, or set `overwrite: true` on the ExportWeights "
+                "callback (--trainer.callbacks.init_args.overwrite=true).",
+            )
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Write the weights with the hyperparameters needed to rebuild the model."""

@@ -8,7 +8,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from callbacks.results import record_path
 from robust_vit.nullspace_report import markdown_table, nullspace_report, plot_report
-from robust_vit.records import update_record
+from robust_vit.records import update_record, write_text_atomic
 
 
 class NullspaceAnalysis(L.Callback):
@@ -51,7 +51,7 @@ class NullspaceAnalysis(L.Callback):
         if not trainer.is_global_zero:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        (path.parent / "nullspace.md").write_text(markdown_table(report))
+        write_text_atomic(path.parent / "nullspace.md", markdown_table(report))
         plot_report(report, path.parent / "nullspace.png")
         update_record(path, "nullspace", report)
         rank_zero_info(markdown_table(report))

@@ -23,23 +23,34 @@ def load_cifar_c(folder: str | Path, corruption: str, severity: int,
     ``<corruption>.npy`` holds the 5 severities stacked (``(5 N, H, W, C)``), ``labels.npy``
     the matching ``(5 N,)`` labels: the layout of CIFAR-10-C and of our own cache.
     """
+    if severity not in SEVERITIES:
+        raise ConfigError("severities", f"must be in {SEVERITIES}, got {severity}.")
+    images, labels = open_cifar_c(folder, corruption, field)
+    n = len(images) // len(SEVERITIES)
+    part = slice((severity - 1) * n, severity * n)
+    return np.array(images[part]), np.asarray(labels[part], dtype=np.int64)
+
+
+def open_cifar_c(folder: str | Path, corruption: str,
+                 field: str = "data_dir") -> tuple[np.ndarray, np.ndarray]:
+    """Memory-mapped images and labels of one corruption, their layout checked (nothing read)."""
     folder = Path(folder)
     path, labels_path = folder / f"{corruption}.npy", folder / "labels.npy"
     for p in (path, labels_path):
         if not p.is_file():
             raise ConfigError(field, f"{str(p)!r} is missing; point {field} at a folder in the "
                               "CIFAR-10-C layout (<corruption>.npy and labels.npy).")
-    if severity not in SEVERITIES:
-        raise ConfigError("severities", f"must be in {SEVERITIES}, got {severity}.")
-    images = np.load(path, mmap_mode="r")
-    labels = np.load(labels_path, mmap_mode="r")
+    try:
+        images = np.load(path, mmap_mode="r")
+        labels = np.load(labels_path, mmap_mode="r")
+    except (OSError, ValueError) as err:
+        raise ConfigError(field, f"cannot read {str(path)!r} or its labels.npy ({err}); "
+                          "re-download or re-render the set.") from err
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] not in (1, 3) \
             or len(images) % len(SEVERITIES) or labels.shape != (len(images),):
         raise ConfigError(field, f"{str(path)!r} is {images.dtype} {images.shape} with labels "
                           f"{labels.shape}; expected uint8 (5 N, H, W, 1|3) and labels (5 N,).")
-    n = len(images) // len(SEVERITIES)
-    part = slice((severity - 1) * n, severity * n)
-    return np.array(images[part]), np.asarray(labels[part], dtype=np.int64)
+    return images, labels
 
 
 def cifar_c_dataset(folder: str | Path, corruption: str, severity: int, img_size: int,

@@ -70,7 +70,8 @@ def load_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     if labels.size and (labels.min() < 0 or labels.max() >= len(CLASSES)):
         raise ConfigError(
             "data.data_dir",
-            f"{split} labels span {labels.min()}..{labels.max()}, outside 0..{len(CLASSES) - 1}.",
+            f"{split} labels span {labels.min()}..{labels.max()}, outside 0..{len(CLASSES) - 1}; "
+            "re-fetch the dataset.",
         )
     return images, labels
 

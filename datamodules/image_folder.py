@@ -8,6 +8,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from datamodules.base import ImageClassificationDataModule
 from robust_vit.errors import ConfigError
@@ -31,6 +32,20 @@ def eval_transform(img_size: int, crop_fraction: float = 0.875,
                                transforms.CenterCrop(img_size), *grey, transforms.ToTensor()])
 
 
+def verify_image_files(folder: Path) -> None:
+    """Fail naming the first file under ``folder``'s class folders that is not a valid image."""
+    for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for path in sorted(p for p in class_dir.rglob("*") if p.is_file()):
+            if path.suffix.lower() not in IMG_EXTENSIONS:
+                continue
+            try:
+                with Image.open(path) as image:
+                    image.verify()
+            except (UnidentifiedImageError, OSError, SyntaxError) as err:
+                raise ConfigError("data.data_dir", f"cannot decode image {str(path)!r} ({err}); "
+                                  "remove or replace it.") from err
+
+
 class ImageFolderDataModule(ImageClassificationDataModule):
     """ImageNet-style folders, resized on the fly (train: random resized crop and flip).
 
@@ -41,6 +56,9 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         test_split: name of the held-out subfolder used as the test set.
         crop_fraction: evaluation centre-crop fraction (the image is resized to
             ``img_size / crop_fraction`` first).
+        verify_images: at setup, check that every file of the splits in use opens as an image
+            (PIL's ``verify``: headers and checksums, no decoding), so that a corrupt file fails
+            before training rather than mid-epoch. Turn it off for very large folders.
         **kwargs: batch size, split and shape options of the base datamodule.
     """
 
@@ -51,6 +69,7 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         train_split: str = "train",
         test_split: str = "val",
         crop_fraction: float = 0.875,
+        verify_images: bool = True,
         batch_size: int = 128,
         num_workers: int = 8,
         val_fraction: float = 0.01,
@@ -71,6 +90,18 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         self.num_classes = num_classes
         self.train_split, self.test_split = train_split, test_split
         self.crop_fraction = crop_fraction
+        self.verify_images = verify_images
+        self._verified: set[str] = set()
+
+    def setup(self, stage: str) -> None:
+        """Build the stage's datasets, first verifying their image files when asked."""
+        if self.verify_images:
+            splits = [self.train_split] if stage in ("fit", "validate") else [self.test_split]
+            for split in splits:
+                if split not in self._verified:
+                    verify_image_files(self.data_dir / split)
+                    self._verified.add(split)
+        super().setup(stage)
 
     def _transform(self, augment: bool) -> transforms.Compose:
         if not augment:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-
 from typing import Any
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from robust_vit.errors import ConfigError
+from robust_vit.errors import ConfigError, TrainingFault
+from robust_vit.preflight import check_state_fits, prepare_wandb, read_checkpoint
 from robust_vit.records import RECORD_NAME
 
 
@@ -47,10 +48,26 @@ class RobustViTCLI(LightningCLI):
         if config.get("threads"):
             torch.set_num_threads(config.threads)
         loggers = config.trainer.get("logger")
+        prepare_wandb(loggers)
         if config.get("name") and isinstance(loggers, list):
             for logger in loggers:
                 logger.init_args.name = config.name
 
+
+    def _parse_ckpt_path(self) -> None:
+        """Check ``--ckpt_path`` (exists, a checkpoint, loads safely) before Lightning reads it."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        self._ckpt_state = read_checkpoint(ckpt_path)
+        super()._parse_ckpt_path()
+
+    def _check_ckpt_path(self) -> None:
+        """Fail before any compute unless the ``--ckpt_path`` weights fit the model."""
+        if self._ckpt_state is not None:
+            ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
+            check_state_fits(ckpt_path, self._ckpt_state, self.model)
+
+    before_fit = before_validate = before_test = before_predict = _check_ckpt_path
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The trainer, with a rich progress bar unless the config disables or sets one."""
@@ -99,6 +116,14 @@ def main(args: ArgsType = None) -> None:
         return
     try:
         run_cli(args)
+    except SIGTERMException as err:
+        print("robust-vit: stopped by SIGTERM; checkpoint callbacks with save_on_exception "
+              "(experiments/base.yaml) saved one: resume with --ckpt_path "
+              "runs/<name>/version_N/checkpoints/last.ckpt.", file=sys.stderr)
+        raise SystemExit(143) from err
+    except TrainingFault as err:
+        print(f"robust-vit: training stopped: {err}", file=sys.stderr)
+        raise SystemExit(1) from err
     except Exception as err:
         config_error = find_config_error(err)
         if config_error is None:

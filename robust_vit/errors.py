@@ -22,3 +22,10 @@ def check_range(field: str, value: float, low: float, high: float, *, low_open: 
     if below or value > high:
         bracket = "(" if low_open else "["
         raise ConfigError(field, f"{value} is outside {bracket}{low}, {high}].")
+
+
+class TrainingFault(RuntimeError):
+    """A run stopped on purpose because training went wrong (e.g. a non-finite loss).
+
+    The CLI prints it as ``robust-vit: training stopped: <message>`` and exits with code 1.
+    """

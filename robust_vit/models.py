@@ -133,6 +133,12 @@ def create_vit(
         pretrained = True
     try:
         return timm.create_model(model_name, pretrained=pretrained, **kwargs)
+    except TypeError as err:
+        raise ConfigError(
+            "model.model_name",
+            f"{model_name!r} does not take the ViT options {sorted(kwargs)} ({err}). Use a timm "
+            "Vision Transformer (vit_*, deit_*, ...) or model_kwargs it accepts.",
+        ) from err
     except RuntimeError as err:
         if weights is None:
             raise

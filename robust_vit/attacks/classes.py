@@ -7,6 +7,7 @@ re-scores the returned examples, so the reported flags are those of the returned
 from __future__ import annotations
 
 import copy
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Literal
@@ -17,8 +18,20 @@ from robust_vit.attacks.apgd import apgd
 from robust_vit.attacks.core import eval_mode, is_correct
 from robust_vit.attacks.fgsm import fgsm
 from robust_vit.attacks.pgd import pgd
+from robust_vit.errors import ConfigError
 
 NormName = Literal["linf", "l2"]
+
+
+def check_eps(eps: float, norm: str, name: str) -> None:
+    """Fail unless ``eps`` is a radius in pixel units: >= 0, and <= 1 under L-inf."""
+    high = 1.0 if norm == "linf" else math.inf
+    if not 0 <= eps <= high:
+        raise ConfigError(
+            "adversarial.attacks",
+            f"{name} = {eps} is outside [0, {high}] for the {norm} threat model; set eps in pixel "
+            "units of images in [0, 1] (e.g. 8/255 = 0.0314 under linf, 0.5 under l2).",
+        )
 
 
 @dataclass(frozen=True)
@@ -41,8 +54,7 @@ class Attack(ABC):
 
     def __init__(self, eps: float, norm: NormName = "linf", name: str | None = None,
                  early_exit: bool = True) -> None:
-        if eps < 0:
-            raise ValueError(f"eps must be non-negative, got {eps}")
+        check_eps(eps, norm, f"{type(self).__name__}.eps")
         self.eps = eps
         self.norm = norm
         self._name = name
@@ -63,6 +75,7 @@ class Attack(ABC):
 
     def with_eps(self, eps: float) -> Attack:
         """A copy of this attack at another radius (step sizes are relative to ``eps``)."""
+        check_eps(eps, self.norm, "epsilons")
         other = copy.copy(self)
         other.eps = eps
         return other

@@ -99,7 +99,18 @@ def test_corrupt_image_names_the_file(tmp_path: Path) -> None:
     root = write_image_folder(tmp_path, classes=2, per_class=2)
     bad = root / "val" / "class_0" / "img_0.png"
     bad.write_bytes(b"garbage")
-    dm = ImageFolderDataModule(data_dir=str(root), num_classes=2, img_size=32, num_workers=0)
+    dm = ImageFolderDataModule(data_dir=str(root), num_classes=2, img_size=32, num_workers=0,
+                               verify_images=False)
     dm.setup("test")
     with pytest.raises(ConfigError, match="img_0.png"):
         dm.test_set[0]
+
+
+def test_corrupt_image_fails_at_setup_before_any_batch(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path, classes=2, per_class=2)
+    (root / "train" / "class_1" / "img_1.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(32))
+    dm = ImageFolderDataModule(data_dir=str(root), num_classes=2, img_size=32, num_workers=0)
+    dm.setup("test")  # the test split is intact
+    with pytest.raises(ConfigError, match=r"img_1\.png"):
+        dm.setup("fit")
+    assert dm.train_set is None

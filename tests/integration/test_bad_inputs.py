@@ -1,0 +1,340 @@
+"""The bad-input matrix: each bad input fails through the real CLI before any compute.
+
+Every case runs ``robust_vit.cli.main`` in a fresh working folder that already holds an earlier
+run and an exported weights file. It must exit with code 2 (argument errors and
+:class:`~robust_vit.errors.ConfigError` alike), print a message naming the field or file and a
+fix, run no forward pass, write no checkpoint or metric row, and leave the earlier files as they
+were.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lightning_modules import ViTClassifier
+from robust_vit.cli import main
+from robust_vit.models import NormalizedViT, create_vit, save_vit_weights
+from tests.conftest import EXPERIMENTS, TINY_MODEL
+from tests.fakes import write_fashion_mnist, write_idx, write_image_folder
+
+METHODS = EXPERIMENTS / "method"
+TINY = json.loads(TINY_MODEL)
+
+
+@dataclass
+class Case:
+    """One bad input: the argv it adds, and what the error message must contain."""
+
+    name: str
+    args: Callable[[Path, Path], list[str]]
+    field: str
+    fix: str
+    subcommand: str = "fit"
+    env: dict[str, str | None] | None = None
+    base: str = "fmnist"
+
+
+def fmnist_base(data: Path) -> list[str]:
+    return ["--config", str(EXPERIMENTS / "base.yaml"),
+            "--config", str(EXPERIMENTS / "data" / "fashion_mnist.yaml"),
+            "--config", str(EXPERIMENTS / "model" / "vit_cpu.yaml"),
+            f"--model.model_kwargs={TINY_MODEL}", f"--data.init_args.data_dir={data}",
+            "--data.init_args.batch_size=16"]
+
+
+def folder_base(root: Path) -> list[str]:
+    return ["--config", str(EXPERIMENTS / "base.yaml"),
+            "--config", str(EXPERIMENTS / "data" / "imagenet.yaml"),
+            "--config", str(EXPERIMENTS / "model" / "vit_cpu.yaml"),
+            f"--model.model_kwargs={TINY_MODEL}", f"--data.init_args.data_dir={root}",
+            "--data.init_args.num_classes=3", "--data.init_args.img_size=32",
+            "--data.init_args.num_workers=0", "--data.init_args.batch_size=4",
+            "--data.init_args.val_fraction=0.25"]
+
+
+COMMON = ["--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false",
+          "--trainer.enable_model_summary=false", "--trainer.max_epochs=1",
+          "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", "--name=bad"]
+
+
+# -- builders of bad files ---------------------------------------------------------------------
+
+def copy_fmnist(tmp: Path, data: Path) -> Path:
+    target = tmp / "fmnist_copy"
+    if not target.exists():
+        write_fashion_mnist(target)
+    return target
+
+
+def truncated_idx(tmp: Path, data: Path) -> list[str]:
+    folder = copy_fmnist(tmp, data)
+    path = folder / "train-images-idx3-ubyte.gz"
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[: len(raw) // 2]))
+    return [f"--data.init_args.data_dir={folder}"]
+
+
+def labels_out_of_range(tmp: Path, data: Path) -> list[str]:
+    folder = copy_fmnist(tmp, data)
+    path = folder / "train-labels-idx1-ubyte.gz"
+    labels = np.frombuffer(gzip.decompress(path.read_bytes()), np.uint8, offset=8).copy()
+    labels[0] = 12
+    write_idx(path, labels)
+    return [f"--data.init_args.data_dir={folder}"]
+
+
+def missing_idx_file(tmp: Path, data: Path) -> list[str]:
+    folder = copy_fmnist(tmp, data)
+    (folder / "train-labels-idx1-ubyte.gz").unlink()
+    return [f"--data.init_args.data_dir={folder}"]
+
+
+def image_folder(tmp: Path) -> Path:
+    return write_image_folder(tmp / "images", classes=3, per_class=4, size=32)
+
+
+def corrupt_image(tmp: Path, data: Path) -> list[str]:
+    root = image_folder(tmp)
+    (root / "train" / "class_1" / "img_2.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    return []
+
+
+def wrong_class_count(tmp: Path, data: Path) -> list[str]:
+    image_folder(tmp)
+    return ["--data.init_args.num_classes=5"]
+
+
+def missing_split(tmp: Path, data: Path) -> list[str]:
+    root = write_image_folder(tmp / "images", classes=3, per_class=2, size=32, splits=("train",))
+    return [f"--data.init_args.data_dir={root}"]
+
+
+def tiny_weights(tmp: Path, kwargs: dict, num_classes: int = 10) -> Path:
+    vit = create_vit("vit_tiny_patch16_224", num_classes=num_classes, img_size=32, in_chans=1,
+                     patch_size=8, model_kwargs=kwargs)
+    return save_vit_weights(vit, tmp / "other.safetensors", {"model_kwargs": kwargs})
+
+
+def weights_other_arch(tmp: Path, data: Path) -> list[str]:
+    return [f"--model.weights={tiny_weights(tmp, {**TINY, 'embed_dim': 32})}"]
+
+
+def weights_not_safetensors(tmp: Path, data: Path) -> list[str]:
+    path = tmp / "garbage.safetensors"
+    path.write_bytes(b"this is not a safetensors file")
+    return [f"--model.weights={path}"]
+
+
+def tiny_module(num_classes: int) -> ViTClassifier:
+    return ViTClassifier(model_name="vit_tiny_patch16_224", num_classes=num_classes, img_size=32,
+                         in_chans=1, patch_size=8, model_kwargs=TINY)
+
+
+def ckpt_text_file(tmp: Path, data: Path) -> list[str]:
+    path = tmp / "notes.ckpt"
+    path.write_text("not a checkpoint\n")
+    return [f"--ckpt_path={path}"]
+
+
+def ckpt_without_state(tmp: Path, data: Path) -> list[str]:
+    path = tmp / "weights_only.ckpt"
+    torch.save({"epoch": 3}, path)
+    return [f"--ckpt_path={path}"]
+
+
+def ckpt_with_code(tmp: Path, data: Path) -> list[str]:
+    path = tmp / "pickled.ckpt"
+    torch.save({"state_dict": {}, "payload": Path("x")}, path)  # an arbitrary object: unpickling
+    return [f"--ckpt_path={path}"]
+
+
+def ckpt_other_classes(tmp: Path, data: Path) -> list[str]:
+    path = tmp / "seven_classes.ckpt"
+    torch.save({"state_dict": tiny_module(7).state_dict(), "pytorch-lightning_version": "2.6.6"},
+               path)
+    return [f"--ckpt_path={path}"]
+
+
+def bad_corruption_npy(tmp: Path, data: Path) -> list[str]:
+    folder = tmp / "cifar_c"
+    folder.mkdir()
+    np.save(folder / "contrast.npy", np.zeros((10, 32, 32), np.uint8))
+    np.save(folder / "labels.npy", np.zeros(10, np.int64))
+    suite = tmp / "corruptions.yaml"
+    suite.write_text("trainer:\n  inference_mode: false\n  callbacks+:\n"
+                     "    - class_path: callbacks.CorruptionEval\n      init_args:\n"
+                     f"        data_dir: {folder}\n        corruptions: [contrast]\n")
+    return ["--config", str(suite)]
+
+
+def export_over_existing(tmp: Path, data: Path) -> list[str]:
+    earlier = tmp / "work" / "artifacts" / "earlier.safetensors"
+    return ["--config", str(EXPERIMENTS / "pretrain.yaml"),
+            f"--trainer.callbacks.init_args.path={earlier}"]
+
+
+def method(name: str, *overrides: str) -> Callable[[Path, Path], list[str]]:
+    return lambda tmp, data: ["--config", str(METHODS / f"{name}.yaml"),
+                              *(f"--model.method.init_args.{o}" for o in overrides)]
+
+
+def args(*values: str) -> Callable[[Path, Path], list[str]]:
+    return lambda tmp, data: list(values)
+
+
+def cpu_suite(*values: str) -> Callable[[Path, Path], list[str]]:
+    return lambda tmp, data: ["--config", str(EXPERIMENTS / "eval" / "cpu.yaml"), *values]
+
+
+ATTACK_YAML = ("trainer:\n  inference_mode: false\n  callbacks+:\n"
+               "    - class_path: callbacks.AdversarialEval\n      init_args:\n"
+               "        epsilons: {epsilons}\n"
+               "        attacks:\n          - class_path: robust_vit.attacks.PGD\n"
+               "            init_args: {{eps: {eps}, steps: 2}}\n")
+
+
+def attack_eps(eps: float,
+               epsilons: list[float] | None = None) -> Callable[[Path, Path], list[str]]:
+    def build(tmp: Path, data: Path) -> list[str]:
+        suite = tmp / "attack.yaml"
+        suite.write_text(ATTACK_YAML.format(eps=eps, epsilons=json.dumps(epsilons)))
+        return ["--config", str(suite)]
+    return build
+
+
+NO_CREDENTIALS = {"WANDB_MODE": "online", "WANDB_API_KEY": None}
+
+CASES = [
+    Case("unknown timm model", args("--model.model_name=vit_does_not_exist"),
+         "model.model_name", "timm.list_models"),
+    Case("not a ViT (resnet18)", args("--model.model_name=resnet18", "--model.model_kwargs={}"),
+         "model.model_name", "vit_"),
+    Case("ANF on a model without patch embedding",
+         lambda tmp, data: [*method("anf")(tmp, data), "--model.model_name=mixer_s16_224",
+                            "--model.patch_size=null", "--model.model_kwargs={}"],
+         "model.model_name", "space=image"),
+    Case("PGD-AT eps negative", method("pgd_at", "eps=-0.01"), "init_args.eps", "outside"),
+    Case("PGD-AT eps above 1", method("pgd_at", "eps=1.5"), "init_args.eps", "outside"),
+    Case("TRADES alpha above 1", method("trades", "alpha=2.0"), "init_args.alpha", "outside"),
+    Case("SAFER eps negative", method("safer", "eps=-0.1"), "init_args.eps", "outside"),
+    Case("SAFER fraction 0", method("safer", "fraction=0"), "init_args.fraction", "e.g. 0.05"),
+    Case("SAFER fraction above 1", method("safer", "fraction=1.5"), "init_args.fraction",
+         "e.g. 0.05"),
+    Case("SAFER k above the candidates", method("safer", "k=1000"), "init_args.k", "lower k"),
+    Case("ANF eps zero", method("anf", "eps=0"), "init_args.eps", "outside"),
+    Case("attack eps negative", attack_eps(-0.1), "adversarial.attacks", "eps", "test"),
+    Case("attack L-inf eps above 1", attack_eps(1.5), "adversarial.attacks", "eps", "test"),
+    Case("eval epsilons negative", attack_eps(0.01, [-0.1]), "adversarial.epsilons", "radii",
+         "test"),
+    Case("eval epsilons above 1", attack_eps(0.01, [0.01, 2.0]), "adversarial.attacks",
+         "8/255", "test"),
+    Case("attack eval with inference mode on", cpu_suite("--trainer.inference_mode=true"),
+         "trainer.inference_mode", "inference_mode: false", "test"),
+    Case("missing data directory", args("--data.init_args.data_dir=/no/such/dir"),
+         "data.data_dir", "directory"),
+    Case("data directory without the idx files", missing_idx_file, "data.data_dir",
+         "idx files"),
+    Case("truncated idx file", truncated_idx, "train-images-idx3-ubyte", "re-fetch"),
+    Case("labels out of range", labels_out_of_range, "data.data_dir", "re-fetch"),
+    Case("validation fraction above 0.5", args("--data.init_args.val_fraction=0.9"),
+         "data.val_fraction", "outside"),
+    Case("batch size 0", args("--data.init_args.batch_size=0"), "data.batch_size", "at least"),
+    Case("corrupt image in an image folder", corrupt_image, "img_2.png", "remove or replace",
+         base="folder"),
+    Case("num_classes disagrees with the folders", wrong_class_count, "data.num_classes",
+         "class folders", base="folder"),
+    Case("image folder without its val split", missing_split, "data.data_dir", "expected",
+         base="folder"),
+    Case("corruption .npy of the wrong shape", bad_corruption_npy, "contrast.npy",
+         "expected uint8", "test"),
+    Case("weights of another architecture", weights_other_arch, "model.weights",
+         "model_kwargs the file was trained with"),
+    Case("missing weights file", args("--model.weights=/no/such/file.safetensors"),
+         "model.weights", "make pretrain"),
+    Case("weights file that is not safetensors", weights_not_safetensors, "model.weights",
+         "safetensors"),
+    Case("ckpt_path missing", args("--ckpt_path=/no/such/last.ckpt"), "ckpt_path", "last"),
+    Case("ckpt_path a text file", ckpt_text_file, "ckpt_path", "Lightning checkpoint"),
+    Case("ckpt_path without a state_dict", ckpt_without_state, "ckpt_path",
+         "Lightning checkpoint"),
+    Case("ckpt_path that needs unpickling code", ckpt_with_code, "ckpt_path", "weights_only"),
+    Case("ckpt_path with another num_classes", ckpt_other_classes, "ckpt_path", "head.weight",
+         "test"),
+    Case("unknown config key", args("--model.no_such_option=1"), "no_such_option",
+         "model.no_such_option"),
+    Case("unknown method option", method("erm", "no_such_option=1"), "no_such_option",
+         "no_such_option"),
+    Case("wandb online without credentials", args(), "trainer.logger", "wandb login",
+         env=NO_CREDENTIALS),
+    Case("two input channels", args("--data.init_args.in_chans=2"), "data.in_chans", "1 or 3"),
+    Case("negative normalisation std", args("--model.std=[-1.0]"), "model.std", "positive"),
+    Case("export over an existing weights file", export_over_existing, "ExportWeights.path",
+         "overwrite"),
+]
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Hash of every file under ``root``."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def forward_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts calls of the input normalisation, which every forward pass (ANF's too) makes."""
+    calls: list[int] = []
+    original = NormalizedViT.normalize
+
+    def counted(self: NormalizedViT, x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return original(self, x)
+
+    monkeypatch.setattr(NormalizedViT, "normalize", counted)
+    return calls
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_fails_before_compute(
+    case: Case, tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], forward_calls: list[int],
+) -> None:
+    work = tmp_path / "work"
+    earlier = work / "runs" / "bad" / "version_0"
+    earlier.mkdir(parents=True)
+    (earlier / "results.json").write_text('{"test": {"metrics": {"test/acc": 0.5}}}\n')
+    (earlier / "metrics.csv").write_text("epoch,step,val/acc\n0,10,0.5\n")
+    save_vit_weights(tiny_module(10).model.vit, work / "artifacts" / "earlier.safetensors", {})
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
+    for key, value in (case.env or {}).items():
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value)
+    extra = case.args(tmp_path, fmnist_dir)
+    base = folder_base(tmp_path / "images") if case.base == "folder" else fmnist_base(fmnist_dir)
+    before = snapshot(work)
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([case.subcommand, *base, *COMMON, *extra])
+
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    assert case.field in err, err
+    assert case.fix in err, err
+    assert not forward_calls, "a forward pass ran before the error"
+    after = snapshot(work)
+    assert {k: after[k] for k in before} == before, "an existing file changed"
+    new = set(after) - set(before)
+    assert not [p for p in new if p.endswith(".ckpt")], new
+    assert not [p for p in new if p.endswith("metrics.csv")], new
