@@ -62,11 +62,11 @@ pretrain: install ## train the CPU default ViT from scratch and export it as saf
 finetune: install $(WEIGHTS) ## finetune the pretrained CPU ViT (METHOD=erm), test it with the CPU robustness suite
 	$(CLI) fit $(CPU_RUN) --config experiments/method/$(or $(METHOD),erm).yaml \
 		--config experiments/finetune.yaml --config experiments/eval/cpu.yaml \
-		--model.weights $(WEIGHTS) --threads $(THREADS)
+		--model.weights $(WEIGHTS) --threads $(THREADS) $(FINETUNE_ARGS)
 
 demo: install ## pretrain, finetune from the weights file, evaluate, print the table (CPU, minutes)
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory $(WEIGHTS) finetune && \
+	$(MAKE) --no-print-directory $(WEIGHTS) finetune FINETUNE_ARGS="--trainer.max_epochs 1" && \
 	$(CLI) report runs/pretrain runs/finetune --latest --keys test/acc --plots runs/plots && \
 	echo "demo: $$(( $$(date +%s) - start )) s"
 

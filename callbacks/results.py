@@ -23,6 +23,15 @@ def record_path(trainer: L.Trainer) -> Path:
     return Path(trainer.log_dir or trainer.default_root_dir) / RECORD_NAME
 
 
+def latest_checkpoint(trainer: L.Trainer) -> str:
+    """The most recently written ``last`` checkpoint of any checkpoint callback ("" if none)."""
+    candidates = [getattr(cb, "last_model_path", "") for cb in trainer.checkpoint_callbacks]
+    candidates += [getattr(cb, "best_model_path", "") for cb in trainer.checkpoint_callbacks
+                   if getattr(cb, "monitor", None) is None]
+    existing = [p for p in candidates if p and Path(p).is_file()]
+    return max(existing, key=lambda p: Path(p).stat().st_mtime, default="")
+
+
 class ResultRecord(L.Callback):
     """Merge the run's config, versions, seed, checkpoints and final metrics into its JSON record.
 
@@ -66,8 +75,7 @@ class ResultRecord(L.Callback):
             "config": config,
         }
         if ckpt is not None and stage == "fit":
-            paths = {"best": getattr(ckpt, "best_model_path", ""),
-                     "last": getattr(ckpt, "last_model_path", "")}
+            paths = {"best": getattr(ckpt, "best_model_path", ""), "last": latest_checkpoint(trainer)}
             run["checkpoints"] = {k: str(Path(v).resolve()) for k, v in paths.items() if v}
         update_record(path, "run", run)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}

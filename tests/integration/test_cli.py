@@ -139,3 +139,16 @@ def test_report_prints_a_markdown_table(tmp_path: Path, capsys: pytest.CaptureFi
     main(["report", str(tmp_path / "runs"), "--latest"])
     out = capsys.readouterr().out
     assert "| test/acc |" in out and "0.8750" in out
+
+
+def test_last_checkpoint_follows_every_epoch(tmp_path: Path, fmnist_dir: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # lr 0: val/acc never improves after epoch 0, so only last.ckpt can hold epoch 1
+    run(["fit", *CPU_BASE, *tiny_overrides(fmnist_dir), "--trainer.max_epochs=2",
+         "--trainer.limit_train_batches=2", "--model.optimizer.init_args.lr=0.0", "--name=last"],
+        tmp_path, monkeypatch)
+    (record,) = records_under(tmp_path / "runs" / "last")
+    last = torch.load(record["run"]["checkpoints"]["last"], map_location="cpu", weights_only=True)
+    best = torch.load(record["run"]["checkpoints"]["best"], map_location="cpu", weights_only=True)
+    assert Path(record["run"]["checkpoints"]["last"]).name == "last.ckpt"
+    assert (best["epoch"], last["epoch"]) == (0, 1)

@@ -42,9 +42,20 @@ def data_overrides(data_yaml: str, tmp_path: Path, fmnist_dir: Path) -> list[str
     raise AssertionError(f"no stand-in data for {data_yaml}")
 
 
+def shift_sets(tmp_path: Path) -> list[str]:
+    """Small ImageNet-A and -Sketch stand-ins whose classes are the stand-in ImageNet's."""
+    sets = {name: write_image_folder(tmp_path / name, classes=3, per_class=2, splits=("",))
+            for name in ("imagenet_a", "imagenet_sketch")}
+    return [f"--trainer.callbacks.init_args.class_index={tmp_path / 'imagenet' / 'train'}",
+            "--trainer.callbacks.init_args.sets=" + json.dumps({k: str(v) for k, v in sets.items()})]
+
+
+DATA_FOR = {"eval/shifts.yaml": "data/imagenet.yaml"}
+
+
 def composition(yaml: str) -> tuple[list[str], str]:
     """The overlays a user would stack with ``yaml``, and the data config among them."""
-    data = yaml if yaml.startswith("data/") else DEFAULT_DATA
+    data = yaml if yaml.startswith("data/") else DATA_FOR.get(yaml, DEFAULT_DATA)
     model = yaml if yaml.startswith("model/") else DEFAULT_MODEL
     layers = ["base.yaml", data, model]
     if yaml.startswith("method/safer_"):  # ablation overlays change one option of safer.yaml
@@ -62,6 +73,8 @@ def test_yaml_runs_one_batch(yaml: str, tmp_path: Path, fmnist_dir: Path,
     for layer in layers:
         args += ["--config", str(EXPERIMENTS / layer)]
     args += data_overrides(data, tmp_path, fmnist_dir)
+    if yaml == "eval/shifts.yaml":
+        args += shift_sets(tmp_path)
     args += [f"--model.model_kwargs={TINY_MODEL}", "--data.init_args.batch_size=8",
              "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
              "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1",
