@@ -70,6 +70,7 @@ def framework_epoch(batches: int, batch_size: int, threads: int) -> float:
 
 
 def main() -> None:
+    """Run both loops interleaved and print the comparison."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--batch_size", type=int, default=128)

@@ -75,16 +75,19 @@ class ResultRecord(L.Callback):
             "config": config,
         }
         if ckpt is not None and stage == "fit":
-            paths = {"best": getattr(ckpt, "best_model_path", ""), "last": latest_checkpoint(trainer)}
+            paths = {"best": getattr(ckpt, "best_model_path", ""),
+                     "last": latest_checkpoint(trainer)}
             run["checkpoints"] = {k: str(Path(v).resolve()) for k, v in paths.items() if v}
         update_record(path, "run", run)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        started = self._started.get(stage, time.perf_counter())
+        evaluated = str(Path(trainer.ckpt_path).resolve()) if trainer.ckpt_path else None
         update_record(path, stage, {
             "metrics": metrics,
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "seconds": round(time.perf_counter() - self._started.get(stage, time.perf_counter()), 2),
+            "seconds": round(time.perf_counter() - started, 2),
             "global_step": trainer.global_step,
-            "evaluated_checkpoint": str(Path(trainer.ckpt_path).resolve()) if trainer.ckpt_path else None,
+            "evaluated_checkpoint": evaluated,
             "epoch": trainer.current_epoch,
         })
 

@@ -1,4 +1,4 @@
-"""The shared base of every image-classification datamodule: split, seeded loaders, derived sizes."""
+"""The base of every image-classification datamodule: split, seeded loaders, derived sizes."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ class ImageClassificationDataModule(L.LightningDataModule, ABC):
             train_full = self.build_train_set(augment=True)
             plain_full = self.build_train_set(augment=False)
             n = len(train_full)  # type: ignore[arg-type]
-            n_val = int(round(n * self.val_fraction))
+            n_val = round(n * self.val_fraction)
             order = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
             self.train_set = Subset(train_full, order[n_val:].tolist())
             self.val_set = Subset(plain_full, order[:n_val].tolist()) if n_val else None

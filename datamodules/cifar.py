@@ -25,7 +25,8 @@ def read_cifar(folder: Path, num_classes: int, train: bool) -> tuple[np.ndarray,
     for name in names:
         path = folder / name
         if not path.is_file():
-            raise ConfigError("data.data_dir", f"{str(path)!r} is missing; unpack the full archive.")
+            raise ConfigError("data.data_dir",
+                              f"{str(path)!r} is missing; unpack the full archive.")
         with open(path, "rb") as f:
             batch = pickle.load(f, encoding="latin1")
         images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
@@ -63,7 +64,8 @@ class CIFARDataModule(ImageClassificationDataModule):
     ) -> None:
         super().__init__(batch_size, num_workers, val_fraction, split_seed, img_size, in_chans)
         if num_classes not in (10, 100):
-            raise ConfigError("data.num_classes", f"CIFAR has 10 or 100 classes, not {num_classes}.")
+            raise ConfigError("data.num_classes",
+                              f"CIFAR has 10 or 100 classes, not {num_classes}.")
         self.num_classes = num_classes
         self.data_dir = Path(data_dir).expanduser()
         self.download = download
@@ -72,8 +74,8 @@ class CIFARDataModule(ImageClassificationDataModule):
         if not download and not (self.data_dir / self.folder).is_dir():
             raise ConfigError(
                 "data.data_dir",
-                f"{str(self.data_dir / self.folder)!r} does not exist. Unpack the CIFAR python archive "
-                "there, or set data.download: true on a machine with network access.",
+                f"{str(self.data_dir / self.folder)!r} does not exist. Unpack the CIFAR python "
+                "archive there, or set data.download: true on a machine with network access.",
             )
 
     def prepare_data(self) -> None:

@@ -57,7 +57,7 @@ def find_idx_file(data_dir: Path, stem: str) -> Path:
 
 
 def load_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images ``(N, 28, 28)`` and int labels ``(N,)`` of one split, checked for consistency."""
+    """uint8 images ``(N, 28, 28)`` and int labels ``(N,)`` of one split, checked to agree."""
     images_stem, labels_stem = SPLIT_FILES[split]
     images = read_idx(find_idx_file(data_dir, images_stem))
     labels = read_idx(find_idx_file(data_dir, labels_stem))

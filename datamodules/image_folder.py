@@ -81,8 +81,9 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         self.data_dir = Path(data_dir).expanduser()
         for split in (train_split, test_split):
             if not (self.data_dir / split).is_dir():
-                raise ConfigError("data.data_dir", f"{str(self.data_dir / split)!r} does not exist "
-                                  f"(expected {self.data_dir}/{{{train_split},{test_split}}}/<class>/).")
+                expected = f"{self.data_dir}/{{{train_split},{test_split}}}/<class>/"
+                raise ConfigError("data.data_dir", f"{str(self.data_dir / split)!r} does not "
+                                  f"exist (expected {expected}).")
         found = sum(1 for p in (self.data_dir / train_split).iterdir() if p.is_dir())
         if found != num_classes:
             raise ConfigError("data.num_classes", f"is {num_classes} but "

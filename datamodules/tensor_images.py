@@ -1,4 +1,4 @@
-"""An in-memory uint8 image set, shaped to the model's size and channels, with light augmentation."""
+"""An in-memory uint8 image set, fitted to the model's size and channels, lightly augmented."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ class TensorImageDataset(Dataset):
         self, images: Tensor, labels: Tensor, img_size: int, in_chans: int, augment: bool = False
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+            raise ValueError("images must be uint8 (N, C, H, W), "
+                             f"got {images.dtype} {tuple(images.shape)}")
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         self.images = fit_images(images, img_size, in_chans)

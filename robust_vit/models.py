@@ -24,7 +24,7 @@ class NormalizedViT(nn.Module):
     """A timm ViT behind a fixed input normalisation, so that every epsilon is in pixel units.
 
     Args:
-        vit: the timm model (its ``patch_embed``, ``blocks`` and ``head`` stay reachable as ``.vit``).
+        vit: the timm model (``patch_embed``, ``blocks``, ``head`` stay reachable as ``.vit``).
         mean: per-channel mean subtracted from the [0, 1] input.
         std: per-channel standard deviation the input is divided by.
     """

@@ -17,7 +17,9 @@ TEST_PER_CLASS = 20
 OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "fashion_mnist_slice.npz"
 
 
-def first_per_class(images: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def first_per_class(
+    images: np.ndarray, labels: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n`` examples of every class, in file order."""
     keep = np.sort(np.concatenate([np.flatnonzero(labels == c)[:n] for c in range(10)]))
     return images[keep], labels[keep]

@@ -46,5 +46,7 @@ class FinetuneMethod(nn.Module, ABC):
         return factory(weight_decay_groups(module.model))
 
     @abstractmethod
-    def training_step(self, module: ViTClassifier, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
+    def training_step(
+        self, module: ViTClassifier, batch: Batch, batch_idx: int
+    ) -> dict[str, Tensor]:
         """One training step on ``batch``; see the class docstring for the returned dict."""

@@ -24,7 +24,9 @@ class ERM(FinetuneMethod):
         super().__init__()
         self.label_smoothing = label_smoothing
 
-    def training_step(self, module: ViTClassifier, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
+    def training_step(
+        self, module: ViTClassifier, batch: Batch, batch_idx: int
+    ) -> dict[str, Tensor]:
         """CE(f(x), y)."""
         x, y = batch
         logits = module(x)

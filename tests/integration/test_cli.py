@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from lightning_modules import ViTClassifier
-
 from robust_vit.cli import main
 from tests.conftest import EXPERIMENTS, REPO, TINY_MODEL
 

@@ -1,4 +1,4 @@
-"""experiments/ddp.yaml with two CPU processes (gloo): the real multi-process path, not a speed-up."""
+"""experiments/ddp.yaml on two CPU processes (gloo): the real multi-process path, no speed-up."""
 
 from __future__ import annotations
 

@@ -47,7 +47,8 @@ def shift_sets(tmp_path: Path) -> list[str]:
     sets = {name: write_image_folder(tmp_path / name, classes=3, per_class=2, splits=("",))
             for name in ("imagenet_a", "imagenet_sketch")}
     return [f"--trainer.callbacks.init_args.class_index={tmp_path / 'imagenet' / 'train'}",
-            "--trainer.callbacks.init_args.sets=" + json.dumps({k: str(v) for k, v in sets.items()})]
+            "--trainer.callbacks.init_args.sets="
+            + json.dumps({k: str(v) for k, v in sets.items()})]
 
 
 DATA_FOR = {"eval/shifts.yaml": "data/imagenet.yaml"}

@@ -63,7 +63,7 @@ def test_labels_out_of_range_are_rejected(tmp_path: Path) -> None:
 def test_cifar10_torchvision_layout(tmp_path: Path) -> None:
     dm = CIFARDataModule(data_dir=str(write_cifar(tmp_path)), batch_size=8, val_fraction=0.2)
     dm.setup("fit")
-    x, y = next(iter(dm.train_dataloader()))
+    x, _y = next(iter(dm.train_dataloader()))
     assert x.shape == (8, 3, 32, 32) and dm.num_classes == 10
     assert len(dm.train_set) + len(dm.val_set) == 40
 
@@ -75,7 +75,7 @@ def test_cifar100_uses_fine_labels(tmp_path: Path) -> None:
 
 
 def test_cifar_without_files_or_download_fails_clearly(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="data.download"):
+    with pytest.raises(ConfigError, match=r"data\.download"):
         CIFARDataModule(data_dir=str(tmp_path))
 
 
@@ -85,7 +85,7 @@ def test_image_folder_layout(tmp_path: Path) -> None:
                                num_workers=0, val_fraction=0.25)
     dm.setup("fit")
     dm.setup("test")
-    x, y = next(iter(dm.test_dataloader()))
+    x, _y = next(iter(dm.test_dataloader()))
     assert x.shape == (4, 3, 32, 32) and 0 <= x.min() and x.max() <= 1
 
 
@@ -102,7 +102,7 @@ def test_corrupt_image_names_the_file(tmp_path: Path) -> None:
     dm = ImageFolderDataModule(data_dir=str(root), num_classes=2, img_size=32, num_workers=0,
                                verify_images=False)
     dm.setup("test")
-    with pytest.raises(ConfigError, match="img_0.png"):
+    with pytest.raises(ConfigError, match=r"img_0\.png"):
         dm.test_set[0]
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def test_warmup_then_cosine_to_min_ratio() -> None:
     assert max(lrs) == pytest.approx(1.0)
     assert lrs.index(max(lrs)) == 10
     assert lrs[-1] == pytest.approx(0.1, abs=0.01)
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
 
 
 def test_record_updates_merge_and_nan_becomes_null(tmp_path: Path) -> None:
