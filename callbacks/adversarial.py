@@ -11,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from callbacks.evaluation import (
+    StagedEvaluation,
     check_gradients_enabled,
     check_stages,
     eval_dataset,
@@ -28,7 +29,7 @@ from robust_vit.tables import adversarial_table
 Stage = Literal["fit", "test"]
 
 
-class AdversarialEval(L.Callback):
+class AdversarialEval(StagedEvaluation):
     """Robust accuracy under a suite of attacks: each attack, the per-example worst case, 95% CIs.
 
     Runs at the end of testing, and (with ``"fit"`` in ``stages``) at the end of every
@@ -76,18 +77,6 @@ class AdversarialEval(L.Callback):
         """Fail before any compute if the stage would run the attacks without gradients."""
         if stage in self.stages:
             check_gradients_enabled(trainer, stage, "AdversarialEval")
-
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Evaluate on the test set."""
-        if "test" in self.stages:
-            self.evaluate(trainer, pl_module, "test")
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Evaluate on the validation set every ``every_n_epochs`` epochs of fit."""
-        due = (trainer.current_epoch + 1) % self.every_n_epochs == 0
-        if "fit" in self.stages and trainer.training is False and not trainer.sanity_checking \
-                and trainer.state.fn == "fit" and due:
-            self.evaluate(trainer, pl_module, "fit")
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule,
                  stage: str) -> dict[str, Any]:

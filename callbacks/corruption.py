@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from callbacks.evaluation import (
+    StagedEvaluation,
     check_stages,
     eval_dataset,
     log_scalars,
@@ -40,7 +41,7 @@ from robust_vit.tables import corruption_table
 Stage = Literal["fit", "test"]
 
 
-class CorruptionEval(L.Callback):
+class CorruptionEval(StagedEvaluation):
     """Accuracy per corruption x severity, mean corruption accuracy, and CE / mCE if referenced.
 
     With ``data_dir`` it reads a pre-rendered set in the CIFAR-10-C layout (CIFAR-10-C,
@@ -85,18 +86,6 @@ class CorruptionEval(L.Callback):
         self.num_examples, self.seed, self.reference = num_examples, seed, reference
         self.every_n_epochs, self.stages = every_n_epochs, list(stages)
         self.batch_size, self.section = batch_size, section
-
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Evaluate after testing."""
-        if "test" in self.stages:
-            self.evaluate(trainer, pl_module, "test")
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Evaluate every ``every_n_epochs`` epochs of fit."""
-        due = (trainer.current_epoch + 1) % self.every_n_epochs == 0
-        if "fit" in self.stages and not trainer.sanity_checking and trainer.state.fn == "fit" \
-                and due:
-            self.evaluate(trainer, pl_module, "fit")
 
     def source_folder(self, trainer: L.Trainer, stage: str) -> Path:
         """The pre-rendered folder, or the cache rendered from the stage's images (rank zero)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,31 @@ def write_outputs(trainer: L.Trainer, path: Path, section: str, stage: str,
         if hasattr(logger, "log_table"):
             logger.log_table(key=f"{stage}/{section}", columns=columns, data=rows)
     return md
+
+
+class StagedEvaluation(L.Callback, ABC):
+    """An evaluation that runs after testing and/or every ``every_n_epochs`` epochs of fit.
+
+    Subclasses set ``stages`` (``"test"``, ``"fit"``) and ``every_n_epochs`` and implement
+    :meth:`evaluate`.
+    """
+
+    stages: list[str]
+    every_n_epochs: int
+
+    @abstractmethod
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                 stage: str) -> dict[str, Any]:
+        """Score the model for ``stage``, record and log the result."""
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Evaluate after testing."""
+        if "test" in self.stages:
+            self.evaluate(trainer, pl_module, "test")
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Evaluate on validation data every ``every_n_epochs`` epochs of fit."""
+        due = (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        if "fit" in self.stages and not trainer.sanity_checking and trainer.state.fn == "fit" \
+                and due:
+            self.evaluate(trainer, pl_module, "fit")

@@ -12,6 +12,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from callbacks.evaluation import (
+    StagedEvaluation,
     check_stages,
     log_scalars,
     proportion,
@@ -28,7 +29,7 @@ from robust_vit.tables import shift_table
 Stage = Literal["fit", "test"]
 
 
-class ShiftEval(L.Callback):
+class ShiftEval(StagedEvaluation):
     """Accuracy on each given distribution-shift set, with n and its 95% Wilson interval.
 
     Each set is read through the ImageNet evaluation transform; ImageNet-A and -R are scored over
@@ -62,18 +63,6 @@ class ShiftEval(L.Callback):
         self.num_examples, self.crop_fraction = num_examples, crop_fraction
         self.every_n_epochs, self.stages = every_n_epochs, list(stages)
         self.batch_size, self.section = batch_size, section
-
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Evaluate after testing."""
-        if "test" in self.stages:
-            self.evaluate(trainer, pl_module, "test")
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Evaluate every ``every_n_epochs`` epochs of fit."""
-        due = (trainer.current_epoch + 1) % self.every_n_epochs == 0
-        if "fit" in self.stages and not trainer.sanity_checking and trainer.state.fn == "fit" \
-                and due:
-            self.evaluate(trainer, pl_module, "fit")
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule,
                  stage: str) -> dict[str, Any]:
