@@ -42,6 +42,13 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float]:
     return mean, float(stats.t.ppf(0.975, len(values) - 1)) * sem
 
 
+def group_summary(groups: Groups, keys: list[str]) -> dict[str, dict[str, tuple[float, float]]]:
+    """``group -> key -> (mean, half-width)`` over each group's seeds."""
+    return {group: {k: mean_interval([m[k] for m in by_seed.values() if k in m]) for k in keys
+                    if any(k in m for m in by_seed.values())}
+            for group, by_seed in sorted(groups.items())}
+
+
 def _cell(values: Sequence[float]) -> str:
     if not values:
         return "-"

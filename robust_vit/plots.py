@@ -47,3 +47,28 @@ def corruption_heatmap(result: dict[str, Any], path: Path, title: str) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def group_means(table: dict[str, dict[str, tuple[float, float]]], path: Path, title: str) -> Path:
+    """Grouped bars: per metric, each group's mean with its 95% interval as an error bar.
+
+    ``table`` maps group -> metric -> (mean, half-width of the interval).
+    """
+    groups = list(table)
+    metrics = sorted({m for by_metric in table.values() for m in by_metric})
+    width = 0.8 / max(1, len(groups))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(metrics)), 3.5))
+    for i, group in enumerate(groups):
+        means = [table[group].get(m, (float("nan"), 0.0)) for m in metrics]
+        xs = [j + (i - (len(groups) - 1) / 2) * width for j in range(len(metrics))]
+        ax.bar(xs, [m for m, _ in means], width, yerr=[h for _, h in means], capsize=3,
+               label=Path(group).name)
+    ax.set_xticks(range(len(metrics)), [m.replace("test/", "") for m in metrics], rotation=20,
+                  ha="right", fontsize=7)
+    ax.set(ylabel="accuracy", title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from robust_vit.aggregate import delta_table, group_by_seed, group_table
+from robust_vit.aggregate import delta_table, group_by_seed, group_summary, group_table
 from robust_vit.records import RECORD_NAME, read_record
 from robust_vit.tables import adversarial_table, corruption_table
 
@@ -67,14 +67,20 @@ def default_keys(metrics: dict[str, dict[str, float]]) -> list[str]:
 
 
 def grouped_report(records: dict[str, dict[str, Any]], keys: list[str] | None,
-                   baseline: str | None) -> str:
+                   baseline: str | None, plot_dir: Path | None = None) -> str:
     """Per-group means with 95% intervals over seeds, and paired deltas against ``baseline``."""
+    from robust_vit.plots import group_means
+
     metrics = {name: flatten_metrics(rec) for name, rec in records.items()}
     groups = group_by_seed(metrics)
     keys = keys or default_keys(metrics)
     parts = [group_table(groups, keys)]
     if baseline is not None:
         parts.append(delta_table(groups, baseline, keys))
+    if plot_dir is not None:
+        path = group_means(group_summary(groups, keys), plot_dir / "groups.png",
+                           "mean and 95% interval across seeds")
+        parts.append(f"plot: {path}")
     return "\n\n".join(parts)
 
 
@@ -108,7 +114,7 @@ def main(argv: list[str]) -> None:
             parser.error(f"no result record at or under {path}")
         records.update({str(file.parent): read_record(file) for file in files})
     if ns.group:
-        print(grouped_report(records, ns.keys, ns.baseline))
+        print(grouped_report(records, ns.keys, ns.baseline, ns.plots))
         return
     print(markdown_table(records, ns.keys))
     robustness = robustness_sections(records, ns.plots)

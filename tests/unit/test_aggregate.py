@@ -38,6 +38,7 @@ def test_report_groups_records(tmp_path: Path, capsys: pytest.CaptureFixture[str
             run = tmp_path / method / f"seed{seed}" / "version_0"
             run.mkdir(parents=True)
             (run / "results.json").write_text(json.dumps({"test": {"metrics": {"test/acc": acc}}}))
-    main(["report", str(tmp_path), "--group", "--baseline", "erm"])
+    main(["report", str(tmp_path), "--group", "--baseline", "erm", "--plots", str(tmp_path / "p")])
     out = capsys.readouterr().out
     assert "group minus erm" in out and "0.0500 ± 0.0000" in out
+    assert (tmp_path / "p" / "groups.png").stat().st_size > 0
