@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -20,28 +20,18 @@ class PGDAT(AdversarialMethod):
     """PGD-AT: CE(f(x_adv), y) (+ ``clean_weight`` * CE(f(x), y)).
 
     Args:
-        norm: threat model, ``linf`` or ``l2`` (pixel units).
-        eps: attack radius (default 8/255).
-        alpha: step size (default 2/255).
-        steps: PGD steps (default 10).
-        random_init: start from a uniform random point of the ball.
-        eps_warmup_epochs: ramp eps linearly from 0 over this many epochs (0: off).
-        attack_eval_mode: run the attack with the model in eval mode.
         clean_weight: weight of an added clean cross-entropy term (0: pure Madry AT).
+        **attack: the attack options of
+            :class:`~lightning_modules.methods.adversarial.AdversarialMethod` (norm, eps, alpha,
+            steps, random_init, eps_warmup_epochs, attack_eval_mode).
     """
 
     def __init__(
         self,
-        norm: Literal["linf", "l2"] = "linf",
-        eps: float = 8 / 255,
-        alpha: float = 2 / 255,
-        steps: int = 10,
-        random_init: bool = True,
-        eps_warmup_epochs: float = 0.0,
-        attack_eval_mode: bool = True,
         clean_weight: float = 0.0,
+        **attack: Any,
     ) -> None:
-        super().__init__(norm, eps, alpha, steps, random_init, eps_warmup_epochs, attack_eval_mode)
+        super().__init__(**attack)
         if clean_weight < 0:
             raise ConfigError(f"{FIELD}.clean_weight", f"must be >= 0, got {clean_weight}.")
         self.clean_weight = clean_weight

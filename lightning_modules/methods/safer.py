@@ -61,13 +61,6 @@ class SAFER(AdversarialMethod):
     at w + e (synced), restores w exactly, clips the gradient norm, and takes the base step.
 
     Args:
-        norm: threat model of the training attack, ``linf`` or ``l2`` (pixel units).
-        eps: attack radius (default 8/255).
-        alpha: step size (default 2/255).
-        steps: PGD steps (default 10).
-        random_init: start from a uniform random point of the ball.
-        eps_warmup_epochs: ramp eps linearly from 0 over this many epochs (0: off).
-        attack_eval_mode: run the attack with the model in eval mode.
         granularity: candidates are single ``linear`` layers or whole ``block``s.
         fraction: share of the candidates selected, k = max(1, round(fraction * candidates)).
         k: explicit number of selected layers (wins over ``fraction``).
@@ -85,19 +78,15 @@ class SAFER(AdversarialMethod):
         score_batch_size: their size (None: the training batch size).
         score_seed: picks the scoring subset (and seeds ``random`` selection).
         clip_grad_norm: clip the selected layers' gradient norm before the step (None: off).
+        **attack: the attack options of
+            :class:`~lightning_modules.methods.adversarial.AdversarialMethod` (norm, eps, alpha,
+            steps, random_init, eps_warmup_epochs, attack_eval_mode).
     """
 
     automatic_optimization = False
 
     def __init__(
         self,
-        norm: Literal["linf", "l2"] = "linf",
-        eps: float = 8 / 255,
-        alpha: float = 2 / 255,
-        steps: int = 10,
-        random_init: bool = True,
-        eps_warmup_epochs: float = 0.0,
-        attack_eval_mode: bool = True,
         granularity: Literal["linear", "block"] = "linear",
         fraction: float = 0.05,
         k: int | None = None,
@@ -115,8 +104,9 @@ class SAFER(AdversarialMethod):
         score_batch_size: int | None = None,
         score_seed: int = 0,
         clip_grad_norm: float | None = 1.0,
+        **attack: Any,
     ) -> None:
-        super().__init__(norm, eps, alpha, steps, random_init, eps_warmup_epochs, attack_eval_mode)
+        super().__init__(**attack)
         num_selected(1, fraction=fraction, field=FIELD)
         positive = {"k": 1 if k is None else k, "score_batches": score_batches,
                     "reselect_every_n_epochs": reselect_every_n_epochs,

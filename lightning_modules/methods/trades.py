@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -28,28 +28,18 @@ class TRADES(AdversarialMethod):
     through both outputs, as in the reference code.
 
     Args:
-        norm: threat model, ``linf`` or ``l2`` (pixel units).
-        eps: attack radius (default 8/255).
-        alpha: step size (default 2/255).
-        steps: PGD steps (default 10).
-        random_init: start from a uniform random point of the ball.
-        eps_warmup_epochs: ramp eps linearly from 0 over this many epochs (0: off).
-        attack_eval_mode: run the attack with the model in eval mode.
         beta: weight of the KL term (default 6).
+        **attack: the attack options of
+            :class:`~lightning_modules.methods.adversarial.AdversarialMethod` (norm, eps, alpha,
+            steps, random_init, eps_warmup_epochs, attack_eval_mode).
     """
 
     def __init__(
         self,
-        norm: Literal["linf", "l2"] = "linf",
-        eps: float = 8 / 255,
-        alpha: float = 2 / 255,
-        steps: int = 10,
-        random_init: bool = True,
-        eps_warmup_epochs: float = 0.0,
-        attack_eval_mode: bool = True,
         beta: float = 6.0,
+        **attack: Any,
     ) -> None:
-        super().__init__(norm, eps, alpha, steps, random_init, eps_warmup_epochs, attack_eval_mode)
+        super().__init__(**attack)
         if beta < 0:
             raise ConfigError(f"{FIELD}.beta", f"must be >= 0, got {beta}.")
         self.beta = beta
