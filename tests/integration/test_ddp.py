@@ -1,4 +1,10 @@
-"""experiments/ddp.yaml on two CPU processes (gloo): the real multi-process path, no speed-up."""
+"""experiments/ddp.yaml on two CPU processes (gloo): the real multi-process path, no speed-up.
+
+Each rank sees different batches, so the ranks stay identical only if everything that is not a
+plain gradient step is synchronised too: ANF's synthesised noise and its stopping step, SAFER's
+layer scores, selection and SAM step. The runs dump every rank's module state at the start of fit
+and after every training batch (tests/ddp_probe.py) and the test compares them step by step.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,36 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import EXPERIMENTS, REPO, TINY_MODEL
+
+# Two ANF rounds of two steps (the second round's noise is synthesised by the trained model);
+# SAFER re-selects every epoch, so the selection is made twice.
+METHOD_ARGS = {
+    "erm": [],
+    "anf": ["--model.method.init_args.rounds=2", "--model.method.init_args.steps_per_round=2",
+            "--model.method.init_args.max_synthesis_steps=3"],
+    "safer": ["--model.method.init_args.reselect_every_n_epochs=1",
+              "--model.method.init_args.fraction=0.3"],
+}
+
+
+def load_states(directory: Path) -> tuple[list[dict], list[dict]]:
+    """The two ranks' module states saved by tests.ddp_probe.RankStateDump, step by step."""
+    first, second = (torch.load(directory / f"rank{rank}.pt", weights_only=False)
+                     for rank in (0, 1))
+    return first, second
+
+
+def assert_same_state(first: dict, second: dict, step: int) -> None:
+    """Every tensor bit-identical and every extra state (SAFER's selection) equal."""
+    assert first.keys() == second.keys()
+    for key, value in first.items():
+        if torch.is_tensor(value):
+            assert torch.equal(value, second[key]), f"ranks differ in {key} after step {step}"
+        else:
+            assert value == second[key], f"ranks differ in {key} after step {step}"
 
 
 @pytest.mark.ddp
@@ -23,9 +57,10 @@ def test_two_process_cpu_ddp_fit_and_test(method: str, tmp_path: Path, fmnist_di
         args += ["--config", str(EXPERIMENTS / layer)]
     args += [f"--model.model_kwargs={TINY_MODEL}", f"--data.init_args.data_dir={fmnist_dir}",
              "--data.init_args.batch_size=16", "--trainer.accelerator=cpu", "--trainer.devices=2",
-             "--trainer.max_epochs=1", "--trainer.limit_train_batches=3",
+             "--trainer.max_epochs=2", "--trainer.limit_train_batches=3",
              "--trainer.enable_progress_bar=false", "--test_after_fit=true", "--threads=1",
-             f"--name={method}"]
+             f"--name={method}", "--trainer.callbacks+=tests.ddp_probe.RankStateDump",
+             f"--trainer.callbacks.out_dir={tmp_path / 'states'}", *METHOD_ARGS[method]]
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
     done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -33,3 +68,17 @@ def test_two_process_cpu_ddp_fit_and_test(method: str, tmp_path: Path, fmnist_di
     record = json.loads(record_file.read_text())
     assert record["run"]["world_size"] == 2
     assert 0.0 <= record["test"]["metrics"]["test/acc"] <= 1.0
+
+    first, second = load_states(tmp_path / "states")
+    assert len(first) == len(second) == 1 + 6  # the start, then 2 epochs x 3 batches
+    for step, (state, other) in enumerate(zip(first, second, strict=True)):
+        assert_same_state(state, other, step)
+    start, end = first[0], first[-1]
+    moved = [key for key, value in end.items() if key.startswith("model.") and
+             torch.is_tensor(value) and not torch.equal(value, start[key])]
+    assert moved, "training did not change any weight: the comparison would be vacuous"
+    if method == "anf":
+        assert int(end["method.current_round"]) == 1
+        assert not torch.equal(first[2]["method.noise"], first[3]["method.noise"])
+    if method == "safer":
+        assert end["method._extra_state"]["selected"]
