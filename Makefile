@@ -25,7 +25,7 @@ SWEEP_ARGS ?=
 SWEEP_RUNS := $(foreach m,$(METHODS),$(foreach s,$(SEEDS),runs/$(SWEEP)/$(m)/seed$(s)/.done))
 STAGE1 := artifacts/pgd_at_stage1.safetensors
 
-.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer report-sweep test test-full lint clean
+.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer nullspace test test-full lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -85,6 +85,10 @@ runs/$(SWEEP)/%/.done: | $(VENV)/.installed
 sweep-anf: install $(WEIGHTS) ## ANF vs ERM vs random-noise control, 3 seeds, 800 optimizer steps each
 	$(MAKE) --no-print-directory sweep SWEEP=anf METHODS="erm anf anf_random" \
 		SWEEP_ARGS="--trainer.max_steps 800 --trainer.max_epochs -1"
+
+nullspace: install $(WEIGHTS) ## nullspace analysis of a weights file (ANALYSE=<file>; default: the pretrained CPU ViT)
+	$(CLI) validate $(CPU_RUN) --config experiments/analysis/nullspace.yaml \
+		--model.weights $(or $(ANALYSE),$(WEIGHTS)) --name nullspace --threads $(THREADS)
 
 $(STAGE1): | $(VENV)/.installed $(WEIGHTS)
 	$(CLI) fit $(CPU_RUN) --config experiments/method/pgd_at.yaml --config experiments/finetune.yaml \

@@ -1,9 +1,10 @@
-"""Nullspace analysis at the end of fit: table, plot and the ``nullspace`` record section."""
+"""Nullspace analysis after fit or in a stand-alone ``validate``: table, plot, record section."""
 
 from __future__ import annotations
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 
 from callbacks.results import record_path
@@ -12,10 +13,12 @@ from robust_vit.records import update_record, write_text_atomic
 
 
 class NullspaceAnalysis(L.Callback):
-    """Report the model's exact patch-embedding nullspace and its ANF noise after fit.
+    """Report the model's exact patch-embedding nullspace and its ANF noise.
 
-    Writes ``nullspace.md`` and ``nullspace.png`` next to the run's record and merges the numbers
-    into its ``nullspace`` section.
+    It runs at the end of fit, or once in a stand-alone ``robust-vit validate`` (the way to
+    analyse an existing weights file or checkpoint). Writes ``nullspace.md`` and
+    ``nullspace.png`` next to the run's record and merges the numbers into its ``nullspace``
+    section.
 
     Args:
         num_images: validation images used (the first ones of the val loader).
@@ -30,23 +33,34 @@ class NullspaceAnalysis(L.Callback):
         self.eps, self.max_steps = eps, max_steps
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Analyse the trained model."""
+        self._run(trainer, pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """In a stand-alone ``validate`` run (not the validation inside fit), analyse once."""
+        if trainer.state.fn == TrainerFn.VALIDATING and not trainer.sanity_checking:
+            self._run(trainer, pl_module)
+
+    def _run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Run the analysis on validation images and write its outputs.
 
         Every rank runs it (the noise synthesis averages across ranks under DDP); rank zero
         writes the report of its own validation shard.
         """
-        loader = trainer.val_dataloaders
+        loaders = trainer.val_dataloaders
+        loader = loaders[0] if isinstance(loaders, list) else loaders
         if loader is None:
             rank_zero_info("NullspaceAnalysis: no validation data, skipped.")
             return
-        images: list[torch.Tensor] = []
-        for x, _ in loader:
-            images.append(x)
-            if sum(len(i) for i in images) >= self.num_images:
-                break
-        x = torch.cat(images)[: self.num_images].to(pl_module.device)
-        report = nullspace_report(pl_module.model, x, noise_scale=self.noise_scale, eps=self.eps,
-                                  max_steps=self.max_steps)
+        with torch.inference_mode(False), torch.enable_grad():
+            images: list[torch.Tensor] = []
+            for x, _ in loader:
+                images.append(x)
+                if sum(len(i) for i in images) >= self.num_images:
+                    break
+            x = torch.cat(images)[: self.num_images].to(pl_module.device)
+            report = nullspace_report(pl_module.model, x, noise_scale=self.noise_scale,
+                                      eps=self.eps, max_steps=self.max_steps)
         path = record_path(trainer)
         if not trainer.is_global_zero:
             return

@@ -7,6 +7,7 @@ from typing import Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import Dataset
 
 from callbacks.results import record_path
@@ -108,7 +109,7 @@ class LayerSharpness(L.Callback):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """In a stand-alone ``validate`` run, score once on the validation set."""
-        if not trainer.training and not trainer.sanity_checking:
+        if trainer.state.fn == TrainerFn.VALIDATING and not trainer.sanity_checking:
             loaders = trainer.val_dataloaders
             loader = loaders[0] if isinstance(loaders, list) else loaders
             self._run(trainer, pl_module, loader.dataset, trainer.current_epoch)

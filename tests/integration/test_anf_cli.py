@@ -109,3 +109,23 @@ def test_nullspace_analysis_writes_table_plot_and_record(tmp_path: Path, fmnist_
     assert report["anf_noise"]["l2"] == pytest.approx(report["random_same_norm"]["l2"], rel=1e-4)
     assert (record_file.parent / "nullspace.png").stat().st_size > 0
     assert "| ANF (synthesised) |" in (record_file.parent / "nullspace.md").read_text()
+
+
+def test_nullspace_analysis_of_an_existing_weights_file(tmp_path: Path, fmnist_dir: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`robust-vit validate` with analysis/nullspace.yaml analyses a weights file once."""
+    weights = tmp_path / "erm.safetensors"
+    fit(["--config", str(EXPERIMENTS / "method" / "erm.yaml"), *tiny_overrides(fmnist_dir),
+         "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
+         "--trainer.max_epochs=1", "--name=erm", "--trainer.callbacks+=callbacks.ExportWeights",
+         f"--trainer.callbacks.path={weights}"], tmp_path, monkeypatch)
+    main(["validate", *CPU_BASE, "--config", str(EXPERIMENTS / "analysis" / "nullspace.yaml"),
+          *tiny_overrides(fmnist_dir), f"--model.weights={weights}", "--name=analysis",
+          "--trainer.callbacks.num_images=32", "--trainer.callbacks.max_steps=5"])
+    (record_file,) = (tmp_path / "runs" / "analysis").rglob("results.json")
+    report = json.loads(record_file.read_text())["nullspace"]
+    assert report["num_images"] == 32 and report["nullspace_dim"] == 64 - 16
+    assert report["exact_max_abs_logit_diff_unclamped"] < 1e-3
+    assert report["anf_noise"]["l2"] == pytest.approx(report["random_same_norm"]["l2"], rel=1e-4)
+    assert (record_file.parent / "nullspace.md").is_file()
+    assert (record_file.parent / "nullspace.png").is_file()
