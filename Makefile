@@ -96,9 +96,10 @@ $(STAGE1): | $(VENV)/.installed $(WEIGHTS)
 		--trainer.callbacks+=callbacks.ExportWeights --trainer.callbacks.path $(STAGE1) \
 		--trainer.enable_progress_bar false
 
-sweep-safer: install $(STAGE1) ## from a PGD-AT stage 1: SAFER vs continued PGD-AT and two ablations, 3 seeds
+sweep-safer: install $(STAGE1) ## from a PGD-AT stage 1: SAFER vs continued PGD-AT and two ablations, 3 seeds, 200 steps each
 	$(MAKE) --no-print-directory sweep SWEEP=safer FROM=$(STAGE1) \
-		METHODS="pgd_at safer safer_sam_all safer_base_optimizer" SWEEP_ARGS="--trainer.max_epochs 1"
+		METHODS="pgd_at safer safer_sam_all safer_base_optimizer" \
+		SWEEP_ARGS="--trainer.max_steps 200 --trainer.max_epochs -1"
 
 test: install ## run the test suite (what CI runs)
 	$(PY) -m pytest -q

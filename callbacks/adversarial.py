@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
 from callbacks.evaluation import (
@@ -22,7 +22,17 @@ from callbacks.evaluation import (
     write_outputs,
 )
 from callbacks.results import record_path
-from robust_vit.attacks import CLEAN, WORST, Attack, run_suite
+from robust_vit.attacks import (
+    CLEAN,
+    FGSM,
+    WORST,
+    Attack,
+    beaten_by_fgsm,
+    masking_warnings,
+    randomized_forward,
+    run_suite,
+    zero_input_gradient,
+)
 from robust_vit.errors import ConfigError
 from robust_vit.tables import adversarial_table
 
@@ -90,13 +100,19 @@ class AdversarialEval(StagedEvaluation):
         for x, y, index in loader:
             x, y = x.to(pl_module.device), y.to(pl_module.device)
             seeds = index + self.seed * 2**31
+            add(counts, f"{SANITY}\trandomized_forward", randomized_forward(pl_module, x))
+            add(counts, f"{SANITY}\tzero_input_gradient", zero_input_gradient(pl_module, x, y))
             for i, (threat, suite) in enumerate(self.suites.items()):
                 flags = run_suite(pl_module, x, y, suite, seeds)
                 for name, f in flags.items():
                     if name == CLEAN and i > 0:
                         continue
-                    key = CLEAN if name == CLEAN else f"{name}\t{threat}"
-                    counts[key] = counts.get(key, torch.zeros(())) + f.sum().cpu()
+                    add(counts, CLEAN if name == CLEAN else f"{name}\t{threat}", f)
+                fgsm = [a.name for a in suite if isinstance(a, FGSM)]
+                attacked = {a.name: flags[a.name] for a in suite}
+                if fgsm:
+                    for name, f in beaten_by_fgsm(attacked, fgsm).items():
+                        add(counts, f"{SANITY}\tbeaten_by_fgsm\t{name}\t{threat}", f)
         totals = reduce_counts(trainer, counts)
         result = self._result(totals, n, time.perf_counter() - start)
         prefix = "test" if stage == "test" else "val"
@@ -108,6 +124,8 @@ class AdversarialEval(StagedEvaluation):
         record = record_path(trainer)
         if trainer.is_global_zero:
             table = adversarial_table(result)
+            for warning in result["sanity"]["warnings"]:
+                rank_zero_warn(f"AdversarialEval: {warning}")
             rows = [[name, t, v["acc"], *v["ci"]] for name, by_t in
                     {**result["attacks"], WORST: result["worst_case"]}.items()
                     for t, v in by_t.items()]
@@ -119,7 +137,15 @@ class AdversarialEval(StagedEvaluation):
     def _result(self, totals: dict[str, int], n: int, seconds: float) -> dict[str, Any]:
         attacks: dict[str, dict[str, Any]] = {}
         worst: dict[str, Any] = {}
+        sanity: dict[str, Any] = {"beaten_by_fgsm": {}}
         for key, robust in totals.items():
+            if key.startswith(SANITY):
+                _, check, *where = key.split("\t")
+                if where:
+                    sanity[check].setdefault(where[0], {})[where[1]] = robust
+                else:
+                    sanity[check] = {"examples": robust, "n": n}
+                continue
             if key == CLEAN:
                 continue
             name, threat = key.split("\t")
@@ -127,9 +153,20 @@ class AdversarialEval(StagedEvaluation):
             target[threat] = proportion(robust, n)
         order = list(self.suites)
         names = list(dict.fromkeys(a.name for suite in self.suites.values() for a in suite))
-        attacks = {name: attacks[name] for name in names}
+        attacks = {name: dict(sorted(attacks[name].items(), key=lambda kv: order.index(kv[0])))
+                   for name in names}
+        fgsm = list(dict.fromkeys(a.name for suite in self.suites.values() for a in suite
+                                  if isinstance(a, FGSM)))
+        sanity["warnings"] = masking_warnings(sanity, attacks, fgsm)
         return {"n": n, "seed": self.seed, "seconds": round(seconds, 2),
-                "clean": proportion(totals[CLEAN], n),
-                "attacks": {k: dict(sorted(v.items(), key=lambda kv: order.index(kv[0])))
-                            for k, v in attacks.items()},
-                "worst_case": dict(sorted(worst.items(), key=lambda kv: order.index(kv[0])))}
+                "clean": proportion(totals[CLEAN], n), "attacks": attacks,
+                "worst_case": dict(sorted(worst.items(), key=lambda kv: order.index(kv[0]))),
+                "sanity": sanity}
+
+
+SANITY = "sanity"
+
+
+def add(counts: dict[str, Tensor], key: str, flags: Tensor) -> None:
+    """Add the number of true ``flags`` to ``counts[key]``."""
+    counts[key] = counts.get(key, torch.zeros(())) + flags.sum().cpu()

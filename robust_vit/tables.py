@@ -21,6 +21,10 @@ def adversarial_table(result: dict[str, Any]) -> str:
     for name, by_threat in rows.items():
         cells = [cell(by_threat[t]) if t in by_threat else "-" for t in threats]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    warnings = result.get("sanity", {}).get("warnings")
+    if warnings is not None:
+        lines.append("\nGradient-masking checks: " + ("none flagged." if not warnings else ""))
+        lines += [f"- WARNING: {w}" for w in warnings]
     return "\n".join(lines)
 
 

@@ -11,6 +11,12 @@ from robust_vit.attacks.classes import APGD, FGSM, PGD, Attack, AttackResult
 from robust_vit.attacks.core import Norm, ce_loss, eval_mode, is_correct, project
 from robust_vit.attacks.fgsm import fgsm
 from robust_vit.attacks.pgd import pgd
+from robust_vit.attacks.sanity import (
+    beaten_by_fgsm,
+    masking_warnings,
+    randomized_forward,
+    zero_input_gradient,
+)
 from robust_vit.attacks.suite import CLEAN, WORST, count_flags, run_suite, wilson_interval
 
 __all__ = [
@@ -24,14 +30,18 @@ __all__ = [
     "AutoAttack",
     "Norm",
     "apgd",
+    "beaten_by_fgsm",
     "ce_loss",
     "count_flags",
     "dlr_loss",
     "eval_mode",
     "fgsm",
     "is_correct",
+    "masking_warnings",
     "pgd",
     "project",
+    "randomized_forward",
     "run_suite",
     "wilson_interval",
+    "zero_input_gradient",
 ]

@@ -44,7 +44,12 @@ def test_cpu_suite_writes_the_robustness_record(tmp_path: Path, fmnist_dir: Path
         attacks = [by_threat[threat]["acc"] for by_threat in adv["attacks"].values()]
         assert worst["acc"] <= min(attacks) <= max(attacks) <= adv["clean"]["acc"]
         assert worst["ci"][0] <= worst["acc"] <= worst["ci"][1]
+    sanity = adv["sanity"]
+    assert sanity["randomized_forward"] == {"examples": 0, "n": 200}
+    assert 0 <= sanity["zero_input_gradient"]["examples"] <= 200
+    assert set(sanity["beaten_by_fgsm"]) == set(adv["attacks"]) - {"fgsm_linf"}
     assert (path.parent / "adversarial_test.md").read_text().startswith("| accuracy")
+    assert "Gradient-masking checks" in (path.parent / "adversarial_test.md").read_text()
     assert any(k.startswith("test/adversarial/worst_case@") for k in record["test"]["metrics"])
     corr = record["corruptions"]["test"]
     assert corr["n"] == 10 and set(corr["accuracy"]) == {"contrast", "pixelate"}
