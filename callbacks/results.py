@@ -10,7 +10,9 @@ from typing import Any
 
 import lightning as L
 import yaml
+from lightning.pytorch.trainer.states import TrainerFn
 
+from robust_vit.models import weights_digest
 from robust_vit.records import RECORD_NAME, package_versions, update_record
 
 
@@ -35,6 +37,9 @@ def latest_checkpoint(trainer: L.Trainer) -> str:
 class ResultRecord(L.Callback):
     """Merge the run's config, versions, seed, checkpoints and final metrics into its JSON record.
 
+    Each stage's section also holds ``weights_sha256``, a digest of the module's state at the end
+    of the stage, so two runs can be checked for identical weights from their records alone.
+
     Other callbacks add their own sections to the same file through
     :func:`robust_vit.records.update_record`; reports are built from these files only.
     """
@@ -55,15 +60,16 @@ class ResultRecord(L.Callback):
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Note the start time of a stand-alone validation run."""
-        if not trainer.training:
+        if trainer.state.fn == TrainerFn.VALIDATING:
             self._start("validate")
 
-    def _write(self, trainer: L.Trainer, stage: str) -> None:
+    def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         path = record_path(trainer)
         if trainer.is_global_zero:
-            self._write_record(trainer, stage, path)
+            self._write_record(trainer, pl_module, stage, path)
 
-    def _write_record(self, trainer: L.Trainer, stage: str, path: Path) -> None:
+    def _write_record(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str,
+                      path: Path) -> None:
         config_file = path.parent / "config.yaml"
         config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else None
         ckpt = trainer.checkpoint_callback
@@ -84,6 +90,7 @@ class ResultRecord(L.Callback):
         evaluated = str(Path(trainer.ckpt_path).resolve()) if trainer.ckpt_path else None
         update_record(path, stage, {
             "metrics": metrics,
+            "weights_sha256": weights_digest(pl_module),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - started, 2),
             "global_step": trainer.global_step,
@@ -93,13 +100,13 @@ class ResultRecord(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Record the fit's final metrics."""
-        self._write(trainer, "fit")
+        self._write(trainer, pl_module, "fit")
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Record the test metrics."""
-        self._write(trainer, "test")
+        self._write(trainer, pl_module, "test")
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Record a stand-alone validation run's metrics."""
-        if not trainer.training and not trainer.sanity_checking:
-            self._write(trainer, "validate")
+        if trainer.state.fn == TrainerFn.VALIDATING and not trainer.sanity_checking:
+            self._write(trainer, pl_module, "validate")

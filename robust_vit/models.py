@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -158,3 +159,14 @@ def save_vit_weights(vit: nn.Module, path: str | Path, metadata: dict[str, Any])
     save_file(state, str(tmp), metadata={METADATA_KEY: json.dumps(metadata)})
     tmp.replace(path)
     return path
+
+
+def weights_digest(module: nn.Module) -> str:
+    """SHA-256 of a module's state dict tensors (names, dtypes, shapes and bytes), in key order."""
+    digest = hashlib.sha256()
+    for name, value in sorted(module.state_dict().items()):
+        if torch.is_tensor(value):
+            flat = value.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{name}:{flat.dtype}:{tuple(value.shape)}".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
