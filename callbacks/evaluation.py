@@ -136,4 +136,7 @@ class StagedEvaluation(L.Callback, ABC):
         due = (trainer.current_epoch + 1) % self.every_n_epochs == 0
         if "fit" in self.stages and not trainer.sanity_checking and trainer.state.fn == "fit" \
                 and due:
-            self.evaluate(trainer, pl_module, "fit")
+            device = pl_module.device
+            cuda = [device.index or 0] if device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda):  # training's RNG stream stays untouched
+                self.evaluate(trainer, pl_module, "fit")

@@ -8,11 +8,16 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from datamodules.resumable import ResumableSampler, SeededItems
 from robust_vit.errors import ConfigError, check_range
 
 
 class ImageClassificationDataModule(L.LightningDataModule, ABC):
     """Train/val split of the training set (test stays test) and seeded, deterministic loaders.
+
+    Training order and augmentation depend only on the run seed (kept in checkpoints as the
+    datamodule's state), the epoch and the example (:mod:`datamodules.resumable`), so a run resumed
+    from a mid-epoch checkpoint trains on exactly the batches an uninterrupted run would have.
 
     Subclasses build the datasets; images come out as float tensors in [0, 1], shape
     ``(in_chans, img_size, img_size)``. ``num_classes``, ``img_size`` and ``in_chans`` are linked to
@@ -56,6 +61,15 @@ class ImageClassificationDataModule(L.LightningDataModule, ABC):
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
+        self.data_seed: int | None = None
+
+    def state_dict(self) -> dict[str, int | None]:
+        """The seed of the training order and augmentation, saved in checkpoints."""
+        return {"data_seed": self.data_seed}
+
+    def load_state_dict(self, state_dict: dict[str, int | None]) -> None:
+        """Resume with the checkpoint's training order."""
+        self.data_seed = state_dict.get("data_seed")
 
     @abstractmethod
     def build_train_set(self, augment: bool) -> Dataset:
@@ -78,31 +92,45 @@ class ImageClassificationDataModule(L.LightningDataModule, ABC):
         if stage in ("test", "predict") and self.test_set is None:
             self.test_set = self.build_test_set()
 
-    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset | None, **kwargs: object) -> DataLoader:
         if dataset is None:
             raise RuntimeError("setup() must run before the loaders are requested.")
-        generator = torch.Generator().manual_seed(torch.initial_seed() % 2**63) if shuffle else None
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            generator=generator,
-            persistent_workers=self.num_workers > 0,
-            drop_last=shuffle,
-        )
+        # A generator of its own: iterating a loader never draws from the global RNG.
+        return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
+                          generator=torch.Generator().manual_seed(0),
+                          persistent_workers=self.num_workers > 0, **kwargs)  # type: ignore[arg-type]
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled training batches, the order fixed by the run's seed."""
-        return self._loader(self.train_set, shuffle=True)
+        """This rank's shuffled training batches, fixed by the run seed and the epoch."""
+        if self.data_seed is None:
+            self.data_seed = torch.initial_seed() % 2**63
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        sampler = ResumableSampler(self.train_set, world, rank,  # type: ignore[arg-type]
+                                   self.data_seed, resume_offset=self._trained_this_epoch)
+        return self._loader(SeededItems(self.train_set, self.data_seed),  # type: ignore[arg-type]
+                            sampler=sampler, drop_last=True)
+
+    def _trained_this_epoch(self) -> int:
+        """Examples of this rank's current epoch already trained, when fit resumes mid-epoch.
+
+        Asked when the first training pass starts, after Lightning restored the loops' state.
+        """
+        trainer = self.trainer
+        if trainer is None or not trainer.fit_loop.restarting:
+            return 0
+        epochs = trainer.fit_loop.epoch_progress.total
+        if epochs.processed != epochs.started - 1:  # the checkpoint is from an epoch's end
+            return 0
+        return trainer.fit_loop.epoch_loop.batch_progress.current.processed * self.batch_size
 
     def val_dataloader(self) -> DataLoader | list:
         """Validation batches (none when ``val_fraction`` is 0)."""
-        return self._loader(self.val_set, shuffle=False) if self.val_set is not None else []
+        return self._loader(self.val_set) if self.val_set is not None else []
 
     def test_dataloader(self) -> DataLoader:
         """Test batches in file order."""
-        return self._loader(self.test_set, shuffle=False)
+        return self._loader(self.test_set)
 
     def predict_dataloader(self) -> DataLoader:
         """Prediction runs over the test set."""

@@ -16,6 +16,7 @@ from lightning_modules.methods import ERM, Batch, FinetuneMethod
 from lightning_modules.optim import weight_decay_groups
 from robust_vit.errors import ConfigError
 from robust_vit.models import NormalizedViT, create_vit, default_normalization
+from robust_vit.rng import capture_rng_states, restore_rng_states
 from robust_vit.schedules import NeedsTotalSteps
 
 __all__ = ["ViTClassifier", "default_optimizer", "weight_decay_groups"]
@@ -111,6 +112,15 @@ class ViTClassifier(L.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         """Logits for images in [0, 1]."""
         return self.model(x)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep every RNG state, so that a resumed run draws what the uninterrupted one would."""
+        checkpoint["rng_states"] = capture_rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the RNG states of the checkpoint (older checkpoints have none)."""
+        if "rng_states" in checkpoint:
+            restore_rng_states(checkpoint["rng_states"])
 
     def on_fit_start(self) -> None:
         """Let the method check and prepare itself on the model's device."""

@@ -120,14 +120,29 @@ def test_exception_mid_epoch_leaves_a_checkpoint_to_resume_from(
     assert min(c["global_step"] for c in checkpoints(resumed).values()) > at_step
 
 
-def test_sigterm_writes_a_checkpoint_before_exit(tmp_path: Path, fmnist_dir: Path) -> None:
+def test_sigterm_writes_a_checkpoint_and_the_resumed_run_ends_as_if_never_killed(
+        tmp_path: Path, fmnist_dir: Path) -> None:
+    """A preempted run (SIGTERM mid-epoch), resumed from its ``last.ckpt``, ends with the weights
+    of the same run never interrupted (subprocesses with the same thread count, bit for bit)."""
     at_step = BATCHES + 1
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled",
            "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "robust_vit",
-                           *fit_args(fmnist_dir, "sigterm", at_step)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "robust_vit", *args, "--threads=1"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+    done = cli(*fit_args(fmnist_dir, "sigterm", at_step))
     assert done.returncode == 143, done.stderr[-2000:]
     assert "SIGTERM" in done.stderr
     saved = checkpoints(tmp_path / "runs")
     assert at_step <= saved["last.ckpt"]["global_step"] < 3 * BATCHES
+    (last,) = (tmp_path / "runs").rglob("last.ckpt")
+    resumed = cli(*fit_args(fmnist_dir, "sigterm", at_step=-1), f"--ckpt_path={last}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    whole = cli(*fit_args(fmnist_dir, "sigterm", at_step=-1))
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "runs").rglob("results.json"))]
+    by_version = {Path(r["run"]["log_dir"]).name: r["fit"] for r in records}
+    assert by_version["version_1"]["global_step"] == by_version["version_2"]["global_step"]
+    assert by_version["version_1"]["weights_sha256"] == by_version["version_2"]["weights_sha256"]

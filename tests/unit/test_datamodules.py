@@ -114,3 +114,31 @@ def test_corrupt_image_fails_at_setup_before_any_batch(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"img_1\.png"):
         dm.setup("fit")
     assert dm.train_set is None
+
+
+def test_resumable_sampler_skips_exactly_the_trained_keys_and_partitions_ranks() -> None:
+    from datamodules.resumable import ResumableSampler
+
+    data = list(range(40))
+    whole = list(ResumableSampler(data, 1, 0, seed=3))
+    sampler = ResumableSampler(data, 1, 0, seed=3, resume_offset=lambda: 12)
+    assert list(sampler) == whole[12:]
+    assert list(sampler) == whole  # only the first pass skips
+    sampler.set_epoch(1)
+    assert [i for i, _ in sampler] != [i for i, _ in whole] and {e for _, e in sampler} == {1}
+    shares = [[i for i, _ in ResumableSampler(data, 2, r, seed=3)] for r in (0, 1)]
+    assert sorted(shares[0] + shares[1]) == data
+
+
+def test_seeded_items_repeat_their_augmentation_per_epoch_and_leave_the_global_rng() -> None:
+    from datamodules.resumable import SeededItems
+
+    class Noisy:
+        def __getitem__(self, index: int) -> torch.Tensor:
+            return torch.rand(3) + index
+
+    items = SeededItems(Noisy(), seed=1)
+    state = torch.get_rng_state()
+    assert torch.equal(items[(4, 0)], items[(4, 0)])
+    assert not torch.equal(items[(4, 0)], items[(4, 1)])
+    assert torch.equal(torch.get_rng_state(), state)
