@@ -8,6 +8,8 @@ import lightning as L
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from robust_vit.records import save_figure_atomic
+
 
 def plot_layer_scores(scores: dict[str, float], selected: list[str], path: Path,
                       title: str = "Layer sharpness") -> Path:
@@ -30,7 +32,7 @@ def plot_layer_scores(scores: dict[str, float], selected: list[str], path: Path,
     ax.set_title(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    save_figure_atomic(fig, path, dpi=100)
     return path
 
 

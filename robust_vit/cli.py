@@ -125,11 +125,29 @@ def main(args: ArgsType = None) -> None:
         print(f"robust-vit: training stopped: {err}", file=sys.stderr)
         raise SystemExit(1) from err
     except Exception as err:
+        if lost_process(err):
+            print(f"robust-vit: a distributed process was lost, so every rank stopped ({err}). "
+                  "Resume with --ckpt_path runs/<name>/version_N/checkpoints/last.ckpt.",
+                  file=sys.stderr)
+            raise SystemExit(1) from err
         config_error = find_config_error(err)
         if config_error is None:
             raise
         print(f"robust-vit: error: {config_error}", file=sys.stderr)
         raise SystemExit(2) from err
+
+
+LOST_PEER = ("Connection reset by peer", "Connection closed by peer",
+             "NCCL communicator was aborted", "Socket Timeout", "timed out")
+
+
+def lost_process(err: BaseException) -> bool:
+    """Whether ``err`` is a collective failing because another rank's process is gone."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    return isinstance(err, dist.DistError) or any(text in str(err) for text in LOST_PEER)
 
 
 def find_config_error(err: BaseException) -> ConfigError | None:

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from robust_vit.records import write_text_atomic
+
 CORRUPTIONS = (
     "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
     "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform",
@@ -101,7 +103,7 @@ def render_corruptions(images: np.ndarray, labels: np.ndarray, out_dir: str | Pa
     meta_path = out / "meta.json"
     if meta_path.is_file() and json.loads(meta_path.read_text()) != meta:
         raise ValueError(f"{out} caches other images ({meta_path.read_text()}); use another folder")
-    meta_path.write_text(json.dumps(meta))
+    write_text_atomic(meta_path, json.dumps(meta))
     if not (out / "labels.npy").is_file():
         _save_atomic(out / "labels.npy", np.tile(np.asarray(labels, dtype=np.int64), 5))
     for name in corruptions:

@@ -13,6 +13,7 @@ from robust_vit.anf import noise_shape, noisy_forward, prob_change, synthesize_n
 from robust_vit.attacks.pgd import eval_mode
 from robust_vit.models import NormalizedViT
 from robust_vit.nullspace import model_label, patch_nullspace, sample_nullspace_noise
+from robust_vit.records import save_figure_atomic
 
 
 def _change(model: NormalizedViT, x: Tensor, clean: Tensor, noise: Tensor) -> dict[str, float]:
@@ -123,6 +124,6 @@ def plot_report(report: dict[str, Any], path: Path) -> Path:
     right.set(title="unchanged predictions", ylim=(0, 1.05), ylabel="agreement")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
     return path

@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from robust_vit.records import save_figure_atomic
+
 
 def accuracy_vs_epsilon(result: dict[str, Any], path: Path, title: str) -> Path:
     """One line per attack (and the worst case) per norm: robust accuracy against epsilon."""
@@ -27,7 +29,7 @@ def accuracy_vs_epsilon(result: dict[str, Any], path: Path, title: str) -> Path:
     ax.set(xlabel="epsilon (pixel units)", ylabel="accuracy", ylim=(0, 1), title=title)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
     return path
 
@@ -44,7 +46,7 @@ def corruption_heatmap(result: dict[str, Any], path: Path, title: str) -> Path:
     ax.set(xlabel="severity", title=title)
     fig.colorbar(image, ax=ax, label="accuracy")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
     return path
 
@@ -69,6 +71,6 @@ def group_means(table: dict[str, dict[str, tuple[float, float]]], path: Path, ti
     ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
     return path

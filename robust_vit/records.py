@@ -57,6 +57,19 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def save_figure_atomic(fig: Any, path: Path, dpi: int = 120) -> Path:
+    """Save a matplotlib figure through a temporary file and a rename (format from the suffix)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to ``path`` atomically (see :func:`write_text_atomic`)."""
     write_text_atomic(path, json.dumps(to_jsonable(data), indent=2, sort_keys=True) + "\n")

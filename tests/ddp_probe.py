@@ -6,6 +6,7 @@ buffer that differed between ranks for a step (an ANF noise) would look equal at
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +35,14 @@ class RankStateDump(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.save(self.states, self.out_dir / f"rank{trainer.global_rank}.pt")
+
+
+class LoseRank(L.Callback):
+    """Kill one rank's process without cleanup at a training step (a lost node, for tests)."""
+
+    def __init__(self, rank: int = 1, at_step: int = 2) -> None:
+        self.rank, self.at_step = rank, at_step
+
+    def on_train_batch_start(self, trainer: L.Trainer, *_: Any) -> None:
+        if trainer.global_rank == self.rank and trainer.global_step == self.at_step:
+            os._exit(9)

@@ -82,3 +82,33 @@ def test_two_process_cpu_ddp_fit_and_test(method: str, tmp_path: Path, fmnist_di
         assert not torch.equal(first[2]["method.noise"], first[3]["method.noise"])
     if method == "safer":
         assert end["method._extra_state"]["selected"]
+
+
+@pytest.mark.ddp
+def test_a_lost_rank_stops_the_job_promptly_and_it_resumes(tmp_path: Path,
+                                                           fmnist_dir: Path) -> None:
+    """Rank 1 dies in the second epoch: rank 0 fails fast with a clear message, not a hang, and
+    the job resumes on two processes from the checkpoint rank 0 saved (the step before the loss,
+    or the first epoch's end if that save failed too)."""
+    args = [sys.executable, "-m", "robust_vit", "fit"]
+    for layer in ["base.yaml", "data/fashion_mnist.yaml", "model/vit_cpu.yaml", "method/erm.yaml",
+                  "ddp.yaml"]:
+        args += ["--config", str(EXPERIMENTS / layer)]
+    args += [f"--model.model_kwargs={TINY_MODEL}", f"--data.init_args.data_dir={fmnist_dir}",
+             "--data.init_args.batch_size=16", "--trainer.accelerator=cpu", "--trainer.devices=2",
+             "--trainer.max_epochs=2", "--trainer.limit_train_batches=3",
+             "--trainer.enable_progress_bar=false", "--threads=1", "--name=lost"]
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    lose = ["--trainer.callbacks+=tests.ddp_probe.LoseRank", "--trainer.callbacks.at_step=4"]
+    lost = subprocess.run([*args, *lose], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert lost.returncode == 1
+    assert "robust-vit: a distributed process was lost" in lost.stderr
+    (last,) = (tmp_path / "runs" / "lost").rglob("last.ckpt")
+    assert torch.load(last, weights_only=True)["global_step"] in (3, 4)
+    resumed = subprocess.run([*args, f"--ckpt_path={last}"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    records = [json.loads(p.read_text())
+               for p in (tmp_path / "runs" / "lost").rglob("results.json")]
+    assert [r["fit"]["global_step"] for r in records if "fit" in r] == [6]

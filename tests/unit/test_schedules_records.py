@@ -39,3 +39,25 @@ def test_record_updates_merge_and_nan_becomes_null(tmp_path: Path) -> None:
 def test_atomic_write_leaves_no_temporary_files(tmp_path: Path) -> None:
     write_json_atomic(tmp_path / "r.json", {"a": 1})
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_figures_are_saved_through_a_temporary_file(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from robust_vit.records import save_figure_atomic
+
+    fig, _ = plt.subplots()
+    target = tmp_path / "plots" / "a.png"
+    target.parent.mkdir()
+    target.write_bytes(b"earlier")
+    fig.savefig = lambda *a, **k: (_ for _ in ()).throw(OSError("disk full"))  # type: ignore
+    with pytest.raises(OSError):
+        save_figure_atomic(fig, target)
+    assert target.read_bytes() == b"earlier" and list(target.parent.iterdir()) == [target]
+    del fig.savefig
+    save_figure_atomic(fig, target)
+    assert target.read_bytes().startswith(b"\x89PNG") and len(list(target.parent.iterdir())) == 1
+    plt.close(fig)
