@@ -25,7 +25,7 @@ SWEEP_ARGS ?=
 SWEEP_RUNS := $(foreach m,$(METHODS),$(foreach s,$(SEEDS),runs/$(SWEEP)/$(m)/seed$(s)/.done))
 STAGE1 := artifacts/pgd_at_stage1.safetensors
 
-.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer nullspace test test-full lint clean
+.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer nullspace report bench perf test test-full lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -100,6 +100,19 @@ sweep-safer: install $(STAGE1) ## from a PGD-AT stage 1: SAFER vs continued PGD-
 	$(MAKE) --no-print-directory sweep SWEEP=safer FROM=$(STAGE1) \
 		METHODS="pgd_at safer safer_sam_all safer_base_optimizer" \
 		SWEEP_ARGS="--trainer.max_steps 200 --trainer.max_epochs -1"
+
+report: install ## docs/results.md from the sweeps' records (runs/anf, runs/safer), with plots per sweep
+	PYTHONPATH=$(CURDIR) $(PY) benchmarks/results_page.py --runs runs --out docs/results.md
+	for s in anf safer; do if [ -d runs/$$s ]; then \
+		$(CLI) report runs/$$s --group --plots docs/$$s > /dev/null; fi; done
+
+bench: install $(WEIGHTS) ## the CPU reproduction end to end (pretrain, sweep-anf, sweep-safer), then docs/results.md
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory sweep-anf sweep-safer && $(MAKE) --no-print-directory report && \
+	echo "bench: $$(( $$(date +%s) - start )) s"
+
+perf: install $(WEIGHTS) ## every CPU performance benchmark in turn, written to docs/performance.md
+	PYTHONPATH=$(CURDIR) $(PY) benchmarks/performance.py --threads $(THREADS) --out docs/performance.md
 
 test: install ## run the test suite (what CI runs)
 	$(PY) -m pytest -q

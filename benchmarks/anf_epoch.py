@@ -1,0 +1,80 @@
+"""An ANF training epoch, noise synthesis included, against an ERM epoch on the same model and data.
+
+Not a test. Both run through `robust-vit fit` with the Throughput callback (images per second of
+the training epoch, validation excluded), interleaved (ERM, ANF, ERM, ANF, ...), best of each.
+ANF's synthesis budget is a fraction of a *full* epoch's batches (`budget_fraction` 0.3 of 421
+Fashion-MNIST batches of 128 = 127 steps per round); with fewer batches per measured epoch the
+budget is set explicitly to that value so that the ratio is the one of a full epoch.
+
+    PYTHONPATH=$PWD python benchmarks/anf_epoch.py --batches 120 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from robust_vit.cli import main as cli_main
+
+REPO = Path(__file__).resolve().parents[1]
+FULL_EPOCH_BATCHES = 54000 // 128
+
+
+def epoch_rate(method: str, batches: int, threads: int, weights: str | None,
+               extra: list[str]) -> float:
+    """Images/s of one training epoch of ``method``, read from the run's record."""
+    layers = ("base", "data/fashion_mnist", "model/vit_cpu", f"method/{method}")
+    configs = [a for c in layers for a in ("--config", str(REPO / "experiments" / f"{c}.yaml"))]
+    args = ["fit", *configs,
+            f"--trainer.limit_train_batches={batches}", "--trainer.limit_val_batches=0",
+            "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
+            "--trainer.callbacks+=callbacks.Throughput", f"--threads={threads}", *extra]
+    if weights:
+        args.append(f"--model.weights={Path(weights).resolve()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = os.getcwd()
+        os.chdir(tmp)
+        try:
+            cli_main(args)
+            (record,) = Path(tmp).rglob("results.json")
+            return json.loads(record.read_text())["throughput"]["epochs"][0]["images_per_s"]
+        finally:
+            os.chdir(cwd)
+
+
+def main() -> None:
+    """Run both interleaved and print the comparison."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batches", type=int, default=120, help="a multiple of steps_per_round")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--weights", default="artifacts/vit_cpu_fashion_mnist.safetensors",
+                        help="start from these weights when the file exists (synthesis stops "
+                             "early more often on a trained model)")
+    ns = parser.parse_args()
+    torch.set_num_threads(ns.threads)
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    weights = ns.weights if Path(ns.weights).is_file() else None
+    budget = math.ceil(0.3 * FULL_EPOCH_BATCHES)
+    anf = [f"--model.method.init_args.max_synthesis_steps={budget}"]
+    erm_rates, anf_rates = [], []
+    for _ in range(ns.repeats):
+        erm_rates.append(epoch_rate("erm", ns.batches, ns.threads, weights, []))
+        anf_rates.append(epoch_rate("anf", ns.batches, ns.threads, weights, anf))
+    print(f"{ns.batches} batches of 128, {ns.threads} threads, weights: "
+          f"{weights or 'random init'}; ANF: rounds of 40 steps, synthesis budget {budget} steps "
+          "per round")
+    print(f"ERM epoch: {max(erm_rates):8.1f} img/s  (runs: {[round(v) for v in erm_rates]})")
+    print(f"ANF epoch: {max(anf_rates):8.1f} img/s  (runs: {[round(v) for v in anf_rates]})")
+    print(f"ANF epoch time / ERM epoch time: {max(erm_rates) / max(anf_rates):.2f}x "
+          "(target <= 2.2x)")
+
+
+if __name__ == "__main__":
+    main()
