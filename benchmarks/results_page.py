@@ -11,7 +11,9 @@ the comparison's baseline, beside what the paper claims.
 from __future__ import annotations
 
 import argparse
+import csv
 import math
+import statistics
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -65,6 +67,40 @@ def load_groups(folder: Path) -> tuple[Groups, float]:
     seconds = sum(r.get(stage, {}).get("seconds", 0.0) for r in records.values()
                   for stage in ("fit", "test"))
     return group_by_seed({k: flatten_metrics(r) for k, r in records.items()}), seconds
+
+
+def logged_series(run_dirs: list[Path], key: str) -> list[tuple[float, float]]:
+    """``(step, value)`` of ``key`` in the runs' metrics.csv, averaged over runs at each step."""
+    by_step: dict[float, list[float]] = {}
+    for run_dir in run_dirs:
+        for metrics in run_dir.rglob("metrics.csv"):
+            with metrics.open() as f:
+                for row in csv.DictReader(f):
+                    if row.get(key) and row.get("step"):
+                        by_step.setdefault(float(row["step"]), []).append(float(row[key]))
+    return [(step, statistics.fmean(values)) for step, values in sorted(by_step.items())]
+
+
+def training_plots(runs: Path, out: Path) -> list[str]:
+    """ANF's noise norm per round (mean over seeds) and SAFER's layer scores at each scoring."""
+    from robust_vit.plots import series_over_steps
+
+    lines = []
+    anf = {m: logged_series([runs / "anf" / m], "train/noise_norm") for m in ("anf", "anf_random")}
+    if any(anf.values()):
+        path = series_over_steps(anf, out / "anf" / "noise_norm.png",
+                                 "ANF noise L2 norm over training (mean over seeds)", "noise norm")
+        lines.append(f"![ANF noise norm]({path.relative_to(out)})")
+    safer = runs / "safer" / "safer"
+    if safer.is_dir():
+        header = next(safer.rglob("metrics.csv")).read_text().splitlines()[0].split(",")
+        layers = [k for k in header if k.startswith("sharpness/")]
+        scores = {k.removeprefix("sharpness/"): logged_series([safer], k) for k in layers}
+        path = series_over_steps(scores, out / "safer" / "layer_scores.png",
+                                 "SAFER layer sharpness at each scoring (mean over seeds)",
+                                 "one-step SAM loss increase")
+        lines.append(f"![SAFER layer scores]({path.relative_to(out)})")
+    return lines
 
 
 def paired_delta(groups: Groups, method: str, baseline: str, key: str) -> tuple[float, float, int]:
@@ -141,6 +177,8 @@ def main() -> None:
         "## Headline\n",
         "\n".join(head) + "\n",
         *sections,
+        "## Training curves\n",
+        "\n\n".join(training_plots(ns.runs, ns.out.parent)) + "\n",
     ]
     write_text_atomic(ns.out, "\n".join(page))
     print("\n".join(page))
