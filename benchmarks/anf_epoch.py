@@ -4,7 +4,8 @@ Not a test. Both run through `robust-vit fit` with the Throughput callback (imag
 the training epoch, validation excluded), interleaved (ERM, ANF, ERM, ANF, ...), best of each.
 ANF's synthesis budget is a fraction of a *full* epoch's batches (`budget_fraction` 0.3 of 421
 Fashion-MNIST batches of 128 = 127 steps per round); with fewer batches per measured epoch the
-budget is set explicitly to that value so that the ratio is the one of a full epoch.
+budget is set explicitly to that value so that the ratio is the one of a full epoch. A third
+run with a budget of 1 step per round isolates the cost of the clean + noisy training steps.
 
     PYTHONPATH=$PWD python benchmarks/anf_epoch.py --batches 120 --threads 2
 """
@@ -34,6 +35,7 @@ def epoch_rate(method: str, batches: int, threads: int, weights: str | None,
     args = ["fit", *configs,
             f"--trainer.limit_train_batches={batches}", "--trainer.limit_val_batches=0",
             "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false",
             "--trainer.callbacks+=callbacks.Throughput", f"--threads={threads}", *extra]
     if weights:
         args.append(f"--model.weights={Path(weights).resolve()}")
@@ -63,17 +65,23 @@ def main() -> None:
     weights = ns.weights if Path(ns.weights).is_file() else None
     budget = math.ceil(0.3 * FULL_EPOCH_BATCHES)
     anf = [f"--model.method.init_args.max_synthesis_steps={budget}"]
-    erm_rates, anf_rates = [], []
+    one_step = ["--model.method.init_args.max_synthesis_steps=1"]
+    erm_rates, anf_rates, train_only = [], [], []
     for _ in range(ns.repeats):
         erm_rates.append(epoch_rate("erm", ns.batches, ns.threads, weights, []))
         anf_rates.append(epoch_rate("anf", ns.batches, ns.threads, weights, anf))
+        train_only.append(epoch_rate("anf", ns.batches, ns.threads, weights, one_step))
     print(f"{ns.batches} batches of 128, {ns.threads} threads, weights: "
           f"{weights or 'random init'}; ANF: rounds of 40 steps, synthesis budget {budget} steps "
           "per round")
     print(f"ERM epoch: {max(erm_rates):8.1f} img/s  (runs: {[round(v) for v in erm_rates]})")
     print(f"ANF epoch: {max(anf_rates):8.1f} img/s  (runs: {[round(v) for v in anf_rates]})")
+    print(f"ANF, 1 synthesis step per round: {max(train_only):8.1f} img/s  "
+          f"(runs: {[round(v) for v in train_only]})")
     print(f"ANF epoch time / ERM epoch time: {max(erm_rates) / max(anf_rates):.2f}x "
           "(target <= 2.2x)")
+    print(f"the same with 1 synthesis step per round (the clean + noisy training alone): "
+          f"{max(erm_rates) / max(train_only):.2f}x")
 
 
 if __name__ == "__main__":

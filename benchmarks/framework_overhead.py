@@ -62,6 +62,7 @@ def framework_epoch(batches: int, batch_size: int, threads: int) -> float:
                       f"--data.init_args.batch_size={batch_size}",
                       f"--trainer.limit_train_batches={batches}", "--trainer.limit_val_batches=0",
                       "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
+                      "--trainer.enable_model_summary=false",
                       "--trainer.callbacks+=callbacks.Throughput", f"--threads={threads}"])
             (record,) = Path(tmp).rglob("results.json")
             return json.loads(record.read_text())["throughput"]["epochs"][0]["images_per_s"]

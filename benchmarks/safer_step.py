@@ -1,9 +1,11 @@
 """Time and peak memory of a SAFER step against a full PGD-AT step, and the cost of scoring.
 
-Not a test. Each variant runs in its own fresh process so that its peak memory is its own
-(CPU: peak resident set size of the process, which includes the Python/torch baseline printed on
-the first row; CUDA: ``torch.cuda.max_memory_allocated``). The steps are built from the same pure
-functions the methods call (``pgd``, ``SAM``, ``candidate_layers``, ``layer_sharpness``)::
+Not a test. Times are measured in one process with the variants interleaved (one step of each
+in turn, ``repeats`` rounds, median per variant), so that drift of a shared machine hits them
+alike. Peak memory is measured with each variant in its own fresh process (CPU: peak resident
+set size, which includes the Python/torch baseline printed on the first row; CUDA:
+``torch.cuda.max_memory_allocated``). The steps are built from the same pure functions the
+methods call (``pgd``, ``SAM``, ``candidate_layers``, ``layer_sharpness``)::
 
     PYTHONPATH=$PWD python benchmarks/safer_step.py --threads 2
 """
@@ -83,26 +85,43 @@ def make_step(variant: str, model: NormalizedViT, args: argparse.Namespace) -> A
     return step
 
 
-def measure(variant: str, args: argparse.Namespace, queue: mp.Queue) -> None:
-    """In a fresh process: median step time and peak memory of ``variant``."""
+def timed(step: Any, x: torch.Tensor, y: torch.Tensor, device: str) -> float:
+    """Seconds of one call of ``step``."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    step(x, y)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def interleaved_times(args: argparse.Namespace) -> dict[str, float]:
+    """Median step time of every variant, one step of each in turn (each with its own model)."""
+    torch.set_num_threads(args.threads)
+    steps = {}
+    for variant in VARIANTS[1:]:
+        model, x, y = build(args)
+        model.train()
+        steps[variant] = make_step(variant, model, args)
+        steps[variant](x, y)  # warm-up
+    times: dict[str, list[float]] = {v: [] for v in steps}
+    for _ in range(args.repeats):
+        for variant, step in steps.items():
+            times[variant].append(timed(step, x, y, args.device))
+    return {v: statistics.median(t) for v, t in times.items()}
+
+
+def measure_memory(variant: str, args: argparse.Namespace, queue: mp.Queue) -> None:
+    """In a fresh process: peak memory after building and running ``variant`` twice."""
     torch.set_num_threads(args.threads)
     model, x, y = build(args)
-    if variant == "baseline":
-        queue.put((variant, float("nan"), peak_mb(args.device)))
-        return
-    step = make_step(variant, model, args)
-    model.train()
-    step(x, y)  # warm-up
-    times = []
-    for _ in range(args.repeats):
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+    if variant != "baseline":
+        model.train()
+        step = make_step(variant, model, args)
         step(x, y)
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    queue.put((variant, statistics.median(times), peak_mb(args.device)))
+        step(x, y)
+    queue.put((variant, peak_mb(args.device)))
 
 
 def peak_mb(device: str) -> float:
@@ -131,26 +150,28 @@ def main() -> None:
 
     ctx = mp.get_context("spawn")
     queue: mp.Queue = ctx.Queue()
-    results = {}
+    memory = {}
     for variant in VARIANTS:
-        proc = ctx.Process(target=measure, args=(variant, args, queue))
+        proc = ctx.Process(target=measure_memory, args=(variant, args, queue))
         proc.start()
-        name, seconds, mb = queue.get()
+        name, mb = queue.get()
         proc.join()
-        results[name] = (seconds, mb)
+        memory[name] = mb
+    seconds = {"baseline": float("nan"), **interleaved_times(args)}
+    results = {v: (seconds[v], memory[v]) for v in VARIANTS}
     unit = "peak CUDA MiB" if args.device == "cuda" else "peak RSS MiB"
     print(f"device={args.device} threads={args.threads} batch={args.batch_size} "
           f"PGD steps={args.steps} model={args.model} dim={args.embed_dim} depth={args.depth}")
-    print(f"{'variant':<28}{'median s':>10}{'vs PGD-AT':>11}{unit:>16}")
+    print(f"{'variant':<28}{'median s':>10}{'vs PGD-AT':>11}{unit:>16}{'vs PGD-AT':>11}")
     labels = {"baseline": "model + batch only", "pgd_at": "PGD-AT step (all layers)",
               "safer": "SAFER step (SAM, top 5%)", "safer_base": "selected layers, no SAM",
               "scoring": "one scoring of all layers"}
-    ref = results["pgd_at"][0]
+    ref, ref_mb = results["pgd_at"]
     for variant in VARIANTS:
-        seconds, mb = results[variant]
-        ratio = "" if seconds != seconds else f"{seconds / ref:.2f}x"
-        shown = "-" if seconds != seconds else f"{seconds:.4f}"
-        print(f"{labels[variant]:<28}{shown:>10}{ratio:>11}{mb:>16.1f}")
+        secs, mb = results[variant]
+        ratio = "" if secs != secs else f"{secs / ref:.2f}x"
+        shown = "-" if secs != secs else f"{secs:.4f}"
+        print(f"{labels[variant]:<28}{shown:>10}{ratio:>11}{mb:>16.1f}{mb / ref_mb:>10.3f}x")
 
 
 if __name__ == "__main__":
