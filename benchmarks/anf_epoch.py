@@ -13,41 +13,22 @@ run with a budget of 1 step per round isolates the cost of the clean + noisy tra
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
-from robust_vit.cli import main as cli_main
+from benchmarks.epoch_rate import fit_epoch_rate
 
-REPO = Path(__file__).resolve().parents[1]
 FULL_EPOCH_BATCHES = 54000 // 128
 
 
 def epoch_rate(method: str, batches: int, threads: int, weights: str | None,
                extra: list[str]) -> float:
-    """Images/s of one training epoch of ``method``, read from the run's record."""
-    layers = ("base", "data/fashion_mnist", "model/vit_cpu", f"method/{method}")
-    configs = [a for c in layers for a in ("--config", str(REPO / "experiments" / f"{c}.yaml"))]
-    args = ["fit", *configs,
-            f"--trainer.limit_train_batches={batches}", "--trainer.limit_val_batches=0",
-            "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
-            "--trainer.enable_model_summary=false",
-            "--trainer.callbacks+=callbacks.Throughput", f"--threads={threads}", *extra]
-    if weights:
-        args.append(f"--model.weights={Path(weights).resolve()}")
-    with tempfile.TemporaryDirectory() as tmp:
-        cwd = os.getcwd()
-        os.chdir(tmp)
-        try:
-            cli_main(args)
-            (record,) = Path(tmp).rglob("results.json")
-            return json.loads(record.read_text())["throughput"]["epochs"][0]["images_per_s"]
-        finally:
-            os.chdir(cwd)
+    """Images/s of one training epoch of ``method`` (from ``weights`` when given)."""
+    start = [f"--model.weights={Path(weights).resolve()}"] if weights else []
+    return fit_epoch_rate(method, batches, threads, [*start, *extra])
 
 
 def main() -> None:

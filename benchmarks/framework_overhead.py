@@ -11,20 +11,16 @@ compared, because the machine is shared and noisy. Prints images/s of both and t
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from benchmarks.epoch_rate import fit_epoch_rate
 from datamodules import FashionMNISTDataModule
 from lightning_modules import ViTClassifier
-from robust_vit.cli import main as cli_main
 
-REPO = Path(__file__).resolve().parents[1]
 MODEL = dict(model_name="vit_tiny_patch16_224", num_classes=10, img_size=32, in_chans=1,
              patch_size=8, model_kwargs={"embed_dim": 48, "depth": 4, "num_heads": 3})
 
@@ -52,22 +48,7 @@ def plain_loop(batches: int, batch_size: int) -> float:
 
 def framework_epoch(batches: int, batch_size: int, threads: int) -> float:
     """Images/s of the framework's ERM training epoch, read from the run's record."""
-    with tempfile.TemporaryDirectory() as tmp:
-        cwd = os.getcwd()
-        os.chdir(tmp)
-        try:
-            cli_main(["fit", *[a for c in ("base", "data/fashion_mnist", "model/vit_cpu",
-                                           "method/erm") for a in
-                               ("--config", str(REPO / "experiments" / f"{c}.yaml"))],
-                      f"--data.init_args.batch_size={batch_size}",
-                      f"--trainer.limit_train_batches={batches}", "--trainer.limit_val_batches=0",
-                      "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
-                      "--trainer.enable_model_summary=false",
-                      "--trainer.callbacks+=callbacks.Throughput", f"--threads={threads}"])
-            (record,) = Path(tmp).rglob("results.json")
-            return json.loads(record.read_text())["throughput"]["epochs"][0]["images_per_s"]
-        finally:
-            os.chdir(cwd)
+    return fit_epoch_rate("erm", batches, threads, [f"--data.init_args.batch_size={batch_size}"])
 
 
 def main() -> None:
