@@ -115,3 +115,23 @@ def test_negative_rho_is_a_config_error() -> None:
     model, _, _ = make_problem()
     with pytest.raises(ConfigError, match="rho"):
         SAM(model.parameters(), partial(torch.optim.SGD, lr=0.1), rho=-1.0)
+
+
+def test_sam_matches_the_pytorch_optimizer_package() -> None:
+    """An independent implementation (pytorch-optimizer's SAM, an optional oracle) agrees over
+    several steps with a momentum base optimizer."""
+    oracle_sam = pytest.importorskip("pytorch_optimizer").SAM
+    model, x, y = make_problem(2)
+    oracle_model = copy.deepcopy(model)
+    ours = SAM(model.parameters(), partial(torch.optim.SGD, lr=0.2, momentum=0.9), rho=0.1)
+    oracle = oracle_sam(oracle_model.parameters(), torch.optim.SGD, rho=0.1, lr=0.2,
+                        momentum=0.9)
+    for _ in range(4):
+        sam_step(model, ours, x, y)
+        loss_of(oracle_model, x, y).backward()
+        oracle.first_step(zero_grad=True)
+        loss_of(oracle_model, x, y).backward()
+        oracle.second_step(zero_grad=True)
+    for p, q in zip(model.parameters(), oracle_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+    assert not torch.equal(next(model.parameters()), make_problem(2)[0][0].weight)
