@@ -23,6 +23,8 @@ STAND_IN_OVERRIDES = {
     "eval/corruptions.yaml": SMALL_CORRUPTIONS,
     "eval/fashion_mnist.yaml": SMALL_CORRUPTIONS,
     "eval/adversarial.yaml": SMALL_EVAL,
+    "eval/autoattack.yaml": SMALL_EVAL,
+    "eval/autoattack_fashion_mnist.yaml": SMALL_EVAL,
 }
 CPU_STAND_IN = ["--trainer.accelerator=cpu", "--trainer.precision=32-true",
                 "--data.init_args.num_workers=0"]
