@@ -101,10 +101,8 @@ sweep-safer: install $(STAGE1) ## from a PGD-AT stage 1: SAFER vs continued PGD-
 		METHODS="pgd_at safer safer_sam_all safer_base_optimizer" \
 		SWEEP_ARGS="--trainer.max_steps 200 --trainer.max_epochs -1"
 
-report: install ## docs/results.md from the sweeps' records (runs/anf, runs/safer), with plots per sweep
+report: install ## docs/results.md (and its plots in docs/results/) from the sweeps' records
 	PYTHONPATH=$(CURDIR) $(PY) benchmarks/results_page.py --runs runs --out docs/results.md
-	for s in anf safer; do if [ -d runs/$$s ]; then \
-		$(CLI) report runs/$$s --group --plots docs/$$s > /dev/null; fi; done
 
 bench: install $(WEIGHTS) ## the CPU reproduction end to end (pretrain, sweep-anf, sweep-safer), then docs/results.md
 	@start=$$(date +%s); \
