@@ -37,6 +37,12 @@ from robust_vit.errors import ConfigError
 from robust_vit.tables import adversarial_table
 
 Stage = Literal["fit", "test"]
+SANITY = "sanity"
+
+
+def add(counts: dict[str, Tensor], key: str, flags: Tensor) -> None:
+    """Add the number of true ``flags`` to ``counts[key]``."""
+    counts[key] = counts.get(key, torch.zeros(())) + flags.sum().cpu()
 
 
 class AdversarialEval(StagedEvaluation):
@@ -162,11 +168,3 @@ class AdversarialEval(StagedEvaluation):
                 "clean": proportion(totals[CLEAN], n), "attacks": attacks,
                 "worst_case": dict(sorted(worst.items(), key=lambda kv: order.index(kv[0]))),
                 "sanity": sanity}
-
-
-SANITY = "sanity"
-
-
-def add(counts: dict[str, Tensor], key: str, flags: Tensor) -> None:
-    """Add the number of true ``flags`` to ``counts[key]``."""
-    counts[key] = counts.get(key, torch.zeros(())) + flags.sum().cpu()
