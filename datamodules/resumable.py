@@ -2,9 +2,9 @@
 
 The order of an epoch comes from a :class:`~torch.utils.data.DistributedSampler` (seed + epoch,
 each rank its share) and each example's augmentation from its own seed, drawn from
-``(seed, epoch, index)`` under a forked RNG. Nothing depends on how many batches were drawn
-before (prefetching, loader workers, a restart) and the training process's global RNG is left
-to the training step.
+``(seed, epoch, index)``; the global RNG's state is saved and put back around it. Nothing
+depends on how many batches were drawn before (prefetching, loader workers, a restart), and the
+training process's global RNG is left to the training step.
 """
 
 from __future__ import annotations

@@ -138,7 +138,7 @@ def main(args: ArgsType = None) -> None:
 
 
 LOST_PEER = ("Connection reset by peer", "Connection closed by peer",
-             "NCCL communicator was aborted", "Socket Timeout", "timed out")
+             "NCCL communicator was aborted", "Socket Timeout")
 
 
 def lost_process(err: BaseException) -> bool:
