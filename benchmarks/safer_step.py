@@ -5,7 +5,8 @@ in turn, ``repeats`` rounds, median per variant), so that drift of a shared mach
 alike. Peak memory is measured with each variant in its own fresh process (CPU: peak resident
 set size, which includes the Python/torch baseline printed on the first row; CUDA:
 ``torch.cuda.max_memory_allocated``). The steps are built from the same pure functions the
-methods call (``pgd``, ``SAM``, ``candidate_layers``, ``layer_sharpness``)::
+methods call (``pgd``, ``SAM``, ``candidate_layers``, ``layer_sharpness``), and like SAFER each
+backward computes the gradients of the trained parameters only::
 
     PYTHONPATH=$PWD python benchmarks/safer_step.py --threads 2
 """
@@ -69,11 +70,11 @@ def make_step(variant: str, model: NormalizedViT, args: argparse.Namespace) -> A
         with eval_mode(model):
             x_adv = attack(model, x, y)
         model.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x_adv), y).backward()
+        F.cross_entropy(model(x_adv), y).backward(inputs=params)
         if isinstance(opt, SAM):
             opt.first_step()
             model.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x_adv), y).backward()
+            F.cross_entropy(model(x_adv), y).backward(inputs=params)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.second_step()
         else:

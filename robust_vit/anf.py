@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from enum import Enum
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robust_vit.attacks.pgd import eval_mode
+from robust_vit.distributed import distributed_mean
 from robust_vit.errors import ConfigError
 from robust_vit.models import NormalizedViT
 from robust_vit.nullspace import model_label
@@ -79,15 +79,6 @@ def noise_shape(model: NormalizedViT, x: Tensor, space: NoiseSpace | str) -> tup
     check_supports_token_noise(model.vit)
     with torch.no_grad():
         return (1, *model.vit.patch_embed(model.normalize(x[:1])).shape[1:])
-
-
-def distributed_mean(t: Tensor) -> Tensor:
-    """``t`` averaged over all ranks (``t`` itself outside ``torch.distributed``)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return t
-    t = t.clone()
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t / dist.get_world_size()
 
 
 def prob_change(clean_logits: Tensor, noisy_logits: Tensor) -> Tensor:

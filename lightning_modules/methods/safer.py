@@ -6,6 +6,9 @@ trained; the selection is re-scored every ``reselect_every_n_epochs`` epochs.
 
 Freezing never touches ``requires_grad`` (DDP cannot follow that after it wrapped the model):
 the optimizer holds only the selected parameters, so the rest get no update and no state.
+Every backward asks autograd for the selected parameters' gradients only (``inputs=``), so the
+frozen layers' weight gradients are never computed. Those backwards bypass DDP's gradient hooks;
+the gradient the step uses is averaged over the ranks by hand.
 The selection travels in the checkpoint (``get_extra_state``) and is restored before the
 optimizer is rebuilt on resume.
 """
@@ -29,6 +32,7 @@ from lightning_modules.methods.adversarial import FIELD, AdversarialMethod
 from lightning_modules.methods.base import Batch
 from lightning_modules.optim import weight_decay_groups
 from robust_vit.attacks.pgd import pgd
+from robust_vit.distributed import average_gradients
 from robust_vit.errors import ConfigError
 from robust_vit.layers import Granularity, Layer, candidate_layers
 from robust_vit.sam import SAM
@@ -57,8 +61,9 @@ class SAFER(AdversarialMethod):
     """Sharpness-aware layer-selective adversarial finetuning (manual optimization).
 
     Each step makes PGD examples once at the unperturbed weights, then (``optimizer: sam``)
-    backward at w (no DDP gradient sync), perturbs the selected layers by SAM's e(w), backward
-    at w + e (synced), restores w exactly, clips the gradient norm, and takes the base step.
+    backward at w (the rank's own gradient), perturbs the selected layers by SAM's e(w), backward
+    at w + e (averaged over ranks), restores w exactly, clips the gradient norm, and takes the
+    base step. Backwards compute the selected layers' gradients only.
 
     Args:
         granularity: candidates are single ``linear`` layers or whole ``block``s.
@@ -217,10 +222,18 @@ class SAFER(AdversarialMethod):
     def _adv_loss(self, module: ViTClassifier, x_adv: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(module(x_adv), y)
 
-    def _clip(self, module: ViTClassifier, optimizer: Optimizer) -> None:
+    def _clip(self, params: list[Tensor]) -> None:
         if self.clip_grad_norm:
-            params = [p for g in optimizer.param_groups for p in g["params"]]
             torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
+
+    def _selected_backward(self, module: ViTClassifier, params: list[Tensor], x_adv: Tensor,
+                           y: Tensor) -> Tensor:
+        """The loss at the current weights; its gradient for ``params`` only, not synced."""
+        no_sync = getattr(module.trainer.strategy, "block_backward_sync", nullcontext)
+        with no_sync():
+            loss = self._adv_loss(module, x_adv, y)
+            module.manual_backward(loss, inputs=params)
+        return loss.detach()
 
     def training_step(
         self, module: ViTClassifier, batch: Batch, batch_idx: int
@@ -228,26 +241,23 @@ class SAFER(AdversarialMethod):
         """One SAM (or base) step of the selected layers on PGD examples made at w."""
         x, y = batch
         opt = module.optimizers()
-        raw = opt.optimizer
+        params = [p for group in opt.optimizer.param_groups for p in group["params"]]
         x_adv = self.attack(module, x, y)
         module.model.zero_grad(set_to_none=True)
-        use_sam = self.layer_optimizer is LayerOptimizer.SAM
-        no_sync = getattr(module.trainer.strategy, "block_backward_sync", nullcontext)
-        with no_sync() if use_sam else nullcontext():
-            loss = self._adv_loss(module, x_adv, y)
-            module.manual_backward(loss)
-        out = {"adv_loss": loss.detach()}
-        if use_sam:
+        loss = self._selected_backward(module, params, x_adv, y)
+        out = {"adv_loss": loss}
+        if self.layer_optimizer is LayerOptimizer.SAM:
             def closure() -> Tensor:
                 module.model.zero_grad(set_to_none=True)
-                sam_loss = self._adv_loss(module, x_adv, y)
-                module.manual_backward(sam_loss)
-                self._clip(module, raw)
-                return sam_loss.detach()
+                sam_loss = self._selected_backward(module, params, x_adv, y)
+                average_gradients(params)
+                self._clip(params)
+                return sam_loss
 
             out["sam_loss"] = opt.step(closure=closure)
         else:
-            self._clip(module, raw)
+            average_gradients(params)
+            self._clip(params)
             opt.step()
         module.model.zero_grad(set_to_none=True)
         scheduler = module.lr_schedulers()
@@ -255,4 +265,4 @@ class SAFER(AdversarialMethod):
             scheduler.step()  # type: ignore[union-attr]
         with torch.no_grad():
             logits = module(x)
-        return {"loss": loss.detach(), "logits": logits, **out}
+        return {"loss": loss, "logits": logits, **out}

@@ -59,6 +59,34 @@ def test_frozen_layers_are_bit_identical_and_hold_no_optimizer_state(tmp_path: P
     assert all(p.grad is None for p in module.model.parameters())
 
 
+class GradientAccumulations(L.Callback):
+    """Names of the parameters whose ``.grad`` autograd accumulated during training steps."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.handles: list = []
+
+    def on_train_batch_start(self, trainer: L.Trainer, module: ViTClassifier, *_: object) -> None:
+        for name, p in module.model.named_parameters():
+            hook = partial(lambda n, _: self.names.add(n), name)
+            self.handles.append(p.register_post_accumulate_grad_hook(hook))
+
+    def on_train_batch_end(self, *_: object) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+
+@pytest.mark.parametrize("optimizer", ["sam", "base"])
+def test_training_steps_compute_gradients_of_the_selected_layers_only(
+    tmp_path: Path, optimizer: str
+) -> None:
+    module = tiny_module(SAFER(k=1, reselect=False, optimizer=optimizer, **FAST))
+    accumulated = GradientAccumulations()
+    fit(module, tmp_path, callbacks=[accumulated])
+    assert accumulated.names == module.method.selected_parameter_names(module)
+
+
 def test_reselection_changes_the_trainable_set_and_rebuilds_the_optimizer(tmp_path: Path) -> None:
     seen: list[tuple[frozenset[str], int, frozenset[int]]] = []
     lrs: list[tuple[float, float]] = []
