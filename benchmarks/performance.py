@@ -23,7 +23,7 @@ import torch
 from robust_vit.records import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
-BENCHMARKS = [
+BENCHMARKS: list[tuple[str, str, list[str], str | None]] = [
     ("Framework overhead", "framework_overhead.py", [],
      "a `robust-vit fit` ERM epoch at least 0.95 of a plain PyTorch loop's throughput"),
     ("ANF epoch against ERM epoch", "anf_epoch.py", [],
@@ -35,6 +35,7 @@ BENCHMARKS = [
      "ours at least as strong (robust accuracy not higher) and not slower"),
     ("Evaluation memory as examples grow 10x", "eval_memory.py", [],
      "peak memory at 10x the examples within 10% of the small run"),
+    ("Profiles behind the ratios", "profile_targets.py", [], None),
 ]
 
 
@@ -93,7 +94,8 @@ def main() -> None:
         print(f"running {script} ...", flush=True)
         output, seconds = run(script, args, ns.threads)
         print(output, flush=True)
-        parts.append(f"## {title}\n\nTarget: {target}. `benchmarks/{script}` "
+        aim = f"Target: {target}." if target else "Not a target: where the time goes."
+        parts.append(f"## {title}\n\n{aim} `benchmarks/{script}` "
                      f"({seconds:.0f} s):\n\n```\n{output}\n```\n")
     analysis = ns.out.with_name(ns.out.stem + "_analysis.md")
     if analysis.is_file():

@@ -130,12 +130,17 @@ class ViTClassifier(L.LightningModule):
         """Let the method act at epoch boundaries (e.g. re-select its trainable layers)."""
         self.method.on_train_epoch_start(self)
 
+    def on_train_epoch_end(self) -> None:
+        """Log the epoch's training accuracy (updated every step, computed and logged once)."""
+        if self.train_acc.update_called:
+            self.log("train/acc", self.train_acc.compute(), prog_bar=True)
+        self.train_acc.reset()
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
-        """Delegate to the method, then log what it returns."""
+        """Delegate to the method, then log what it returns (accuracy: once per epoch)."""
         out = self.method.training_step(self, batch, batch_idx)
-        self.train_acc(out["logits"].detach(), batch[1])
+        self.train_acc.update(out["logits"].detach(), batch[1])
         self.log("train/loss", out["loss"].detach(), prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         for name, value in out.items():
             if name not in ("loss", "logits"):
                 self.log(f"train/{name}", value)

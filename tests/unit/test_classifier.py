@@ -1,6 +1,12 @@
 from __future__ import annotations
 
+from functools import partial
+from pathlib import Path
+
+import lightning as L
 import torch
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_modules import ERM, ViTClassifier
 from lightning_modules.classifier import weight_decay_groups
@@ -42,3 +48,32 @@ def test_erm_step_reduces_loss_on_a_fixed_batch() -> None:
         loss.backward()
         opt.step()
     assert loss.item() < first
+
+
+def test_train_accuracy_is_the_epochs_accuracy_and_restarts_every_epoch(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    module = tiny_module(optimizer=partial(torch.optim.SGD, lr=0.0))
+    x = torch.rand(24, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        predicted = module(x).argmax(-1)
+    right, wrong = predicted[:12], (predicted[12:] + 1) % 10
+    epochs = [TensorDataset(x[:12], right), TensorDataset(x[12:], wrong)]
+
+    class EpochData(L.LightningDataModule):
+        def train_dataloader(self) -> DataLoader:
+            return DataLoader(epochs[self.trainer.current_epoch], batch_size=4)
+
+    seen: list[float] = []
+
+    class Record(L.Callback):
+        def on_train_epoch_start(self, trainer: L.Trainer, *_: object) -> None:
+            if "train/acc" in trainer.callback_metrics:
+                seen.append(trainer.callback_metrics["train/acc"].item())
+
+    trainer = L.Trainer(accelerator="cpu", max_epochs=2, logger=CSVLogger(tmp_path),
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, reload_dataloaders_every_n_epochs=1,
+                        callbacks=[Record()])
+    trainer.fit(module, datamodule=EpochData())
+    seen.append(trainer.callback_metrics["train/acc"].item())
+    assert seen == [1.0, 0.0]
