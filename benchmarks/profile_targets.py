@@ -17,6 +17,8 @@ default ViT, batch 128, fp32 eager:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import itertools
 import math
 import os
@@ -141,7 +143,8 @@ def profile_framework(batches: int, threads: int) -> None:
         cwd = os.getcwd()
         os.chdir(tmp)
         try:
-            cli_main(args)
+            with contextlib.redirect_stdout(io.StringIO()):  # the run's own messages
+                cli_main(args)
         finally:
             os.chdir(cwd)
         report = next(Path(tmp).glob("*profile*.txt")).read_text().splitlines()
