@@ -7,6 +7,7 @@ import re
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from scipy import stats
 
@@ -80,3 +81,19 @@ def delta_table(groups: Groups, baseline: str, keys: list[str]) -> str:
                         if k in by_seed[s] and k in base[s]]) for k in keys]
         lines.append(f"| {group} | {len(seeds)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def mean_result(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The first of same-layout result sections with every ``acc`` averaged over all of them.
+
+    Used to plot a method's accuracy-vs-epsilon or corruption heatmap as its mean over seeds.
+    """
+    mean: dict[str, Any] = {}
+    for key, value in results[0].items():
+        if key == "acc":
+            mean[key] = statistics.fmean(r[key] for r in results)
+        elif isinstance(value, dict):
+            mean[key] = mean_result([r[key] for r in results])
+        else:
+            mean[key] = value
+    return mean

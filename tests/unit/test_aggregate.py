@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from robust_vit.aggregate import delta_table, group_by_seed, mean_interval, seed_of
+from robust_vit.aggregate import delta_table, group_by_seed, mean_interval, mean_result, seed_of
 from robust_vit.cli import main
 
 
@@ -42,3 +42,13 @@ def test_report_groups_records(tmp_path: Path, capsys: pytest.CaptureFixture[str
     out = capsys.readouterr().out
     assert "group minus erm" in out and "0.0500 ± 0.0000" in out
     assert (tmp_path / "p" / "groups.png").stat().st_size > 0
+
+
+def test_mean_result_averages_every_accuracy_and_keeps_the_layout() -> None:
+    def result(clean: float, pgd: float) -> dict:
+        return {"clean": {"acc": clean}, "n": 100, "attacks": {"pgd": {"linf@0.1": {"acc": pgd}}}}
+
+    mean = mean_result([result(0.9, 0.2), result(0.7, 0.4)])
+    assert mean["clean"]["acc"] == pytest.approx(0.8)
+    assert mean["attacks"]["pgd"]["linf@0.1"]["acc"] == pytest.approx(0.3)
+    assert mean["n"] == 100
