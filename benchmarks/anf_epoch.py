@@ -22,6 +22,7 @@ import torch
 from benchmarks.epoch_rate import fit_epoch_rate
 
 FULL_EPOCH_BATCHES = 54000 // 128
+SPEC_BUDGET = math.ceil(0.3 * FULL_EPOCH_BATCHES)  # budget_fraction 0.3 of a full epoch
 
 
 def epoch_rate(method: str, batches: int, threads: int, weights: str | None,
@@ -44,8 +45,8 @@ def main() -> None:
     torch.set_num_threads(ns.threads)
     os.environ.setdefault("WANDB_MODE", "disabled")
     weights = ns.weights if Path(ns.weights).is_file() else None
-    budget = math.ceil(0.3 * FULL_EPOCH_BATCHES)
-    anf = [f"--model.method.init_args.max_synthesis_steps={budget}"]
+
+    anf = [f"--model.method.init_args.max_synthesis_steps={SPEC_BUDGET}"]
     one_step = ["--model.method.init_args.max_synthesis_steps=1"]
     erm_rates, anf_rates, train_only = [], [], []
     for _ in range(ns.repeats):
@@ -53,8 +54,8 @@ def main() -> None:
         anf_rates.append(epoch_rate("anf", ns.batches, ns.threads, weights, anf))
         train_only.append(epoch_rate("anf", ns.batches, ns.threads, weights, one_step))
     print(f"{ns.batches} batches of 128, {ns.threads} threads, weights: "
-          f"{weights or 'random init'}; ANF: rounds of 40 steps, synthesis budget {budget} steps "
-          "per round")
+          f"{weights or 'random init'}; ANF: rounds of 40 steps, synthesis budget "
+          f"{SPEC_BUDGET} steps per round")
     print(f"ERM epoch: {max(erm_rates):8.1f} img/s  (runs: {[round(v) for v in erm_rates]})")
     print(f"ANF epoch: {max(anf_rates):8.1f} img/s  (runs: {[round(v) for v in anf_rates]})")
     print(f"ANF, 1 synthesis step per round: {max(train_only):8.1f} img/s  "

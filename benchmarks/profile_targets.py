@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import io
 import itertools
-import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from benchmarks import safer_step
+from benchmarks.anf_epoch import SPEC_BUDGET
 from benchmarks.epoch_rate import fit_args
 from benchmarks.framework_overhead import MODEL
 from datamodules import FashionMNISTDataModule
@@ -41,7 +41,6 @@ from robust_vit.anf import SynthesisResult, noise_shape, noisy_forward, synthesi
 from robust_vit.cli import main as cli_main
 
 MATMULS = ("aten::mm", "aten::addmm", "aten::bmm")
-FULL_EPOCH_BATCHES = 54000 // 128
 ROUND_STEPS = 40
 
 
@@ -182,8 +181,7 @@ def main() -> None:
     torch.set_num_threads(ns.threads)
     os.environ.setdefault("WANDB_MODE", "disabled")
     profile_safer_step(128, ns.repeats)
-    profile_anf_round(ns.weights if ns.weights.is_file() else None,
-                      math.ceil(0.3 * FULL_EPOCH_BATCHES))
+    profile_anf_round(ns.weights if ns.weights.is_file() else None, SPEC_BUDGET)
     profile_framework(ns.batches, ns.threads)
 
 

@@ -51,6 +51,9 @@ def corruption_heatmap(result: dict[str, Any], path: Path, title: str) -> Path:
     return path
 
 
+SECTION_PLOTS = {"adversarial": accuracy_vs_epsilon, "corruptions": corruption_heatmap}
+
+
 def group_means(table: dict[str, dict[str, tuple[float, float]]], path: Path, title: str) -> Path:
     """Grouped bars: per metric, each group's mean with its 95% interval as an error bar.
 

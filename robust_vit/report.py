@@ -49,13 +49,12 @@ def robustness_sections(records: dict[str, dict[str, Any]], plot_dir: Path | Non
 def plot_section(section: str, result: dict[str, Any], name: str, stage: str,
                  plot_dir: Path) -> Path:
     """Write the section's plot (accuracy vs epsilon, or the corruption heatmap)."""
-    from robust_vit.plots import accuracy_vs_epsilon, corruption_heatmap
+    from robust_vit.plots import SECTION_PLOTS
 
     plot_dir.mkdir(parents=True, exist_ok=True)
     slug = "_".join(Path(name).parts[-2:]).replace("/", "_")
     path = plot_dir / f"{slug}_{section}_{stage}.png"
-    plot = accuracy_vs_epsilon if section == "adversarial" else corruption_heatmap
-    return plot(result, path, f"{name} ({stage})")
+    return SECTION_PLOTS[section](result, path, f"{name} ({stage})")
 
 
 def default_keys(metrics: dict[str, dict[str, float]]) -> list[str]:
