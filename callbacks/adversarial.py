@@ -34,6 +34,7 @@ from robust_vit.attacks import (
     zero_input_gradient,
 )
 from robust_vit.errors import ConfigError
+from robust_vit.ranges import NonNegativeFloat, PositiveInt, check_ranges
 from robust_vit.tables import adversarial_table
 
 Stage = Literal["fit", "test"]
@@ -64,16 +65,17 @@ class AdversarialEval(StagedEvaluation):
         section: name of the record section, of the markdown file and of the logged keys.
     """
 
-    def __init__(self, attacks: list[Attack], epsilons: list[float] | None = None,
-                 num_examples: int = 1000, seed: int = 0, every_n_epochs: int = 1,
+    @check_ranges("adversarial")
+    def __init__(self, attacks: list[Attack], epsilons: list[NonNegativeFloat] | None = None,
+                 num_examples: PositiveInt = 1000, seed: int = 0, every_n_epochs: PositiveInt = 1,
                  stages: list[Stage] = ["test"],  # noqa: B006 (jsonargparse needs a literal)
-                 batch_size: int = 256, section: str = "adversarial") -> None:
-        check_stages("adversarial", list(stages), every_n_epochs, num_examples)
+                 batch_size: PositiveInt = 256, section: str = "adversarial") -> None:
+        check_stages("adversarial", list(stages))
         if not attacks:
             raise ConfigError("adversarial.attacks", "needs at least one attack.")
-        if epsilons is not None and (not epsilons or min(epsilons) < 0):
-            raise ConfigError("adversarial.epsilons",
-                              f"must be non-negative radii, got {epsilons}.")
+        if epsilons is not None and not epsilons:
+            raise ConfigError("adversarial.epsilons", "must list at least one radius, or be "
+                              "null to run each attack at its own eps.")
         self.suites = self._suites(attacks, epsilons)
         self.num_examples, self.seed = num_examples, seed
         self.every_n_epochs, self.stages = every_n_epochs, list(stages)

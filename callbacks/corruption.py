@@ -36,6 +36,7 @@ from robust_vit.corruptions import (
     render_corruptions,
 )
 from robust_vit.errors import ConfigError
+from robust_vit.ranges import NonNegativeInt, OneToFive, PositiveInt, check_ranges
 from robust_vit.tables import corruption_table
 
 Stage = Literal["fit", "test"]
@@ -63,18 +64,17 @@ class CorruptionEval(StagedEvaluation):
         section: name of the record section, the markdown file and the logged keys.
     """
 
+    @check_ranges("corruptions")
     def __init__(self, data_dir: str | None = None, cache_dir: str = "data/corruption_cache",
-                 corruptions: list[str] | None = None, severities: list[int] | None = None,
-                 num_examples: int = 1000, seed: int = 0, reference: str | None = None,
-                 every_n_epochs: int = 1,
+                 corruptions: list[str] | None = None, severities: list[OneToFive] | None = None,
+                 num_examples: PositiveInt = 1000, seed: NonNegativeInt = 0,
+                 reference: str | None = None, every_n_epochs: PositiveInt = 1,
                  stages: list[Stage] = ["test"],  # noqa: B006 (jsonargparse needs a literal)
-                 batch_size: int = 256, section: str = "corruptions") -> None:
-        check_stages("corruptions", list(stages), every_n_epochs, num_examples)
+                 batch_size: PositiveInt = 256, section: str = "corruptions") -> None:
+        check_stages("corruptions", list(stages))
         self.corruptions = list(corruptions or CORRUPTIONS)
         check_corruptions(self.corruptions, "corruptions.corruptions")
         self.severities = list(severities or SEVERITIES)
-        if not set(self.severities) <= set(SEVERITIES):
-            raise ConfigError("corruptions.severities", f"must be in {SEVERITIES}.")
         if reference not in (None, "alexnet") and not Path(str(reference)).is_file():
             raise ConfigError("corruptions.reference",
                               f"{reference!r} is neither 'alexnet' nor a results.json file.")

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from callbacks.selection import Rule, monitored_checkpoint, select_weights
 from robust_vit.errors import ConfigError
 from robust_vit.models import save_vit_weights
 
@@ -18,8 +19,10 @@ VIT_PREFIX = "model.vit."
 class ExportWeights(L.Callback):
     """At the end of fit, save the timm model's weights to ``path`` and into the run's log dir.
 
-    The weights are those of the best checkpoint when the run monitored one (the checkpoint that
-    ``test_after_fit`` evaluates), else the final weights. The file loads with
+    ``select`` picks the weights by the rule ``--test_weights`` uses
+    (:mod:`callbacks.selection`): the final ones, or the checkpoint of the best monitored value
+    among the validations that ran. The export's metadata names the rule, step and checkpoint.
+    The file loads with
     ``model.weights: <path>`` through
     ``timm.create_model(..., pretrained_cfg_overlay=dict(file=...))``, the path a user with real
     timm weights takes.
@@ -27,12 +30,15 @@ class ExportWeights(L.Callback):
     Args:
         path: where to write the ``.safetensors`` file.
         overwrite: replace an existing file at ``path`` (otherwise the run refuses to start).
+        select: ``last`` (the weights at the end of training) or ``best`` (the best evaluated
+            checkpoint of the monitored ``ModelCheckpoint``).
     """
 
     def __init__(self, path: str = "artifacts/weights.safetensors",
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, select: Rule = "last") -> None:
         self.path = Path(path)
         self.overwrite = overwrite
+        self.select = select
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Refuse, before any training, to replace an earlier export unless asked to."""
@@ -43,6 +49,8 @@ class ExportWeights(L.Callback):
                 "Move it, choose another path, or set `overwrite: true` on the ExportWeights "
                 "callback (--trainer.callbacks.init_args.overwrite=true).",
             )
+        if stage == "fit" and self.select == "best":
+            monitored_checkpoint(trainer, "ExportWeights.select")
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Write the weights with the hyperparameters needed to rebuild the model."""
@@ -52,13 +60,14 @@ class ExportWeights(L.Callback):
 
     def _export(self, trainer: L.Trainer, pl_module: L.LightningModule, log_dir: Path) -> None:
         vit = pl_module.model.vit
-        best = getattr(trainer.checkpoint_callback, "best_model_path", "")
-        source = "final weights"
-        if best:
-            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        weights = select_weights(trainer, self.select, "ExportWeights.select")
+        source = f"{weights.rule} weights, step {weights.global_step}"
+        if weights.rule == "best" and weights.checkpoint:
+            state = torch.load(weights.checkpoint, map_location="cpu",
+                               weights_only=True)["state_dict"]
             vit = _clone_with_state(vit, {k[len(VIT_PREFIX):]: v for k, v in state.items()
                                           if k.startswith(VIT_PREFIX)})
-            source = f"best checkpoint {best}"
+            source += f" ({weights.monitor} {weights.value:.4g}, {weights.checkpoint})"
         hp = pl_module.hparams
         metadata = {k: hp.get(k) for k in ("model_name", "num_classes", "img_size", "in_chans",
                                             "patch_size", "model_kwargs")}

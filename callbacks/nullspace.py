@@ -9,6 +9,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from callbacks.results import record_path
 from robust_vit.nullspace_report import markdown_table, nullspace_report, plot_report
+from robust_vit.ranges import PositiveAtMost2, PositiveFloat, PositiveInt, check_ranges
 from robust_vit.records import update_record, write_text_atomic
 
 
@@ -27,8 +28,9 @@ class NullspaceAnalysis(L.Callback):
         max_steps: synthesis budget.
     """
 
-    def __init__(self, num_images: int = 256, noise_scale: float = 1.0, eps: float = 0.03,
-                 max_steps: int = 100) -> None:
+    @check_ranges("trainer.callbacks.NullspaceAnalysis")
+    def __init__(self, num_images: PositiveInt = 256, noise_scale: PositiveFloat = 1.0,
+                 eps: PositiveAtMost2 = 0.03, max_steps: PositiveInt = 100) -> None:
         self.num_images, self.noise_scale = num_images, noise_scale
         self.eps, self.max_steps = eps, max_steps
 

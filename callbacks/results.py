@@ -12,6 +12,7 @@ import lightning as L
 import yaml
 from lightning.pytorch.trainer.states import TrainerFn
 
+from callbacks.selection import SelectedWeights, find_ledger, given_weights
 from robust_vit.models import weights_digest
 from robust_vit.records import RECORD_NAME, package_versions, update_record
 
@@ -38,7 +39,9 @@ class ResultRecord(L.Callback):
     """Merge the run's config, versions, seed, checkpoints and final metrics into its JSON record.
 
     Each stage's section also holds ``weights_sha256``, a digest of the module's state at the end
-    of the stage, so two runs can be checked for identical weights from their records alone.
+    of the stage, so two runs can be checked for identical weights from their records alone. The
+    fit section lists every validation that ran (step, epoch, metrics); the test section says
+    which weights it evaluated (``weights``: rule, checkpoint, global_step, epoch, monitor).
 
     Other callbacks add their own sections to the same file through
     :func:`robust_vit.records.update_record`; reports are built from these files only.
@@ -46,6 +49,12 @@ class ResultRecord(L.Callback):
 
     def __init__(self) -> None:
         self._started: dict[str, float] = {}
+        self._expected: SelectedWeights | None = None
+        self._tested: SelectedWeights | None = None
+
+    def expect_test_weights(self, weights: SelectedWeights) -> None:
+        """Say which weights (and by which rule) the next test evaluates."""
+        self._expected = weights
 
     def _start(self, stage: str) -> None:
         self._started[stage] = time.perf_counter()
@@ -55,8 +64,10 @@ class ResultRecord(L.Callback):
         self._start("fit")
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Note the start time."""
+        """Note the start time and which weights are tested."""
         self._start("test")
+        self._tested = self._expected or given_weights(trainer.ckpt_path)
+        self._expected = None
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Note the start time of a stand-alone validation run."""
@@ -87,16 +98,20 @@ class ResultRecord(L.Callback):
         update_record(path, "run", run)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         started = self._started.get(stage, time.perf_counter())
-        evaluated = str(Path(trainer.ckpt_path).resolve()) if trainer.ckpt_path else None
-        update_record(path, stage, {
+        section: dict[str, Any] = {
             "metrics": metrics,
             "weights_sha256": weights_digest(pl_module),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - started, 2),
-            "global_step": trainer.global_step,
-            "evaluated_checkpoint": evaluated,
-            "epoch": trainer.current_epoch,
-        })
+        }
+        if stage == "fit":
+            ledger = find_ledger(trainer)
+            section.update(global_step=trainer.global_step, epoch=trainer.current_epoch,
+                           validations=ledger.state_dict()["validations"] if ledger else [])
+        else:
+            weights = self._tested if stage == "test" else given_weights(trainer.ckpt_path)
+            section["weights"] = weights.as_record() if weights else None
+        update_record(path, stage, section)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Record the fit's final metrics."""

@@ -13,8 +13,14 @@ from torch.utils.data import Dataset
 from callbacks.results import record_path
 from lightning_modules.layer_logging import log_layer_scores
 from robust_vit.attacks.pgd import Norm, pgd
-from robust_vit.errors import ConfigError, check_range
 from robust_vit.layers import Granularity, candidate_layers
+from robust_vit.ranges import (
+    ClosedUnitInterval,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    check_ranges,
+)
 from robust_vit.records import update_record
 from robust_vit.sharpness import Radius, ScoreVariant, fixed_batches, layer_sharpness
 
@@ -45,28 +51,23 @@ class LayerSharpness(L.Callback):
         norm: PGD threat model.
     """
 
+    @check_ranges(FIELD)
     def __init__(
         self,
-        every_n_epochs: int = 1,
+        every_n_epochs: PositiveInt = 1,
         granularity: Literal["linear", "block"] = "linear",
-        rho: float = 0.05,
+        rho: NonNegativeFloat = 0.05,
         radius: Literal["absolute", "relative"] = "absolute",
         variant: Literal["one_step", "first_order", "multi_step"] = "one_step",
-        ascent_steps: int = 3,
-        num_batches: int = 2,
-        batch_size: int = 64,
+        ascent_steps: PositiveInt = 3,
+        num_batches: PositiveInt = 2,
+        batch_size: PositiveInt = 64,
         seed: int = 0,
-        eps: float = 0.0,
-        alpha: float = 2 / 255,
-        steps: int = 10,
+        eps: ClosedUnitInterval = 0.0,
+        alpha: ClosedUnitInterval = 2 / 255,
+        steps: NonNegativeInt = 10,
         norm: Literal["linf", "l2"] = "linf",
     ) -> None:
-        for name, value in {"every_n_epochs": every_n_epochs, "num_batches": num_batches,
-                            "batch_size": batch_size, "ascent_steps": ascent_steps}.items():
-            if value < 1:
-                raise ConfigError(f"{FIELD}.{name}", f"must be >= 1, got {value}.")
-        check_range(f"{FIELD}.eps", eps, 0.0, 1.0)
-        check_range(f"{FIELD}.rho", rho, 0.0, float("inf"))
         self.every_n_epochs, self.granularity = every_n_epochs, Granularity(granularity)
         self.rho, self.radius = rho, Radius(radius)
         self.variant, self.ascent_steps = ScoreVariant(variant), ascent_steps

@@ -24,6 +24,7 @@ from callbacks.results import record_path
 from datamodules.shifts import SHIFT_SETS, ShiftFolder, imagenet_class_index
 from robust_vit.attacks import eval_mode
 from robust_vit.errors import ConfigError
+from robust_vit.ranges import LeftOpenUnitInterval, PositiveInt, check_ranges
 from robust_vit.tables import shift_table
 
 Stage = Literal["fit", "test"]
@@ -48,12 +49,13 @@ class ShiftEval(StagedEvaluation):
         section: name of the record section, the markdown file and the logged keys.
     """
 
-    def __init__(self, sets: dict[str, str], class_index: str, num_examples: int | None = None,
-                 crop_fraction: float = 0.875, every_n_epochs: int = 1,
+    @check_ranges("shifts")
+    def __init__(self, sets: dict[str, str], class_index: str,
+                 num_examples: PositiveInt | None = None,
+                 crop_fraction: LeftOpenUnitInterval = 0.875, every_n_epochs: PositiveInt = 1,
                  stages: list[Stage] = ["test"],  # noqa: B006 (jsonargparse needs a literal)
-                 batch_size: int = 256, section: str = "shifts") -> None:
-        check_stages("shifts", list(stages), every_n_epochs,
-                     1 if num_examples is None else num_examples)
+                 batch_size: PositiveInt = 256, section: str = "shifts") -> None:
+        check_stages("shifts", list(stages))
         unknown = sorted(set(sets) - set(SHIFT_SETS))
         if not sets or unknown:
             raise ConfigError("shifts.sets", f"needs sets named from {list(SHIFT_SETS)}; "

@@ -9,7 +9,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from datamodules.resumable import ResumableSampler, SeededItems
-from robust_vit.errors import ConfigError, check_range
+from robust_vit.errors import ConfigError
+from robust_vit.ranges import AtLeast8, NonNegativeInt, PositiveInt, ZeroToHalf, check_ranges
 
 
 class ImageClassificationDataModule(L.LightningDataModule, ABC):
@@ -35,21 +36,17 @@ class ImageClassificationDataModule(L.LightningDataModule, ABC):
 
     num_classes: int
 
+    @check_ranges("data")
     def __init__(
         self,
-        batch_size: int = 128,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
+        batch_size: PositiveInt = 128,
+        num_workers: NonNegativeInt = 0,
+        val_fraction: ZeroToHalf = 0.1,
         split_seed: int = 0,
-        img_size: int = 32,
+        img_size: AtLeast8 = 32,
         in_chans: int = 3,
     ) -> None:
         super().__init__()
-        check_range("data.val_fraction", val_fraction, 0.0, 0.5)
-        if batch_size < 1:
-            raise ConfigError("data.batch_size", f"must be at least 1, got {batch_size}.")
-        if img_size < 8:
-            raise ConfigError("data.img_size", f"must be at least 8 pixels, got {img_size}.")
         if in_chans not in (1, 3):
             raise ConfigError("data.in_chans", f"must be 1 or 3, got {in_chans}.")
         self.batch_size = batch_size
@@ -89,8 +86,29 @@ class ImageClassificationDataModule(L.LightningDataModule, ABC):
             order = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
             self.train_set = Subset(train_full, order[n_val:].tolist())
             self.val_set = Subset(plain_full, order[:n_val].tolist()) if n_val else None
+        if stage in ("fit", "validate"):
+            self._check_split_sizes(stage)
         if stage in ("test", "predict") and self.test_set is None:
             self.test_set = self.build_test_set()
+
+    def _check_split_sizes(self, stage: str) -> None:
+        """Fail before any compute when fit would train, or validation would run, on nothing."""
+        n_train = len(self.train_set)  # type: ignore[arg-type]
+        world = self.trainer.world_size if self.trainer else 1
+        if stage == "fit" and n_train < self.batch_size * world:
+            raise ConfigError(
+                "data.batch_size",
+                f"{self.batch_size} per device x {world} device(s) is more than the {n_train} "
+                "training examples, so fit would train on nothing (it keeps full batches only). "
+                "Lower data.batch_size or train on more examples (data.limit_train).",
+            )
+        if self.val_set is None and (self.val_fraction > 0 or stage == "validate"):
+            raise ConfigError(
+                "data.val_fraction",
+                f"{self.val_fraction} of {n_train} examples holds no validation example, so "
+                f"{stage} would validate on nothing. Raise it (at most 0.5)"
+                + (", or set 0 to train without validation." if stage == "fit" else "."),
+            )
 
     def _loader(self, dataset: Dataset | None, **kwargs: object) -> DataLoader:
         if dataset is None:

@@ -13,6 +13,7 @@ from torchvision.datasets import CIFAR10, CIFAR100
 from datamodules.base import ImageClassificationDataModule
 from datamodules.tensor_images import TensorImageDataset
 from robust_vit.errors import ConfigError
+from robust_vit.ranges import AtLeast8, NonNegativeInt, PositiveInt, ZeroToHalf
 
 
 def read_cifar(folder: Path, num_classes: int, train: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -55,11 +56,11 @@ class CIFARDataModule(ImageClassificationDataModule):
         num_classes: int = 10,
         download: bool = False,
         augment: bool = True,
-        batch_size: int = 128,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
+        batch_size: PositiveInt = 128,
+        num_workers: NonNegativeInt = 0,
+        val_fraction: ZeroToHalf = 0.1,
         split_seed: int = 0,
-        img_size: int = 32,
+        img_size: AtLeast8 = 32,
         in_chans: int = 3,
     ) -> None:
         super().__init__(batch_size, num_workers, val_fraction, split_seed, img_size, in_chans)

@@ -19,6 +19,7 @@ from datamodules.base import ImageClassificationDataModule
 from datamodules.idx import read_idx
 from datamodules.tensor_images import TensorImageDataset
 from robust_vit.errors import ConfigError
+from robust_vit.ranges import AtLeast8, NonNegativeInt, PositiveInt, ZeroToHalf, check_ranges
 
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -89,16 +90,17 @@ class FashionMNISTDataModule(ImageClassificationDataModule):
 
     num_classes = len(CLASSES)
 
+    @check_ranges("data")
     def __init__(
         self,
         data_dir: str | None = None,
         augment: bool = True,
-        limit_train: int | None = None,
-        batch_size: int = 128,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
+        limit_train: PositiveInt | None = None,
+        batch_size: PositiveInt = 128,
+        num_workers: NonNegativeInt = 0,
+        val_fraction: ZeroToHalf = 0.1,
         split_seed: int = 0,
-        img_size: int = 32,
+        img_size: AtLeast8 = 32,
         in_chans: int = 1,
     ) -> None:
         super().__init__(batch_size, num_workers, val_fraction, split_seed, img_size, in_chans)

@@ -12,6 +12,14 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from datamodules.base import ImageClassificationDataModule
 from robust_vit.errors import ConfigError
+from robust_vit.ranges import (
+    AtLeast8,
+    LeftOpenUnitInterval,
+    NonNegativeInt,
+    PositiveInt,
+    ZeroToHalf,
+    check_ranges,
+)
 
 
 def load_rgb(path: str) -> Image.Image:
@@ -62,19 +70,20 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         **kwargs: batch size, split and shape options of the base datamodule.
     """
 
+    @check_ranges("data")
     def __init__(
         self,
         data_dir: str = "data/imagenet",
-        num_classes: int = 1000,
+        num_classes: PositiveInt = 1000,
         train_split: str = "train",
         test_split: str = "val",
-        crop_fraction: float = 0.875,
+        crop_fraction: LeftOpenUnitInterval = 0.875,
         verify_images: bool = True,
-        batch_size: int = 128,
-        num_workers: int = 8,
-        val_fraction: float = 0.01,
+        batch_size: PositiveInt = 128,
+        num_workers: NonNegativeInt = 8,
+        val_fraction: ZeroToHalf = 0.01,
         split_seed: int = 0,
-        img_size: int = 224,
+        img_size: AtLeast8 = 224,
         in_chans: int = 3,
     ) -> None:
         super().__init__(batch_size, num_workers, val_fraction, split_seed, img_size, in_chans)

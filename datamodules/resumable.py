@@ -9,11 +9,12 @@ training process's global RNG is left to the training step.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 MASK = 2**63 - 1
 
@@ -73,3 +74,37 @@ class ResumableSampler(DistributedSampler):
         for position, index in enumerate(super().__iter__()):
             if position >= start:
                 yield index, self.epoch
+
+
+class RoundSampler(Sampler):
+    """A synthesis round's endless stream of this rank's keys, fixed by ``(seed, round)`` alone.
+
+    Each pass over the dataset is a fresh permutation drawn from ``(seed, round, pass)``, the same
+    on every rank; a rank takes every ``num_replicas``-th key of it. Keys are ``(index, -1 -
+    round)`` for :class:`SeededItems` (augmentation seeded apart from every training epoch) and
+    plain indices for any other dataset. Nothing is drawn from the global RNG, so a synthesis
+    changes neither the training order nor the training process's random state.
+
+    Args:
+        dataset: the training set the synthesis draws from.
+        seed: the method's seed.
+        round_index: the synthesis round.
+        num_replicas: number of ranks.
+        rank: this rank.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int, round_index: int, num_replicas: int = 1,
+                 rank: int = 0) -> None:
+        self.size = len(dataset)  # type: ignore[arg-type]
+        self.keyed = isinstance(dataset, SeededItems)
+        self.seed, self.round_index = seed, round_index
+        self.num_replicas, self.rank = num_replicas, rank
+
+    def __iter__(self) -> Iterator[tuple[int, int] | int]:
+        """Keys of pass after pass, each pass a new permutation."""
+        for pass_index in itertools.count():
+            generator = torch.Generator().manual_seed(
+                item_seed(self.seed, self.round_index, pass_index))
+            order = torch.randperm(self.size, generator=generator)
+            for index in order[self.rank::self.num_replicas].tolist():
+                yield (index, -1 - self.round_index) if self.keyed else index

@@ -16,6 +16,7 @@ from lightning_modules.methods import ERM, Batch, FinetuneMethod
 from lightning_modules.optim import weight_decay_groups
 from robust_vit.errors import ConfigError
 from robust_vit.models import NormalizedViT, create_vit, default_normalization
+from robust_vit.ranges import PositiveFloat, PositiveInt, RightOpenUnitInterval, check_ranges
 from robust_vit.rng import capture_rng_states, restore_rng_states
 from robust_vit.schedules import NeedsTotalSteps
 
@@ -51,19 +52,20 @@ class ViTClassifier(L.LightningModule):
             run's length get it from the trainer.
     """
 
+    @check_ranges("model")
     def __init__(
         self,
         model_name: str = "vit_tiny_patch16_224",
-        num_classes: int = 1000,
-        img_size: int = 224,
-        in_chans: int = 3,
-        patch_size: int | None = None,
+        num_classes: PositiveInt = 1000,
+        img_size: PositiveInt = 224,
+        in_chans: PositiveInt = 3,
+        patch_size: PositiveInt | None = None,
         pretrained: bool = False,
         weights: str | None = None,
-        drop_path_rate: float = 0.0,
+        drop_path_rate: RightOpenUnitInterval = 0.0,
         model_kwargs: dict[str, Any] | None = None,
         mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
+        std: Sequence[PositiveFloat] | None = None,
         method: FinetuneMethod | None = None,
         optimizer: OptimizerCallable = default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -100,8 +102,6 @@ class ViTClassifier(L.LightningModule):
         for field, values in (("model.mean", mean), ("model.std", std)):
             if len(values) != in_chans:
                 raise ConfigError(field, f"has {len(values)} values for {in_chans} channels.")
-        if min(std) <= 0:
-            raise ConfigError("model.std", f"must be positive, got {std}.")
         return NormalizedViT(vit, mean, std)
 
     @property

@@ -12,8 +12,12 @@ from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from callbacks.results import ResultRecord
+from callbacks.selection import Rule, ValidationLedger, monitored_checkpoint, select_weights
 from robust_vit.errors import ConfigError, TrainingFault
+from robust_vit.parser import RobustViTParser
 from robust_vit.preflight import check_state_fits, prepare_wandb, read_checkpoint
+from robust_vit.ranges import PositiveInt
 from robust_vit.records import RECORD_NAME
 
 
@@ -25,8 +29,9 @@ class RobustViTCLI(LightningCLI):
         for name in ("num_classes", "img_size", "in_chans"):
             parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
         parser.add_argument(
-            "--threads", type=int | None, default=None,
-            help="CPU threads for torch (default: torch's own choice). Set it on shared machines.",
+            "--threads", type=PositiveInt | None, default=None,
+            help="CPU threads for torch, at least 1 (default: torch's own choice). Set it on "
+            "shared machines.",
         )
 
         parser.add_argument(
@@ -36,8 +41,14 @@ class RobustViTCLI(LightningCLI):
 
         parser.add_argument(
             "--test_after_fit", type=bool, default=False,
-            help="After fit, test the best checkpoint (the last one without validation) in the "
-            "same run folder, so that one result record holds both.",
+            help="After fit, test the weights --test_weights picks in the same run folder, so "
+            "that one result record holds both.",
+        )
+        parser.add_argument(
+            "--test_weights", type=Rule, default="last",
+            help="Which weights --test_after_fit tests: 'last' (the end of training, what a "
+            "finetuning comparison tests) or 'best' (the checkpoint of the best value of the "
+            "monitored ModelCheckpoint, among the validations that ran).",
         )
 
     def before_instantiate_classes(self) -> None:
@@ -67,7 +78,14 @@ class RobustViTCLI(LightningCLI):
             ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
             check_state_fits(ckpt_path, self._ckpt_state, self.model)
 
-    before_fit = before_validate = before_test = before_predict = _check_ckpt_path
+    def before_fit(self) -> None:
+        """Check the resume checkpoint, and that a 'best' test has a monitored checkpoint."""
+        self._check_ckpt_path()
+        config = self.config.fit
+        if config.get("test_after_fit") and config.get("test_weights") == "best":
+            monitored_checkpoint(self.trainer, "test_weights")
+
+    before_validate = before_test = before_predict = _check_ckpt_path
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The trainer, with a rich progress bar unless the config disables or sets one."""
@@ -76,14 +94,19 @@ class RobustViTCLI(LightningCLI):
         wants_bar = config.get("enable_progress_bar") is not False
         if wants_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
             callbacks.append(RichProgressBar())
+        if not any(isinstance(c, ValidationLedger) for c in callbacks):
+            callbacks.append(ValidationLedger())
         return super().instantiate_trainer(callbacks=callbacks, **kwargs)
 
     def after_fit(self) -> None:
-        """Test the best checkpoint when asked, and say where the run's record is."""
+        """Test the weights ``--test_weights`` picks when asked; say where the record is."""
         if self.config.fit.get("test_after_fit"):
-            has_best = bool(getattr(self.trainer.checkpoint_callback, "best_model_path", ""))
+            weights = select_weights(self.trainer, self.config.fit.test_weights, "test_weights")
+            for callback in self.trainer.callbacks:
+                if isinstance(callback, ResultRecord):
+                    callback.expect_test_weights(weights)
             self.trainer.test(self.model, datamodule=self.datamodule,
-                              ckpt_path="best" if has_best else None)
+                              ckpt_path=weights.checkpoint)
         log_dir = Path(self.trainer.log_dir or ".")  # a collective under DDP: every rank asks
         if self.trainer.is_global_zero:
             print(f"Result record: {log_dir / RECORD_NAME}")
@@ -102,6 +125,7 @@ def run_cli(args: ArgsType = None) -> RobustViTCLI:
         save_config_kwargs={"overwrite": True},
         seed_everything_default=0,
         auto_configure_optimizers=False,
+        parser_class=RobustViTParser,
         args=args,
     )
 

@@ -16,16 +16,6 @@ class ConfigError(ValueError):
         super().__init__(f"{field}: {message}")
 
 
-def check_range(
-    field: str, value: float, low: float, high: float, *, low_open: bool = False
-) -> None:
-    """Raise :class:`ConfigError` unless ``low <= value <= high`` (``low < value``: low_open)."""
-    below = value <= low if low_open else value < low
-    if below or value > high:
-        bracket = "(" if low_open else "["
-        raise ConfigError(field, f"{value} is outside {bracket}{low}, {high}].")
-
-
 class TrainingFault(RuntimeError):
     """A run stopped on purpose because training went wrong (e.g. a non-finite loss).
 

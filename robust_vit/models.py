@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,9 +162,14 @@ def save_vit_weights(vit: nn.Module, path: str | Path, metadata: dict[str, Any])
 
 
 def weights_digest(module: nn.Module) -> str:
-    """SHA-256 of a module's state dict tensors (names, dtypes, shapes and bytes), in key order."""
+    """SHA-256 of a module's state dict tensors (see :func:`state_digest`)."""
+    return state_digest(module.state_dict())
+
+
+def state_digest(state: Mapping[str, Any]) -> str:
+    """SHA-256 of a state dict's tensors (names, dtypes, shapes and bytes), in key order."""
     digest = hashlib.sha256()
-    for name, value in sorted(module.state_dict().items()):
+    for name, value in sorted(state.items()):
         if torch.is_tensor(value):
             flat = value.detach().cpu().contiguous().reshape(-1)
             digest.update(f"{name}:{flat.dtype}:{tuple(value.shape)}".encode())

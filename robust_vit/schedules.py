@@ -8,6 +8,8 @@ from typing import Protocol, runtime_checkable
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from robust_vit.ranges import ClosedUnitInterval, NonNegativeInt, check_ranges
+
 
 @runtime_checkable
 class NeedsTotalSteps(Protocol):
@@ -28,12 +30,13 @@ class WarmupCosineLR(LambdaLR):
             when left at 0.
     """
 
+    @check_ranges("model.lr_scheduler.init_args")
     def __init__(
         self,
         optimizer: Optimizer,
-        warmup_fraction: float = 0.05,
-        min_lr_ratio: float = 0.0,
-        total_steps: int = 0,
+        warmup_fraction: ClosedUnitInterval = 0.05,
+        min_lr_ratio: ClosedUnitInterval = 0.0,
+        total_steps: NonNegativeInt = 0,
     ) -> None:
         self.warmup_fraction = warmup_fraction
         self.min_lr_ratio = min_lr_ratio

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from lightning_modules.methods.base import FinetuneMethod
 from robust_vit.attacks.pgd import LossFn, Norm, ce_loss, eval_mode, pgd
-from robust_vit.errors import ConfigError, check_range
+from robust_vit.ranges import ClosedUnitInterval, NonNegativeFloat, NonNegativeInt, check_ranges
 
 if TYPE_CHECKING:
     from lightning_modules.classifier import ViTClassifier
@@ -30,23 +30,18 @@ class AdversarialMethod(FinetuneMethod):
         attack_eval_mode: run the attack with the model in eval mode (dropout off).
     """
 
+    @check_ranges(FIELD)
     def __init__(
         self,
         norm: Literal["linf", "l2"] = "linf",
-        eps: float = 8 / 255,
-        alpha: float = 2 / 255,
-        steps: int = 10,
+        eps: ClosedUnitInterval = 8 / 255,
+        alpha: ClosedUnitInterval = 2 / 255,
+        steps: NonNegativeInt = 10,
         random_init: bool = True,
-        eps_warmup_epochs: float = 0.0,
+        eps_warmup_epochs: NonNegativeFloat = 0.0,
         attack_eval_mode: bool = True,
     ) -> None:
         super().__init__()
-        check_range(f"{FIELD}.eps", eps, 0.0, 1.0)
-        check_range(f"{FIELD}.alpha", alpha, 0.0, 1.0)
-        if steps < 0:
-            raise ConfigError(f"{FIELD}.steps", f"must be >= 0, got {steps}.")
-        if eps_warmup_epochs < 0:
-            raise ConfigError(f"{FIELD}.eps_warmup_epochs", f"{eps_warmup_epochs} is negative.")
         self.norm = Norm(norm)
         self.eps, self.alpha, self.steps = eps, alpha, steps
         self.random_init = random_init

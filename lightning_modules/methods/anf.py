@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
@@ -11,7 +10,9 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
+from torch.utils.data import DataLoader
 
+from datamodules.resumable import RoundSampler
 from lightning_modules.methods.base import Batch, FinetuneMethod
 from robust_vit.anf import (
     SynthesisResult,
@@ -21,7 +22,15 @@ from robust_vit.anf import (
     random_noise,
     synthesize_noise,
 )
-from robust_vit.errors import ConfigError, check_range
+from robust_vit.errors import ConfigError
+from robust_vit.ranges import (
+    NonNegativeFloat,
+    PositiveAtMost2,
+    PositiveAtMost10,
+    PositiveFloat,
+    PositiveInt,
+    check_ranges,
+)
 
 if TYPE_CHECKING:
     from lightning_modules.classifier import ViTClassifier
@@ -35,7 +44,9 @@ class ANF(FinetuneMethod):
 
     Every ``steps_per_round`` optimizer steps (``rounds`` times) a fresh noise is synthesised
     with the current model (frozen, eval mode) by :func:`robust_vit.anf.synthesize_noise` on
-    training batches; in between the loss is ``CE(f(x), y) + loss_weight * CE(f(x; noise), y)``
+    training batches from a loader of its own, shuffled by ``(seed, round)`` (every round
+    searches on fresh batches; the training epoch is never disturbed); in between the loss is
+    ``CE(f(x), y) + loss_weight * CE(f(x; noise), y)``
     plus ``consistency_weight`` times the mean squared logit change. After the last round the last
     noise stays in use. The noise and the round counter are buffers, so checkpoints hold them.
     Under DDP every rank draws the same initial noise (seeded), averages the noise gradients and
@@ -55,35 +66,27 @@ class ANF(FinetuneMethod):
             test passes).
         space: ``token`` (after ``patch_embed``, the paper) or ``image`` (added to the [0, 1] input,
             unclamped).
-        seed: seed of the noise initialisation (the round index is added), equal on every rank.
+        seed: seed of the noise initialisation (the round index is added) and, with the
+            round, of the synthesis batches' order; equal on every rank.
     """
 
+    @check_ranges(FIELD)
     def __init__(
         self,
-        eps: float = 0.03,
-        init_lim: float = 3.0,
-        noise_lr: float = 0.1,
-        budget_fraction: float = 0.3,
-        max_synthesis_steps: int | None = None,
-        rounds: int = 20,
-        steps_per_round: int = 40,
-        loss_weight: float = 1.0,
-        consistency_weight: float = 0.0,
+        eps: PositiveAtMost2 = 0.03,
+        init_lim: PositiveFloat = 3.0,
+        noise_lr: PositiveFloat = 0.1,
+        budget_fraction: PositiveAtMost10 = 0.3,
+        max_synthesis_steps: PositiveInt | None = None,
+        rounds: PositiveInt = 20,
+        steps_per_round: PositiveInt = 40,
+        loss_weight: NonNegativeFloat = 1.0,
+        consistency_weight: NonNegativeFloat = 0.0,
         noise: Literal["learned", "random"] = "learned",
         space: Literal["token", "image"] = "token",
         seed: int = 0,
     ) -> None:
         super().__init__()
-        check_range(f"{FIELD}.eps", eps, 0.0, 2.0, low_open=True)
-        check_range(f"{FIELD}.init_lim", init_lim, 0.0, math.inf, low_open=True)
-        check_range(f"{FIELD}.noise_lr", noise_lr, 0.0, math.inf, low_open=True)
-        check_range(f"{FIELD}.budget_fraction", budget_fraction, 0.0, 10.0, low_open=True)
-        check_range(f"{FIELD}.loss_weight", loss_weight, 0.0, math.inf)
-        check_range(f"{FIELD}.consistency_weight", consistency_weight, 0.0, math.inf)
-        for name, value in (("rounds", rounds), ("steps_per_round", steps_per_round),
-                            ("max_synthesis_steps", max_synthesis_steps or 1)):
-            if value < 1:
-                raise ConfigError(f"{FIELD}.{name}", f"must be at least 1, got {value}.")
         if noise not in ("learned", "random"):
             raise ConfigError(f"{FIELD}.noise", f"must be 'learned' or 'random', got {noise!r}.")
         if space not in ("token", "image"):
@@ -124,10 +127,21 @@ class ANF(FinetuneMethod):
         batches = module.trainer.num_training_batches
         return max(1, math.ceil(self.budget_fraction * batches)) if math.isfinite(batches) else 1
 
-    def _images(self, module: ViTClassifier) -> Iterator[Tensor]:
-        """Training images on the model's device, from a fresh pass over the train loader."""
-        loader = module.trainer.train_dataloader
-        for x, _ in itertools.chain.from_iterable(itertools.repeat(loader)):
+    def _images(self, module: ViTClassifier, round_index: int) -> Iterator[Tensor]:
+        """Training images on the model's device, from a loader of the synthesis's own.
+
+        Its order is fixed by ``(seed, round)`` (:class:`~datamodules.resumable.RoundSampler`),
+        so every round searches on fresh batches, every rank on its share of the same order, and
+        the training loader (whose workers may persist) is never touched.
+        """
+        trainer = module.trainer
+        train = trainer.train_dataloader
+        sampler = RoundSampler(train.dataset, self.seed, round_index, trainer.world_size,
+                               trainer.global_rank)
+        loader = DataLoader(train.dataset, batch_size=train.batch_size, sampler=sampler,
+                            num_workers=train.num_workers, collate_fn=train.collate_fn,
+                            pin_memory=train.pin_memory)
+        for x, _ in loader:
             yield x.to(module.device, non_blocking=True)
 
     def synthesize(self, module: ViTClassifier, x: Tensor, round_index: int) -> SynthesisResult:
@@ -136,9 +150,10 @@ class ANF(FinetuneMethod):
         generator = torch.Generator().manual_seed(self.seed + round_index)
         kwargs = {"eps": self.eps, "max_steps": self.synthesis_budget(module),
                   "space": self.space, "generator": generator}
+        images = self._images(module, round_index)
         if self.noise_kind == "random":
-            return random_noise(module.model, self._images(module), shape, **kwargs)
-        return synthesize_noise(module.model, self._images(module), shape, init_lim=self.init_lim,
+            return random_noise(module.model, images, shape, **kwargs)
+        return synthesize_noise(module.model, images, shape, init_lim=self.init_lim,
                                 lr=self.noise_lr, **kwargs)
 
     def training_step(

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_modules.methods.base import Batch, FinetuneMethod
+from robust_vit.ranges import ClosedUnitInterval, check_ranges
 
 if TYPE_CHECKING:
     from lightning_modules.classifier import ViTClassifier
@@ -20,7 +21,8 @@ class ERM(FinetuneMethod):
         label_smoothing: cross-entropy label smoothing (0 = none).
     """
 
-    def __init__(self, label_smoothing: float = 0.0) -> None:
+    @check_ranges("model.method.init_args")
+    def __init__(self, label_smoothing: ClosedUnitInterval = 0.0) -> None:
         super().__init__()
         self.label_smoothing = label_smoothing
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -10,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_modules.methods.base import Batch, FinetuneMethod
-from robust_vit.errors import check_range
+from robust_vit.ranges import NonNegativeFloat, check_ranges
 
 if TYPE_CHECKING:
     from lightning_modules.classifier import ViTClassifier
@@ -25,10 +24,10 @@ class GaussianNoise(FinetuneMethod):
         clamp: clamp the noisy images to [0, 1].
     """
 
-    def __init__(self, sigma: float = 0.1, loss_weight: float = 1.0, clamp: bool = True) -> None:
+    @check_ranges("model.method.init_args")
+    def __init__(self, sigma: NonNegativeFloat = 0.1, loss_weight: NonNegativeFloat = 1.0,
+                 clamp: bool = True) -> None:
         super().__init__()
-        check_range("model.method.init_args.sigma", sigma, 0.0, math.inf)
-        check_range("model.method.init_args.loss_weight", loss_weight, 0.0, math.inf)
         self.sigma, self.loss_weight, self.clamp = sigma, loss_weight, clamp
 
     def training_step(

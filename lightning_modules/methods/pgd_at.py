@@ -10,7 +10,7 @@ from torch import Tensor
 
 from lightning_modules.methods.adversarial import FIELD, AdversarialMethod
 from lightning_modules.methods.base import Batch
-from robust_vit.errors import ConfigError
+from robust_vit.ranges import NonNegativeFloat, check_ranges
 
 if TYPE_CHECKING:
     from lightning_modules.classifier import ViTClassifier
@@ -26,14 +26,13 @@ class PGDAT(AdversarialMethod):
             steps, random_init, eps_warmup_epochs, attack_eval_mode).
     """
 
+    @check_ranges(FIELD)
     def __init__(
         self,
-        clean_weight: float = 0.0,
+        clean_weight: NonNegativeFloat = 0.0,
         **attack: Any,
     ) -> None:
         super().__init__(**attack)
-        if clean_weight < 0:
-            raise ConfigError(f"{FIELD}.clean_weight", f"must be >= 0, got {clean_weight}.")
         self.clean_weight = clean_weight
 
     def training_step(

@@ -33,8 +33,8 @@ from lightning_modules.methods.base import Batch
 from lightning_modules.optim import weight_decay_groups
 from robust_vit.attacks.pgd import pgd
 from robust_vit.distributed import average_gradients
-from robust_vit.errors import ConfigError
 from robust_vit.layers import Granularity, Layer, candidate_layers
+from robust_vit.ranges import LeftOpenUnitInterval, NonNegativeFloat, PositiveInt, check_ranges
 from robust_vit.sam import SAM
 from robust_vit.sharpness import (
     Radius,
@@ -90,40 +90,29 @@ class SAFER(AdversarialMethod):
 
     automatic_optimization = False
 
+    @check_ranges(FIELD)
     def __init__(
         self,
         granularity: Literal["linear", "block"] = "linear",
-        fraction: float = 0.05,
-        k: int | None = None,
+        fraction: LeftOpenUnitInterval = 0.05,
+        k: PositiveInt | None = None,
         selection: Literal["sharpest", "flattest", "random", "all"] = "sharpest",
         optimizer: Literal["sam", "base"] = "sam",
-        rho: float = 0.05,
+        rho: NonNegativeFloat = 0.05,
         adaptive: bool = False,
         reselect: bool = True,
-        reselect_every_n_epochs: int = 10,
+        reselect_every_n_epochs: PositiveInt = 10,
         score_variant: Literal["one_step", "first_order", "multi_step"] = "one_step",
-        score_rho: float | None = None,
+        score_rho: NonNegativeFloat | None = None,
         score_radius: Literal["absolute", "relative"] = "absolute",
-        score_ascent_steps: int = 3,
-        score_batches: int = 4,
-        score_batch_size: int | None = None,
+        score_ascent_steps: PositiveInt = 3,
+        score_batches: PositiveInt = 4,
+        score_batch_size: PositiveInt | None = None,
         score_seed: int = 0,
-        clip_grad_norm: float | None = 1.0,
+        clip_grad_norm: NonNegativeFloat | None = 1.0,
         **attack: Any,
     ) -> None:
         super().__init__(**attack)
-        num_selected(1, fraction=fraction, field=FIELD)
-        positive = {"k": 1 if k is None else k, "score_batches": score_batches,
-                    "reselect_every_n_epochs": reselect_every_n_epochs,
-                    "score_ascent_steps": score_ascent_steps,
-                    "score_batch_size": score_batch_size or 1}
-        for name, value in positive.items():
-            if value < 1:
-                raise ConfigError(f"{FIELD}.{name}", f"must be >= 1, got {value}.")
-        for name, value in {"rho": rho, "score_rho": score_rho or 0.0,
-                            "clip_grad_norm": clip_grad_norm or 0.0}.items():
-            if value < 0:
-                raise ConfigError(f"{FIELD}.{name}", f"must be >= 0, got {value}.")
         self.granularity = Granularity(granularity)
         self.fraction, self.k = fraction, k
         self.selection = Selection(selection)

@@ -1,8 +1,13 @@
 """Auto-PGD (Croce & Hein, ICML 2020): step-size-free PGD with momentum, CE or DLR loss.
 
-Written from the paper's description: step size ``2 eps`` halved at checkpoints when fewer than
-``rho`` of the steps since the last checkpoint raised the loss, or when neither the step size nor
-the best loss changed; momentum 0.75; restart from the best point after each halving.
+Follows the step-size rule of the reference implementation (AutoAttack's ``autopgd_base.py``, as
+in the ``pyautoattack`` package): step size ``2 eps``; momentum 0.75 from the second step on;
+checkpoints after windows of ``int(0.22 steps)`` iterations, each next window ``int(0.03 steps)``
+shorter down to ``int(0.06 steps)`` (all at least 1). At a checkpoint the step size is halved
+when at most ``rho`` of the window's steps raised the loss (the first step's loss counts as a
+rise when above 0, the reference's initial record, not when above the start's loss), or when it
+was not halved at the previous checkpoint and the best loss has not risen since; a halving
+restarts from the best point and its gradient.
 """
 
 from __future__ import annotations
@@ -48,11 +53,33 @@ def ce_target_loss(logits: Tensor, y: Tensor, target: Tensor | None = None) -> T
 
 
 def checkpoints(steps: int) -> list[int]:
-    """Iterations at which APGD may halve its step size: ``ceil(p_j * steps)``."""
-    p = [0.0, 0.22]
-    while p[-1] < 1:
-        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    return sorted({math.ceil(q * steps) for q in p[1:] if math.ceil(q * steps) <= steps} - {0})
+    """Iterations after which APGD may halve its step size (the reference's integer windows)."""
+    window = max(int(0.22 * steps), 1)
+    shrink, shortest = max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
+    ckpts = []
+    k = window
+    while k <= steps:
+        ckpts.append(k)
+        window = max(window - shrink, shortest)
+        k += window
+    return ckpts
+
+
+def halve_at_checkpoint(increases: Tensor, window: int, rho: float, halved_last: Tensor,
+                        best_loss: Tensor, best_loss_last: Tensor) -> Tensor:
+    """Which examples halve their step size at a checkpoint.
+
+    Args:
+        increases: per example, how many of the window's steps raised the loss.
+        window: iterations since the previous checkpoint.
+        rho: the fraction of raising steps at or below which the step size is halved.
+        halved_last: whether the step size was halved at the previous checkpoint.
+        best_loss: best loss so far.
+        best_loss_last: best loss at the previous checkpoint.
+    """
+    oscillating = increases <= rho * window
+    stalled = ~halved_last & (best_loss <= best_loss_last)
+    return oscillating | stalled
 
 
 def logits_dim(model: nn.Module, x: Tensor) -> int:
@@ -75,12 +102,13 @@ def _run(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, delta0: 
     x_cur = (x + delta0).clamp(0, 1)
     x_prev = x_cur.clone()
     grad = torch.zeros_like(x)
-    cur_loss = torch.full((n,), -math.inf, device=x.device, dtype=x.dtype)
-    best_loss = cur_loss.clone()
+    prev_loss = torch.zeros(n, device=x.device, dtype=x.dtype)  # as the reference's record
+    best_loss = torch.full((n,), -math.inf, device=x.device, dtype=x.dtype)
     x_max = x_cur.clone()
     grad_best = torch.zeros_like(x)
     increases = torch.zeros(n, device=x.device)
-    last_ckpt, eta_at_ckpt, best_at_ckpt = 0, eta.clone(), best_loss.clone()
+    halved_last = torch.ones(n, dtype=torch.bool, device=x.device)
+    last_ckpt, best_at_ckpt = 0, best_loss.clone()
     for k in range(steps + 1):
         groups = attack_groups(fooled, early_exit)
         if not groups:
@@ -108,19 +136,18 @@ def _run(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, delta0: 
                 best[idx[wrong]] = x_cur[idx][wrong]
                 fooled[idx[wrong]] = True
             if k > 0:
-                increases[idx] += (li > cur_loss[idx]).float()
-            cur_loss[idx] = li
+                increases[idx] += (li > prev_loss[idx]).float()
+                prev_loss[idx] = li
             improved = li > best_loss[idx]
             x_max[idx[improved]] = x_cur[idx][improved]
             best_loss[idx[improved]] = li[improved]
             grad_best[idx[improved]] = gi[improved]
         if k in ckpts:
-            few = increases < rho * (k - last_ckpt)
-            stuck = (eta == eta_at_ckpt) & (best_loss == best_at_ckpt)
-            halve = few | stuck
+            halve = halve_at_checkpoint(increases, k - last_ckpt, rho, halved_last, best_loss,
+                                        best_at_ckpt)
             eta = torch.where(halve, eta / 2, eta)
             x_cur = torch.where(_view(halve, x), x_max, x_cur)
-            last_ckpt, eta_at_ckpt, best_at_ckpt = k, eta.clone(), best_loss.clone()
+            last_ckpt, halved_last, best_at_ckpt = k, halve, best_loss.clone()
             increases.zero_()
             grad = torch.where(_view(halve, x), grad_best, grad)
     return x_max
@@ -159,7 +186,7 @@ def apgd(
         loss: ``ce`` or ``dlr`` (difference of logits ratio, scale invariant).
         restarts: random restarts (per target when targeted).
         targets: number of top classes to target in turn (0: untargeted).
-        rho: fraction of loss-raising steps below which the step size is halved.
+        rho: fraction of loss-raising steps at or below which the step size is halved.
         early_exit: stop computing an example once misclassified (same result either way).
         generator: seeds the random starts.
         seeds: one seed per example (overrides ``generator``; independent of batch and shard).

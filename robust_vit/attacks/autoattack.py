@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from robust_vit.attacks.classes import Attack, NormName
 from robust_vit.errors import ConfigError
+from robust_vit.ranges import NonNegativeFloat, check_ranges
 
 Version = Literal["standard", "plus", "rand", "custom"]
 REFERENCE_ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
@@ -62,8 +63,9 @@ class AutoAttack(Attack):
         name: label in tables (default ``autoattack-<version>_<norm>``).
     """
 
-    def __init__(self, eps: float, norm: NormName = "linf", version: Version = "standard",
-                 attacks: list[str] | None = None, seed: int = 0,
+    @check_ranges("adversarial.attacks.AutoAttack")
+    def __init__(self, eps: NonNegativeFloat, norm: NormName = "linf",
+                 version: Version = "standard", attacks: list[str] | None = None, seed: int = 0,
                  name: str | None = None) -> None:
         super().__init__(eps, norm, name)
         load_reference()

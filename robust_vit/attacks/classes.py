@@ -19,6 +19,13 @@ from robust_vit.attacks.core import eval_mode, is_correct
 from robust_vit.attacks.fgsm import fgsm
 from robust_vit.attacks.pgd import pgd
 from robust_vit.errors import ConfigError
+from robust_vit.ranges import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    check_ranges,
+)
 
 NormName = Literal["linf", "l2"]
 
@@ -52,7 +59,8 @@ class Attack(ABC):
         early_exit: stop attacking examples once misclassified (identical results, faster).
     """
 
-    def __init__(self, eps: float, norm: NormName = "linf", name: str | None = None,
+    @check_ranges("adversarial.attacks")
+    def __init__(self, eps: NonNegativeFloat, norm: NormName = "linf", name: str | None = None,
                  early_exit: bool = True) -> None:
         check_eps(eps, norm, f"{type(self).__name__}.eps")
         self.eps = eps
@@ -114,7 +122,9 @@ class PGD(Attack):
         early_exit: stop attacking examples once misclassified.
     """
 
-    def __init__(self, eps: float, steps: int = 20, rel_step: float = 0.25, restarts: int = 1,
+    @check_ranges("adversarial.attacks.PGD")
+    def __init__(self, eps: NonNegativeFloat, steps: PositiveInt = 20,
+                 rel_step: PositiveFloat = 0.25, restarts: PositiveInt = 1,
                  random_init: bool = True, norm: NormName = "linf", name: str | None = None,
                  early_exit: bool = True) -> None:
         super().__init__(eps, norm, name, early_exit)
@@ -146,8 +156,10 @@ class APGD(Attack):
         early_exit: stop attacking examples once misclassified.
     """
 
-    def __init__(self, eps: float, loss: Literal["ce", "dlr"] = "ce", steps: int = 100,
-                 restarts: int = 1, targets: int = 0, norm: NormName = "linf",
+    @check_ranges("adversarial.attacks.APGD")
+    def __init__(self, eps: NonNegativeFloat, loss: Literal["ce", "dlr"] = "ce",
+                 steps: PositiveInt = 100, restarts: PositiveInt = 1,
+                 targets: NonNegativeInt = 0, norm: NormName = "linf",
                  name: str | None = None, early_exit: bool = True) -> None:
         super().__init__(eps, norm, name, early_exit)
         self.loss, self.steps, self.restarts, self.targets = loss, steps, restarts, targets

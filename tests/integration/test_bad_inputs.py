@@ -27,6 +27,9 @@ from tests.conftest import EXPERIMENTS, TINY_MODEL
 from tests.fakes import write_fashion_mnist, write_idx, write_image_folder
 
 METHODS = EXPERIMENTS / "method"
+METHOD = "model.method.init_args"
+CALLBACK = "trainer.callbacks.init_args"
+ATTACKS = f"{CALLBACK}.attacks.init_args"
 TINY = json.loads(TINY_MODEL)
 
 
@@ -106,6 +109,14 @@ def corrupt_image(tmp: Path, data: Path) -> list[str]:
     root = image_folder(tmp)
     (root / "train" / "class_1" / "img_2.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
     return []
+
+
+def in_folder(*values: str) -> Callable[[Path, Path], list[str]]:
+    """The ``values`` over a valid image folder."""
+    def build(tmp: Path, data: Path) -> list[str]:
+        image_folder(tmp)
+        return list(values)
+    return build
 
 
 def wrong_class_count(tmp: Path, data: Path) -> list[str]:
@@ -195,18 +206,24 @@ def cpu_suite(*values: str) -> Callable[[Path, Path], list[str]]:
     return lambda tmp, data: ["--config", str(EXPERIMENTS / "eval" / "cpu.yaml"), *values]
 
 
+def analysis(*values: str) -> Callable[[Path, Path], list[str]]:
+    return lambda tmp, data: ["--config", str(EXPERIMENTS / "analysis" / "nullspace.yaml"),
+                              *values]
+
+
 ATTACK_YAML = ("trainer:\n  inference_mode: false\n  callbacks+:\n"
                "    - class_path: callbacks.AdversarialEval\n      init_args:\n"
                "        epsilons: {epsilons}\n"
                "        attacks:\n          - class_path: robust_vit.attacks.PGD\n"
-               "            init_args: {{eps: {eps}, steps: 2}}\n")
+               "            init_args: {{eps: {eps}, steps: 2, restarts: {restarts}}}\n")
 
 
-def attack_eps(eps: float,
-               epsilons: list[float] | None = None) -> Callable[[Path, Path], list[str]]:
+def attack_eps(eps: float, epsilons: list[float] | None = None,
+               restarts: int = 1) -> Callable[[Path, Path], list[str]]:
     def build(tmp: Path, data: Path) -> list[str]:
         suite = tmp / "attack.yaml"
-        suite.write_text(ATTACK_YAML.format(eps=eps, epsilons=json.dumps(epsilons)))
+        suite.write_text(ATTACK_YAML.format(eps=eps, epsilons=json.dumps(epsilons),
+                                            restarts=restarts))
         return ["--config", str(suite)]
     return build
 
@@ -222,19 +239,23 @@ CASES = [
          lambda tmp, data: [*method("anf")(tmp, data), "--model.model_name=mixer_s16_224",
                             "--model.patch_size=null", "--model.model_kwargs={}"],
          "model.model_name", "space=image"),
-    Case("PGD-AT eps negative", method("pgd_at", "eps=-0.01"), "init_args.eps", "outside"),
-    Case("PGD-AT eps above 1", method("pgd_at", "eps=1.5"), "init_args.eps", "outside"),
-    Case("TRADES alpha above 1", method("trades", "alpha=2.0"), "init_args.alpha", "outside"),
-    Case("SAFER eps negative", method("safer", "eps=-0.1"), "init_args.eps", "outside"),
-    Case("SAFER fraction 0", method("safer", "fraction=0"), "init_args.fraction", "e.g. 0.05"),
-    Case("SAFER fraction above 1", method("safer", "fraction=1.5"), "init_args.fraction",
-         "e.g. 0.05"),
+    Case("PGD-AT eps negative", method("pgd_at", "eps=-0.01"), f"{METHOD}.eps: -0.01",
+         "v>=0 and v<=1"),
+    Case("PGD-AT eps above 1", method("pgd_at", "eps=1.5"), f"{METHOD}.eps: 1.5",
+         "v>=0 and v<=1"),
+    Case("TRADES alpha above 1", method("trades", "alpha=2.0"), f"{METHOD}.alpha: 2.0",
+         "v>=0 and v<=1"),
+    Case("SAFER eps negative", method("safer", "eps=-0.1"), f"{METHOD}.eps: -0.1", "v>=0"),
+    Case("SAFER fraction 0", method("safer", "fraction=0"), f"{METHOD}.fraction: 0",
+         "v>0 and v<=1"),
+    Case("SAFER fraction above 1", method("safer", "fraction=1.5"), f"{METHOD}.fraction: 1.5",
+         "v>0 and v<=1"),
     Case("SAFER k above the candidates", method("safer", "k=1000"), "init_args.k", "lower k"),
-    Case("ANF eps zero", method("anf", "eps=0"), "init_args.eps", "outside"),
-    Case("attack eps negative", attack_eps(-0.1), "adversarial.attacks", "eps", "test"),
+    Case("ANF eps zero", method("anf", "eps=0"), f"{METHOD}.eps: 0", "v>0 and v<=2"),
+    Case("attack eps negative", attack_eps(-0.1), f"{ATTACKS}.eps: -0.1", "v>=0", "test"),
     Case("attack L-inf eps above 1", attack_eps(1.5), "adversarial.attacks", "eps", "test"),
-    Case("eval epsilons negative", attack_eps(0.01, [-0.1]), "adversarial.epsilons", "radii",
-         "test"),
+    Case("eval epsilons negative", attack_eps(0.01, [-0.1]), f"{CALLBACK}.epsilons: -0.1",
+         "v>=0", "test"),
     Case("eval epsilons above 1", attack_eps(0.01, [0.01, 2.0]), "adversarial.attacks",
          "8/255", "test"),
     Case("attack eval with inference mode on", cpu_suite("--trainer.inference_mode=true"),
@@ -246,8 +267,9 @@ CASES = [
     Case("truncated idx file", truncated_idx, "train-images-idx3-ubyte", "re-fetch"),
     Case("labels out of range", labels_out_of_range, "data.data_dir", "re-fetch"),
     Case("validation fraction above 0.5", args("--data.init_args.val_fraction=0.9"),
-         "data.val_fraction", "outside"),
-    Case("batch size 0", args("--data.init_args.batch_size=0"), "data.batch_size", "at least"),
+         "data.init_args.val_fraction: 0.9", "v<=0.5"),
+    Case("batch size 0", args("--data.init_args.batch_size=0"), "data.init_args.batch_size: 0",
+         "v>0"),
     Case("corrupt image in an image folder", corrupt_image, "img_2.png", "remove or replace",
          base="folder"),
     Case("num_classes disagrees with the folders", wrong_class_count, "data.num_classes",
@@ -276,9 +298,37 @@ CASES = [
     Case("wandb online without credentials", args(), "trainer.logger", "wandb login",
          env=NO_CREDENTIALS),
     Case("two input channels", args("--data.init_args.in_chans=2"), "data.in_chans", "1 or 3"),
-    Case("negative normalisation std", args("--model.std=[-1.0]"), "model.std", "positive"),
+    Case("negative normalisation std", args("--model.std=[-1.0]"), "model.std: -1.0", "v>0"),
     Case("export over an existing weights file", export_over_existing, "ExportWeights.path",
          "overwrite"),
+    # Ranges declared as restricted types (robust_vit/ranges.py), one or more per class family.
+    Case("threads negative", args("--threads=-3"), "threads: -3", "v>0"),
+    Case("threads 0", args("--threads=0"), "threads: 0", "v>0"),
+    Case("limit_train 0", args("--data.init_args.limit_train=0"),
+         "data.init_args.limit_train: 0", "v>0"),
+    Case("limit_train below one batch", args("--data.init_args.limit_train=5"),
+         "data.batch_size", "train on nothing"),
+    Case("validation split rounds to no example",
+         args("--data.init_args.limit_train=100", "--data.init_args.val_fraction=0.001"),
+         "data.val_fraction", "validate on nothing"),
+    Case("num_workers negative", args("--data.init_args.num_workers=-1"),
+         "data.init_args.num_workers: -1", "v>=0"),
+    Case("image folder crop fraction 0", in_folder("--data.init_args.crop_fraction=0"),
+         "data.init_args.crop_fraction: 0", "v>0 and v<=1", base="folder"),
+    Case("drop path rate 1", args("--model.drop_path_rate=1.0"), "model.drop_path_rate: 1.0",
+         "v<1"),
+    Case("patch size 0", args("--model.patch_size=0"), "model.patch_size: 0", "v>0"),
+    Case("ERM label smoothing above 1", method("erm", "label_smoothing=1.5"),
+         f"{METHOD}.label_smoothing: 1.5", "v>=0 and v<=1"),
+    Case("schedule warm-up fraction above 1",
+         args("--model.lr_scheduler.init_args.warmup_fraction=2"),
+         "model.lr_scheduler.init_args.warmup_fraction: 2", "v>=0 and v<=1"),
+    Case("PGD restarts 0", attack_eps(0.01, restarts=0), f"{ATTACKS}.restarts: 0", "v>0",
+         "test"),
+    Case("corruption eval batch size 0", cpu_suite("--trainer.callbacks.init_args.batch_size=0"),
+         f"{CALLBACK}.batch_size: 0", "v>0", "test"),
+    Case("nullspace analysis on 0 images", analysis("--trainer.callbacks.init_args.num_images=0"),
+         f"{CALLBACK}.num_images: 0", "v>0"),
 ]
 
 

@@ -31,9 +31,10 @@ def fit_record(method: str, seed: int, name: str, tmp_path: Path, fmnist_dir: Pa
 
 
 def outcome(record: dict) -> dict:
-    """What must repeat: every metric and the weights digest of fit and test."""
-    return {stage: {k: record[stage][k] for k in ("metrics", "weights_sha256", "global_step")}
-            for stage in ("fit", "test")}
+    """What must repeat: every metric and the weights digest of fit and test, and their steps."""
+    steps = {"fit": record["fit"]["global_step"], "test": record["test"]["weights"]["global_step"]}
+    return {stage: {"metrics": record[stage]["metrics"], "steps": steps[stage],
+                    "weights_sha256": record[stage]["weights_sha256"]} for stage in steps}
 
 
 @pytest.mark.parametrize("method", list(FAST))
