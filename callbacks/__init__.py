@@ -6,6 +6,7 @@ from callbacks.export import ExportWeights
 from callbacks.finite_loss import FiniteLossGuard
 from callbacks.nullspace import NullspaceAnalysis
 from callbacks.results import ResultRecord
+from callbacks.robust_validation import RobustValidation
 from callbacks.sharpness import LayerSharpness
 from callbacks.shift import ShiftEval
 from callbacks.throughput import Throughput
@@ -18,6 +19,7 @@ __all__ = [
     "LayerSharpness",
     "NullspaceAnalysis",
     "ResultRecord",
+    "RobustValidation",
     "ShiftEval",
     "Throughput",
 ]

@@ -32,13 +32,14 @@ class ExportWeights(L.Callback):
         overwrite: replace an existing file at ``path`` (otherwise the run refuses to start).
         select: ``last`` (the weights at the end of training) or ``best`` (the best evaluated
             checkpoint of the monitored ``ModelCheckpoint``).
+        monitor: the metric ``best`` ranks by (None: the first monitored ``ModelCheckpoint``'s).
     """
 
-    def __init__(self, path: str = "artifacts/weights.safetensors",
-                 overwrite: bool = False, select: Rule = "last") -> None:
+    def __init__(self, path: str = "artifacts/weights.safetensors", overwrite: bool = False,
+                 select: Rule = "last", monitor: str | None = None) -> None:
         self.path = Path(path)
         self.overwrite = overwrite
-        self.select = select
+        self.select, self.monitor = select, monitor
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Refuse, before any training, to replace an earlier export unless asked to."""
@@ -50,7 +51,7 @@ class ExportWeights(L.Callback):
                 "callback (--trainer.callbacks.init_args.overwrite=true).",
             )
         if stage == "fit" and self.select == "best":
-            monitored_checkpoint(trainer, "ExportWeights.select")
+            monitored_checkpoint(trainer, "ExportWeights.select", self.monitor)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Write the weights with the hyperparameters needed to rebuild the model."""
@@ -60,7 +61,7 @@ class ExportWeights(L.Callback):
 
     def _export(self, trainer: L.Trainer, pl_module: L.LightningModule, log_dir: Path) -> None:
         vit = pl_module.model.vit
-        weights = select_weights(trainer, self.select, "ExportWeights.select")
+        weights = select_weights(trainer, self.select, "ExportWeights.select", self.monitor)
         source = f"{weights.rule} weights, step {weights.global_step}"
         if weights.rule == "best" and weights.checkpoint:
             state = torch.load(weights.checkpoint, map_location="cpu",

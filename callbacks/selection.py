@@ -96,12 +96,18 @@ def find_ledger(trainer: L.Trainer) -> ValidationLedger | None:
     return next((cb for cb in trainer.callbacks if isinstance(cb, ValidationLedger)), None)
 
 
-def monitored_checkpoint(trainer: L.Trainer, field: str) -> ModelCheckpoint:
-    """The first ``ModelCheckpoint`` with a monitor; fails naming ``field`` when there is none."""
+def monitored_checkpoint(trainer: L.Trainer, field: str,
+                         monitor: str | None = None) -> ModelCheckpoint:
+    """The ``ModelCheckpoint`` monitoring ``monitor`` (None: the first with any monitor).
+
+    Fails naming ``field`` when there is none.
+    """
     for callback in trainer.checkpoint_callbacks:
-        if isinstance(callback, ModelCheckpoint) and callback.monitor is not None:
+        if isinstance(callback, ModelCheckpoint) and callback.monitor is not None \
+                and monitor in (None, callback.monitor):
             return callback
-    raise ConfigError(field, "'best' needs a ModelCheckpoint callback with a monitor (as in "
+    wanted = f"monitor: {monitor}" if monitor else "a monitor"
+    raise ConfigError(field, f"'best' needs a ModelCheckpoint callback with {wanted} (as in "
                       "experiments/base.yaml: monitor: val/acc, mode: max) and validation; use "
                       "'last' to take the weights at the end of training.")
 
@@ -124,12 +130,14 @@ def final_weights(trainer: L.Trainer) -> SelectedWeights:
     return SelectedWeights("last", None, trainer.global_step, trainer.current_epoch)
 
 
-def best_evaluated(trainer: L.Trainer, field: str) -> SelectedWeights:
-    """The monitored checkpoint of the best value among the validations that ran.
+def best_evaluated(trainer: L.Trainer, field: str, monitor: str | None = None,
+                   ) -> SelectedWeights:
+    """The checkpoint of the best ``monitor`` value among the validations that ran.
 
-    Ties go to the earliest validation, as ``ModelCheckpoint`` keeps the first best.
+    ``monitor`` None takes the first monitored ``ModelCheckpoint``'s. Ties go to the earliest
+    validation, as ``ModelCheckpoint`` keeps the first best.
     """
-    callback = monitored_checkpoint(trainer, field)
+    callback = monitored_checkpoint(trainer, field, monitor)
     monitor = str(callback.monitor)
     ledger = find_ledger(trainer)
     evaluated = [v for v in ledger.validations if monitor in v.metrics] if ledger else []
@@ -148,9 +156,10 @@ def best_evaluated(trainer: L.Trainer, field: str) -> SelectedWeights:
                         "saved ones; keep the ModelCheckpoint's save_on_train_epoch_end unset.")
 
 
-def select_weights(trainer: L.Trainer, rule: Rule, field: str) -> SelectedWeights:
+def select_weights(trainer: L.Trainer, rule: Rule, field: str,
+                   monitor: str | None = None) -> SelectedWeights:
     """The weights ``rule`` picks at the end of a fit (``field`` names the option in errors)."""
-    return final_weights(trainer) if rule == "last" else best_evaluated(trainer, field)
+    return final_weights(trainer) if rule == "last" else best_evaluated(trainer, field, monitor)
 
 
 def given_weights(ckpt_path: str | None) -> SelectedWeights:

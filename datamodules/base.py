@@ -56,6 +56,7 @@ class ImageClassificationDataModule(L.LightningDataModule, ABC):
         self.img_size = img_size
         self.in_chans = in_chans
         self.train_set: Dataset | None = None
+        self.plain_train_set: Dataset | None = None  # the training split without augmentation
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
         self.data_seed: int | None = None
@@ -85,6 +86,7 @@ class ImageClassificationDataModule(L.LightningDataModule, ABC):
             n_val = round(n * self.val_fraction)
             order = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
             self.train_set = Subset(train_full, order[n_val:].tolist())
+            self.plain_train_set = Subset(plain_full, order[n_val:].tolist())
             self.val_set = Subset(plain_full, order[:n_val].tolist()) if n_val else None
         if stage in ("fit", "validate"):
             self._check_split_sizes(stage)

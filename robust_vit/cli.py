@@ -50,6 +50,11 @@ class RobustViTCLI(LightningCLI):
             "finetuning comparison tests) or 'best' (the checkpoint of the best value of the "
             "monitored ModelCheckpoint, among the validations that ran).",
         )
+        parser.add_argument(
+            "--test_monitor", type=str | None, default=None,
+            help="The metric --test_weights best ranks by (e.g. val/robust_acc): a "
+            "ModelCheckpoint must monitor it. Default: the first monitored ModelCheckpoint's.",
+        )
 
     def before_instantiate_classes(self) -> None:
         """Apply the thread count and the run name before anything is built."""
@@ -83,7 +88,7 @@ class RobustViTCLI(LightningCLI):
         self._check_ckpt_path()
         config = self.config.fit
         if config.get("test_after_fit") and config.get("test_weights") == "best":
-            monitored_checkpoint(self.trainer, "test_weights")
+            monitored_checkpoint(self.trainer, "test_weights", config.get("test_monitor"))
 
     before_validate = before_test = before_predict = _check_ckpt_path
 
@@ -101,7 +106,9 @@ class RobustViTCLI(LightningCLI):
     def after_fit(self) -> None:
         """Test the weights ``--test_weights`` picks when asked; say where the record is."""
         if self.config.fit.get("test_after_fit"):
-            weights = select_weights(self.trainer, self.config.fit.test_weights, "test_weights")
+            config = self.config.fit
+            weights = select_weights(self.trainer, config.test_weights, "test_weights",
+                                     config.get("test_monitor"))
             for callback in self.trainer.callbacks:
                 if isinstance(callback, ResultRecord):
                     callback.expect_test_weights(weights)

@@ -25,6 +25,7 @@ STAND_IN_OVERRIDES = {
     "eval/adversarial.yaml": SMALL_EVAL,
     "eval/autoattack.yaml": SMALL_EVAL,
     "eval/autoattack_fashion_mnist.yaml": SMALL_EVAL,
+    "eval/robust_validation.yaml": [*SMALL_EVAL, "--trainer.callbacks.init_args.train_examples=10"],
 }
 CPU_STAND_IN = ["--trainer.accelerator=cpu", "--trainer.precision=32-true",
                 "--data.init_args.num_workers=0"]
