@@ -40,7 +40,8 @@ class ResultRecord(L.Callback):
 
     Each stage's section also holds ``weights_sha256``, a digest of the module's state at the end
     of the stage, so two runs can be checked for identical weights from their records alone. The
-    fit section lists every validation that ran (step, epoch, metrics); the test section says
+    fit section lists every validation that ran (step, epoch, metrics) and the method's
+    ``summary()`` (ANF's rounds, SAFER's selections); the test section says
     which weights it evaluated (``weights``: rule, checkpoint, global_step, epoch, monitor).
 
     Other callbacks add their own sections to the same file through
@@ -108,6 +109,9 @@ class ResultRecord(L.Callback):
             ledger = find_ledger(trainer)
             section.update(global_step=trainer.global_step, epoch=trainer.current_epoch,
                            validations=ledger.state_dict()["validations"] if ledger else [])
+            method = getattr(pl_module, "method", None)
+            if hasattr(method, "summary"):
+                section["method"] = method.summary()
         else:
             weights = self._tested if stage == "test" else given_weights(trainer.ckpt_path)
             section["weights"] = weights.as_record() if weights else None

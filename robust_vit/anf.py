@@ -81,6 +81,14 @@ def noise_shape(model: NormalizedViT, x: Tensor, space: NoiseSpace | str) -> tup
         return (1, *model.vit.patch_embed(model.normalize(x[:1])).shape[1:])
 
 
+def token_rms(model: NormalizedViT, x: Tensor) -> float:
+    """RMS of the clean patch tokens of ``x`` (after ``patch_embed``), averaged over ranks."""
+    check_supports_token_noise(model.vit)
+    with torch.no_grad():
+        tokens = model.vit.patch_embed(model.normalize(x))
+        return float(distributed_mean(tokens.pow(2).mean().sqrt()))
+
+
 def prob_change(clean_logits: Tensor, noisy_logits: Tensor) -> Tensor:
     """The stop criterion: batch mean of ``sum_k (p_clean,k - p_noisy,k)^2``."""
     diff = F.softmax(clean_logits, dim=-1) - F.softmax(noisy_logits, dim=-1)
@@ -97,6 +105,7 @@ class SynthesisResult:
         reached: whether the criterion fell below eps.
         criterion: the last tested criterion (the one that stopped the search if ``reached``).
         agreement: fraction of the last tested batch whose prediction the noise left unchanged.
+        scale: the unit the search ran in (``noise = scale * u``; 1 in absolute units).
     """
 
     noise: Tensor
@@ -104,6 +113,7 @@ class SynthesisResult:
     reached: bool
     criterion: float
     agreement: float
+    scale: float = 1.0
 
     @property
     def norm(self) -> float:
@@ -132,10 +142,13 @@ def synthesize_noise(
     max_steps: int = 100,
     space: NoiseSpace | str = NoiseSpace.TOKEN,
     generator: torch.Generator | None = None,
+    scale: float = 1.0,
 ) -> SynthesisResult:
     """Search a universal noise in the eps-approximate nullspace of the frozen ``model``.
 
-    Init Uniform(-init_lim, init_lim); AdamW (lr, torch defaults) on the noise only minimising the
+    The noise is ``scale * u``: ``u`` starts Uniform(-init_lim, init_lim) and AdamW (lr, torch
+    defaults) updates ``u`` only, so ``init_lim`` and ``lr`` act in units of ``scale`` (1:
+    absolute, the authors' code; the clean tokens' RMS: token units). It minimises the
     batch mean of ``||logits(x; noise) - logits(x)||^2``; before each update, stop as soon as the
     (rank-averaged) batch mean of ``sum_k (p_clean,k - p_noisy,k)^2`` is below ``eps``. After
     ``max_steps`` updates the last noise is tested once more and returned either way. The model
@@ -152,25 +165,27 @@ def synthesize_noise(
         max_steps: budget of noise updates.
         space: ``token`` (after ``patch_embed``) or ``image`` (added to the input).
         generator: seeds the initialisation (same seed on every rank gives the same noise).
+        scale: the unit of ``u`` (equal on every rank).
     """
     space = NoiseSpace(space)
     device = next(model.parameters()).device
     init = torch.rand(shape, generator=generator, device=generator.device if generator else "cpu")
-    noise = ((init * 2 - 1) * init_lim).to(device).requires_grad_(True)
-    optimizer = torch.optim.AdamW([noise], lr=lr)
+    u = ((init * 2 - 1) * init_lim).to(device).requires_grad_(True)
+    optimizer = torch.optim.AdamW([u], lr=lr)
     steps, stats = 0, torch.zeros(2)
     with eval_mode(model), torch.enable_grad():
         for x in batches:
-            clean, noisy, stats = _test(model, x, noise, space)
+            clean, noisy, stats = _test(model, x, scale * u, space)
             if stats[0] < eps or steps >= max_steps:
                 break
             loss = (noisy - clean).pow(2).sum(dim=-1).mean()
-            (grad,) = torch.autograd.grad(loss, noise)
-            noise.grad = distributed_mean(grad)
+            (grad,) = torch.autograd.grad(loss, u)
+            u.grad = distributed_mean(grad)
             optimizer.step()
             steps += 1
     criterion, agreement = (float(v) for v in stats)
-    return SynthesisResult(noise.detach(), steps, criterion < eps, criterion, agreement)
+    noise = (scale * u).detach()
+    return SynthesisResult(noise, steps, criterion < eps, criterion, agreement, scale)
 
 
 def random_noise(
@@ -183,8 +198,9 @@ def random_noise(
     max_steps: int = 100,
     space: NoiseSpace | str = NoiseSpace.TOKEN,
     generator: torch.Generator | None = None,
+    scale: float = 1.0,
 ) -> SynthesisResult:
-    """The paper's control: N(0, 1) noise, scaled by ``shrink`` until the same eps test passes.
+    """The paper's control: N(0, scale^2) noise, shrunk by ``shrink`` until the eps test passes.
 
     Args:
         model: the classifier (images in [0, 1]).
@@ -195,11 +211,12 @@ def random_noise(
         max_steps: budget of shrinks.
         space: ``token`` or ``image``.
         generator: seeds the noise.
+        scale: the draw's standard deviation (1: absolute units; the token RMS: token units).
     """
     space = NoiseSpace(space)
     device = next(model.parameters()).device
     draw = torch.randn(shape, generator=generator, device=generator.device if generator else "cpu")
-    noise, steps, stats = draw.to(device), 0, torch.zeros(2)
+    noise, steps, stats = scale * draw.to(device), 0, torch.zeros(2)
     with eval_mode(model), torch.no_grad():
         for x in batches:
             _, _, stats = _test(model, x, noise, space)
@@ -208,4 +225,4 @@ def random_noise(
             noise = noise * shrink
             steps += 1
     criterion, agreement = (float(v) for v in stats)
-    return SynthesisResult(noise, steps, criterion < eps, criterion, agreement)
+    return SynthesisResult(noise, steps, criterion < eps, criterion, agreement, scale)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,6 +22,7 @@ from robust_vit.anf import (
     noise_shape,
     random_noise,
     synthesize_noise,
+    token_rms,
 )
 from robust_vit.errors import ConfigError
 from robust_vit.ranges import (
@@ -36,7 +38,8 @@ if TYPE_CHECKING:
     from lightning_modules.classifier import ViTClassifier
 
 FIELD = "model.method.init_args"
-STATS = ("noise_norm", "synth_steps", "synth_reached", "synth_criterion", "synth_agreement")
+STATS = ("noise_norm", "synth_steps", "synth_reached", "synth_criterion", "synth_agreement",
+         "token_rms", "synth_init_range")
 
 
 class ANF(FinetuneMethod):
@@ -68,6 +71,14 @@ class ANF(FinetuneMethod):
             unclamped).
         seed: seed of the noise initialisation (the round index is added) and, with the
             round, of the synthesis batches' order; equal on every rank.
+        noise_units: what ``init_lim`` and ``noise_lr`` (and the random control's N(0, 1)) are
+            measured in: ``absolute`` (the authors' code, calibrated on ImageNet ViTs) or
+            ``token_rms``, the RMS of the clean patch tokens measured at each synthesis (the
+            noise is optimised as ``rms * u``), which carries the scale over to any ViT
+            (token space only).
+
+    Each round's token RMS, initial range, steps, criterion and whether eps was reached are
+    logged (``train/<stat>``) and listed, with the run's reach rate, by :meth:`summary`.
     """
 
     @check_ranges(FIELD)
@@ -85,8 +96,12 @@ class ANF(FinetuneMethod):
         noise: Literal["learned", "random"] = "learned",
         space: Literal["token", "image"] = "token",
         seed: int = 0,
+        noise_units: Literal["absolute", "token_rms"] = "absolute",
     ) -> None:
         super().__init__()
+        if noise_units == "token_rms" and space != "token":
+            raise ConfigError(f"{FIELD}.noise_units", "token_rms measures the patch tokens, so "
+                              "it needs space: token; use noise_units: absolute in image space.")
         if noise not in ("learned", "random"):
             raise ConfigError(f"{FIELD}.noise", f"must be 'learned' or 'random', got {noise!r}.")
         if space not in ("token", "image"):
@@ -96,6 +111,8 @@ class ANF(FinetuneMethod):
         self.rounds, self.steps_per_round = rounds, steps_per_round
         self.loss_weight, self.consistency_weight = loss_weight, consistency_weight
         self.noise_kind, self.space, self.seed = noise, space, seed
+        self.noise_units = noise_units
+        self.history: list[dict[str, float]] = []
         self.register_buffer("noise", torch.zeros(0))
         self.register_buffer("current_round", torch.tensor(-1))
         self.register_buffer("stats", torch.zeros(len(STATS)))
@@ -106,6 +123,20 @@ class ANF(FinetuneMethod):
         if saved is not None:
             self.noise = torch.empty_like(saved, device=self.noise.device)
         super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The rounds so far (see :meth:`summary`)."""
+        return {"history": [dict(entry) for entry in self.history]}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore the rounds of the checkpoint."""
+        self.history = [dict(entry) for entry in state["history"]]
+
+    def summary(self) -> dict[str, Any]:
+        """The units, every synthesis round's statistics and the share that reached eps."""
+        reached = [entry["synth_reached"] for entry in self.history]
+        return {"noise_units": self.noise_units, "eps": self.eps, "rounds": self.history,
+                "reach_rate": sum(reached) / len(reached) if reached else None}
 
     def on_fit_start(self, module: ViTClassifier) -> None:
         """Check that the model has a patch embedding and that the run covers every round."""
@@ -144,17 +175,33 @@ class ANF(FinetuneMethod):
         for x, _ in loader:
             yield x.to(module.device, non_blocking=True)
 
-    def synthesize(self, module: ViTClassifier, x: Tensor, round_index: int) -> SynthesisResult:
-        """A new noise for ``round_index`` with the current model."""
+    def synthesize(self, module: ViTClassifier, x: Tensor,
+                   round_index: int) -> tuple[SynthesisResult, float]:
+        """A new noise for ``round_index`` with the current model, and the clean tokens' RMS."""
         shape = noise_shape(module.model, x, self.space)
         generator = torch.Generator().manual_seed(self.seed + round_index)
-        kwargs = {"eps": self.eps, "max_steps": self.synthesis_budget(module),
-                  "space": self.space, "generator": generator}
         images = self._images(module, round_index)
+        first = next(images)
+        rms = token_rms(module.model, first) if self.space == "token" else math.nan
+        scale = rms if self.noise_units == "token_rms" else 1.0
+        kwargs = {"eps": self.eps, "max_steps": self.synthesis_budget(module),
+                  "space": self.space, "generator": generator, "scale": scale}
+        images = itertools.chain([first], images)
         if self.noise_kind == "random":
-            return random_noise(module.model, images, shape, **kwargs)
+            return random_noise(module.model, images, shape, **kwargs), rms
         return synthesize_noise(module.model, images, shape, init_lim=self.init_lim,
-                                lr=self.noise_lr, **kwargs)
+                                lr=self.noise_lr, **kwargs), rms
+
+    def round_stats(self, result: SynthesisResult, rms: float) -> dict[str, float]:
+        """A synthesis's statistics by ``STATS`` name (``rms``: the clean tokens' RMS).
+
+        ``synth_init_range`` is the half-width of the learned noise's uniform start, or the
+        random control's standard deviation, in absolute units.
+        """
+        init_range = result.scale * (self.init_lim if self.noise_kind == "learned" else 1.0)
+        values = [result.norm, result.steps, float(result.reached), result.criterion,
+                  result.agreement, rms, init_range]
+        return dict(zip(STATS, values, strict=True))
 
     def training_step(
         self, module: ViTClassifier, batch: Batch, batch_idx: int
@@ -163,11 +210,13 @@ class ANF(FinetuneMethod):
         x, y = batch
         round_index = min(module.trainer.global_step // self.steps_per_round, self.rounds - 1)
         if round_index > int(self.current_round) or self.noise.numel() == 0:
-            result = self.synthesize(module, x, round_index)
+            result, rms = self.synthesize(module, x, round_index)
             self.noise = result.noise.to(self.noise.dtype)
             self.current_round.fill_(round_index)
-            self.stats.copy_(torch.tensor([result.norm, result.steps, float(result.reached),
-                                           result.criterion, result.agreement]))
+            stats = self.round_stats(result, rms)
+            self.stats.copy_(torch.tensor(list(stats.values())))
+            self.history.append({"round": round_index, "global_step": module.global_step,
+                                 **stats})
         logits = module(x)
         noisy = apply_noise(module.model, x, self.noise, self.space)
         loss = F.cross_entropy(logits, y) + self.loss_weight * F.cross_entropy(noisy, y)

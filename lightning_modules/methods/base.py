@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
@@ -30,6 +30,10 @@ class FinetuneMethod(nn.Module, ABC):
     """
 
     automatic_optimization: ClassVar[bool] = True
+
+    def summary(self) -> dict[str, Any]:
+        """What the run's record keeps of the method after fit (``fit.method``; none here)."""
+        return {}
 
     def on_fit_start(self, module: ViTClassifier) -> None:
         """Called once before training, with the model on its device (e.g. to check it applies)."""

@@ -128,18 +128,27 @@ class SAFER(AdversarialMethod):
         self.selected: list[str] = []
         self.scores: dict[str, float] = {}
         self.scored_epoch = -1
+        self.selections: list[dict[str, Any]] = []
+        self.num_candidates = 0
 
     # -- checkpointed state -------------------------------------------------------------------
     def get_extra_state(self) -> dict[str, Any]:
-        """The selection, the last scores and when they were taken."""
+        """The selection, the last scores, when they were taken and every selection so far."""
         return {"selected": list(self.selected), "scores": dict(self.scores),
-                "scored_epoch": self.scored_epoch}
+                "scored_epoch": self.scored_epoch,
+                "selections": [dict(entry) for entry in self.selections]}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`get_extra_state` saved."""
         self.selected = list(state["selected"])
         self.scores = dict(state["scores"])
         self.scored_epoch = int(state["scored_epoch"])
+        self.selections = [dict(entry) for entry in state.get("selections", [])]
+
+    def summary(self) -> dict[str, Any]:
+        """The candidate count and every scoring: epoch, step, selected layers, changed or not."""
+        return {"num_candidates": self.num_candidates, "selections": self.selections,
+                "reselections": max(0, len(self.selections) - 1)}
 
     # -- layers and optimizer -------------------------------------------------------------------
     def layers(self, module: ViTClassifier) -> list[Layer]:
@@ -161,7 +170,8 @@ class SAFER(AdversarialMethod):
 
     def on_fit_start(self, module: ViTClassifier) -> None:
         """Check ``k`` against the candidates before any compute."""
-        num_selected(len(self.layers(module)), fraction=self.fraction, k=self.k, field=FIELD)
+        self.num_candidates = len(self.layers(module))
+        num_selected(self.num_candidates, fraction=self.fraction, k=self.k, field=FIELD)
 
     # -- scoring and selection ------------------------------------------------------------------
     def score(self, module: ViTClassifier) -> dict[str, float]:
@@ -196,6 +206,8 @@ class SAFER(AdversarialMethod):
         selected = select_layers(scores, k, self.selection, generator)
         changed = set(selected) != set(self.selected)
         self.selected, self.scores, self.scored_epoch = selected, scores, epoch
+        self.selections.append({"epoch": epoch, "global_step": module.global_step,
+                                "selected": list(selected), "changed": changed})
         if changed:
             module.rebuild_optimizers()
         trainable = sum(p.numel() for n, p in module.model.named_parameters()

@@ -129,3 +129,21 @@ def test_nullspace_analysis_of_an_existing_weights_file(tmp_path: Path, fmnist_d
     assert report["anf_noise"]["l2"] == pytest.approx(report["random_same_norm"]["l2"], rel=1e-4)
     assert (record_file.parent / "nullspace.md").is_file()
     assert (record_file.parent / "nullspace.png").is_file()
+
+
+def test_record_lists_each_round_in_token_units(tmp_path: Path, fmnist_dir: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    fit(["--config", str(EXPERIMENTS / "method" / "anf.yaml"), *tiny_overrides(fmnist_dir),
+         *SHORT, f"--{METHOD}.rounds=2", f"--{METHOD}.steps_per_round=2",
+         f"--{METHOD}.noise_units=token_rms", f"--{METHOD}.init_lim=3.0",
+         "--trainer.max_epochs=2", "--name=units"], tmp_path, monkeypatch)
+    (path,) = (tmp_path / "runs" / "units").rglob("results.json")
+    summary = json.loads(path.read_text())["fit"]["method"]
+    assert summary["noise_units"] == "token_rms"
+    rounds = summary["rounds"]
+    assert [(r["round"], r["global_step"]) for r in rounds] == [(0, 0), (1, 2)]
+    for entry in rounds:
+        assert entry["token_rms"] > 0
+        assert entry["synth_init_range"] == pytest.approx(3.0 * entry["token_rms"], rel=1e-6)
+        assert 0 <= entry["synth_steps"] <= 3 and entry["synth_reached"] in (0.0, 1.0)
+    assert summary["reach_rate"] == sum(r["synth_reached"] for r in rounds) / 2

@@ -76,3 +76,19 @@ def test_bad_fraction_fails_before_training(tmp_path: Path, fmnist_dir: Path,
     assert exit_info.value.code == 2
     assert "model.method.init_args.fraction" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_record_lists_every_selection(tmp_path: Path, fmnist_dir: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    run(["fit", *CPU_BASE, "--config", str(METHOD / "safer.yaml"), *tiny_overrides(fmnist_dir),
+         *FAST_SAFER, "--trainer.limit_train_batches=2", "--trainer.max_epochs=3",
+         "--model.method.init_args.reselect_every_n_epochs=1", "--name=selections"],
+        tmp_path, monkeypatch)
+    (record,) = records_under(tmp_path / "runs" / "selections")
+    summary = record["fit"]["method"]
+    assert summary["num_candidates"] == 6  # qkv, proj, fc1, fc2 of one block, patch_embed, head
+    assert [(s["epoch"], s["global_step"]) for s in summary["selections"]] == \
+        [(0, 0), (1, 2), (2, 4)]
+    assert summary["reselections"] == 2
+    assert all(len(s["selected"]) == 2 for s in summary["selections"])
+    assert summary["selections"][0]["changed"] is True

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Iterator
 
@@ -17,7 +18,9 @@ from robust_vit.anf import (
     prob_change,
     random_noise,
     synthesize_noise,
+    token_rms,
 )
+from lightning_modules.methods import ANF
 from robust_vit.errors import ConfigError
 from robust_vit.models import NormalizedViT
 from tests.fakes import SLICE
@@ -155,3 +158,51 @@ def test_bad_anf_options_name_the_field(option: str, value: object) -> None:
     with pytest.raises(ConfigError) as info:
         ANF(**{option: value})  # type: ignore[arg-type]
     assert info.value.field == f"model.method.init_args.{option}"
+
+
+def scaled_copy(model: NormalizedViT, c: float) -> NormalizedViT:
+    """The same function with every residual-stream value (so every patch token) times ``c``.
+
+    The patch embedding, class token, position embedding and each block's residual outputs are
+    scaled; the layer norms then see the same normalised values (up to their eps).
+    """
+    scaled = copy.deepcopy(model)
+    vit = scaled.vit
+    with torch.no_grad():
+        for tensor in (vit.patch_embed.proj.weight, vit.patch_embed.proj.bias, vit.cls_token,
+                       vit.pos_embed):
+            tensor.mul_(c)
+        for block in vit.blocks:
+            for layer in (block.attn.proj, block.mlp.fc2):
+                layer.weight.mul_(c)
+                layer.bias.mul_(c)
+    return scaled
+
+
+def test_token_units_scale_the_noise_with_the_tokens(
+        trained: tuple[NormalizedViT, torch.Tensor]) -> None:
+    model, x = trained
+    c = 7.0
+    scaled = scaled_copy(model, c)
+    assert torch.allclose(scaled(x), model(x), atol=2e-3)  # the layer norms' eps
+    assert token_rms(scaled, x) == pytest.approx(c * token_rms(model, x), rel=1e-6)
+    shape = noise_shape(model, x, "token")
+
+    def noise(m: NormalizedViT, units: str) -> torch.Tensor:
+        scale = token_rms(m, x[:32]) if units == "token_rms" else 1.0
+        result = synthesize_noise(m, cycle(x), shape, eps=1e-9, init_lim=3.0, lr=0.1,
+                                  max_steps=8, generator=torch.Generator().manual_seed(0),
+                                  scale=scale)
+        assert result.steps == 8 and result.scale == scale
+        return result.noise
+
+    base, big = noise(model, "token_rms"), noise(scaled, "token_rms")
+    assert float((big - c * base).norm() / (c * base).norm()) < 1e-3
+    absolute_base, absolute_big = noise(model, "absolute"), noise(scaled, "absolute")
+    assert float((absolute_big - c * absolute_base).norm() / (c * absolute_base).norm()) > 0.5
+
+
+def test_token_units_need_token_space() -> None:
+    with pytest.raises(ConfigError) as info:
+        ANF(noise_units="token_rms", space="image")
+    assert info.value.field == "model.method.init_args.noise_units"
