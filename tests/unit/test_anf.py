@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from datamodules.tensor_images import fit_images
+from lightning_modules.methods import ANF
 from robust_vit.anf import (
     apply_noise,
     noise_shape,
@@ -20,7 +21,6 @@ from robust_vit.anf import (
     synthesize_noise,
     token_rms,
 )
-from lightning_modules.methods import ANF
 from robust_vit.errors import ConfigError
 from robust_vit.models import NormalizedViT
 from tests.fakes import SLICE
