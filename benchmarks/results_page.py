@@ -134,6 +134,34 @@ def training_plots(runs: Path, out: Path) -> list[str]:
     return lines
 
 
+def robust_overfitting_plots(runs: Path, out: Path) -> list[str]:
+    """Train against validation robust accuracy per epoch, for each run group with a curve.
+
+    The mean over seeds of the records' ``robust_validation`` curves: the picture of robust
+    overfitting (training robust accuracy rising while validation's peaks and falls).
+    """
+    curves: dict[str, dict[str, dict[int, list[float]]]] = {}
+    for folder, record in read_records(runs).items():
+        section = record.get("robust_validation") or {}
+        found = seed_of(Path(folder))
+        group = found[0] if found else folder
+        for point in section.get("curve", []):
+            for split in ("train", "val"):
+                if split in point:
+                    by_epoch = curves.setdefault(group, {}).setdefault(split, {})
+                    by_epoch.setdefault(point["epoch"], []).append(point[split]["robust"]["acc"])
+    links = []
+    for group, by_split in sorted(curves.items()):
+        series = {f"{split} robust": [(e, statistics.fmean(v)) for e, v in sorted(pts.items())]
+                  for split, pts in by_split.items()}
+        name = Path(group).relative_to(runs).as_posix().replace("/", "_")
+        path = series_over_steps(series, out / "results" / f"robust_overfitting_{name}.png",
+                                 f"{name}: robust accuracy, train vs validation (mean over seeds)",
+                                 "robust accuracy", xlabel="epoch")
+        links.append(f"![robust overfitting {name}]({path.relative_to(out)})")
+    return links
+
+
 def paired_delta(groups: Groups, method: str, baseline: str, key: str) -> tuple[float, float, int]:
     """Mean and 95% half-width of ``method - baseline`` over shared seeds, and the pair count."""
     by_name = {Path(g).name: s for g, s in groups.items()}
@@ -217,7 +245,8 @@ def main() -> None:
         "\n".join(head) + "\n",
         *sections,
         "## Training curves\n",
-        "\n\n".join(training_plots(ns.runs, ns.out.parent)) + "\n",
+        "\n\n".join([*training_plots(ns.runs, ns.out.parent),
+                     *robust_overfitting_plots(ns.runs, ns.out.parent)]) + "\n",
     ]
     write_text_atomic(ns.out, "\n".join(page))
     print("\n".join(page))

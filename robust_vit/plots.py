@@ -80,14 +80,14 @@ def group_means(table: dict[str, dict[str, tuple[float, float]]], path: Path, ti
 
 
 def series_over_steps(series: dict[str, list[tuple[float, float]]], path: Path, title: str,
-                      ylabel: str) -> Path:
+                      ylabel: str, xlabel: str = "optimizer step") -> Path:
     """One line per name: ``(step, value)`` points, e.g. a logged quantity per group or layer."""
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
     for name, points in series.items():
         if points:
             steps, values = zip(*sorted(points), strict=True)
             ax.plot(steps, values, marker=".", label=name)
-    ax.set(xlabel="optimizer step", ylabel=ylabel, title=title)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
