@@ -10,7 +10,6 @@ from torch import Tensor, nn
 from robust_vit.attacks.core import (
     LossFn,
     Norm,
-    attack_groups,
     ce_loss,
     direction,
     eval_mode,
@@ -24,9 +23,19 @@ from robust_vit.attacks.core import (
 __all__ = ["Norm", "ce_loss", "eval_mode", "pgd", "project", "random_start"]
 
 
-def _step(x: Tensor, delta: Tensor, grad: Tensor, alpha: float, eps: float, norm: Norm) -> Tensor:
-    delta = project(delta + alpha * direction(grad, norm), eps, norm)
-    return (x + delta).clamp(0, 1) - x
+def _step_(x: Tensor, delta: Tensor, grad: Tensor, alpha: float, eps: float, norm: Norm,
+           buf: Tensor) -> None:
+    """Step ``delta`` in place: move, project onto the ball, keep ``x + delta`` in [0, 1].
+
+    Every operation rounds as its out-of-place form would, so the iterates are the same bits;
+    ``buf`` (the shape of ``x``) is overwritten.
+    """
+    if norm is Norm.LINF:  # alpha * sign is exact, so fusing it into the add changes no rounding
+        delta.add_(grad.sign(), alpha=alpha).clamp_(-eps, eps)
+    else:
+        delta.copy_(project(delta + alpha * direction(grad, norm), eps, norm))
+    torch.add(x, delta, out=buf).clamp_(0, 1)
+    torch.sub(buf, x, out=delta)
 
 
 def pgd(
@@ -109,15 +118,17 @@ def _pgd_ascent(model: nn.Module, x: Tensor, y: Tensor, start: Callable[[int], T
     best, best_loss = x, None
     for restart in range(restarts):
         delta = start(restart)
+        xa = x + delta
         for _ in range(steps):
-            _, _, grad = loss_and_grad(model, x + delta, y, loss_fn)
-            delta = _step(x, delta, grad, alpha, eps, norm)
+            _, _, grad = loss_and_grad(model, xa, y, loss_fn)
+            _step_(x, delta, grad, alpha, eps, norm, xa)
+            torch.add(x, delta, out=xa)
         if restarts == 1:
-            return (x + delta).detach()
+            return xa
         with torch.no_grad():
-            loss = loss_fn(model(x + delta), y)
+            loss = loss_fn(model(xa), y)
         better = loss > best_loss if best_loss is not None else torch.ones_like(loss).bool()
-        best = torch.where(better.view(-1, *([1] * (x.ndim - 1))), x + delta, best)
+        best = torch.where(better.view(-1, *([1] * (x.ndim - 1))), xa, best)
         best_loss = loss if best_loss is None else torch.maximum(loss, best_loss)
     return best.detach()
 
@@ -125,28 +136,53 @@ def _pgd_ascent(model: nn.Module, x: Tensor, y: Tensor, start: Callable[[int], T
 def _pgd_until_wrong(model: nn.Module, x: Tensor, y: Tensor, start: Callable[[int], Tensor],
                      eps: float, alpha: float, steps: int, norm: Norm, loss_fn: LossFn,
                      restarts: int, early_exit: bool) -> Tensor:
+    """Evaluation semantics: one forward+backward per step on the still-correct examples only.
+
+    The still-correct examples are gathered once per restart and compacted only when one of them
+    is misclassified; the forward that takes the gradient at an iterate also scores it. Only a
+    restart that another one follows scores its last iterate (the returned point is that iterate
+    either way). Without early exit the fooled examples keep stepping in their own pass.
+    """
     fooled = ~is_correct(model, x, y)
     best = x.clone()
     for restart in range(restarts):
         delta = start(restart)
-        for k in range(steps + 1):
-            groups = attack_groups(fooled, early_exit)
-            if not groups:
-                break
-            for g, idx in enumerate(groups):
-                xa = x[idx] + delta[idx]
-                if k == steps:  # last iterate: score it, no gradient needed
-                    if g == 0:
-                        wrong = ~is_correct(model, xa, y[idx])
-                        best[idx[wrong]] = xa[wrong]
-                        fooled[idx[wrong]] = True
-                    continue
-                logits, _, grad = loss_and_grad(model, xa, y[idx], loss_fn)
-                if g == 0:
-                    wrong = logits.argmax(dim=1) != y[idx]
-                    best[idx[wrong]] = xa[wrong]
-                    fooled[idx[wrong]] = True
-                delta[idx] = _step(x[idx], delta[idx], grad, alpha, eps, norm)
-        still = ~fooled
-        best[still] = (x + delta)[still]
+        idx = (~fooled).nonzero().flatten()
+        xs, ys, ds = x[idx], y[idx], delta[idx]
+        xa = xs + ds
+        for _ in range(steps):
+            if not early_exit:
+                _step_fooled(model, x, y, delta, fooled, alpha, eps, norm, loss_fn)
+            if not idx.numel():
+                continue
+            logits, _, grad = loss_and_grad(model, xa, ys, loss_fn)
+            wrong = logits.argmax(dim=1) != ys
+            left = bool(wrong.any())
+            if left:
+                best[idx[wrong]] = xa[wrong]
+                fooled[idx[wrong]] = True
+            _step_(xs, ds, grad, alpha, eps, norm, xa)
+            if left:
+                if not early_exit:
+                    delta[idx[wrong]] = ds[wrong]
+                keep = ~wrong
+                idx, xs, ys, ds = idx[keep], xs[keep], ys[keep], ds[keep]
+                xa = xs + ds
+            else:
+                torch.add(xs, ds, out=xa)
+        if restart < restarts - 1 and idx.numel():
+            fooled[idx[~is_correct(model, xa, ys)]] = True
+        best[idx] = xa
     return best.detach()
+
+
+def _step_fooled(model: nn.Module, x: Tensor, y: Tensor, delta: Tensor, fooled: Tensor,
+                 alpha: float, eps: float, norm: Norm, loss_fn: LossFn) -> None:
+    """Step the fooled examples' ``delta`` in place (the work kept without early exit)."""
+    idx = fooled.nonzero().flatten()
+    if idx.numel():
+        xs, ds = x[idx], delta[idx]
+        xa = xs + ds
+        _, _, grad = loss_and_grad(model, xa, y[idx], loss_fn)
+        _step_(xs, ds, grad, alpha, eps, norm, xa)
+        delta[idx] = ds

@@ -55,6 +55,8 @@ def shift_sets(tmp_path: Path) -> list[str]:
 
 
 DATA_FOR = {"eval/shifts.yaml": "data/imagenet.yaml"}
+# Regime overlays change options of the configs they are loaded after.
+REGIME_BELOW = {"regime/anf_token_units.yaml": ["method/anf.yaml"]}
 
 
 def composition(yaml: str) -> tuple[list[str], str]:
@@ -64,6 +66,7 @@ def composition(yaml: str) -> tuple[list[str], str]:
     layers = ["base.yaml", data, model]
     if yaml.startswith("method/safer_"):  # ablation overlays change one option of safer.yaml
         layers.append("method/safer.yaml")
+    layers += REGIME_BELOW.get(yaml, [])
     if yaml not in layers:
         layers.append(yaml)
     return layers, data
