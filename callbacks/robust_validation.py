@@ -25,6 +25,7 @@ from robust_vit.records import update_record
 
 SECTION = "robust_validation"
 SPLITS = ("val", "train")
+MONITORS = ("val/robust_acc", "train/robust_acc")
 SIZE_OPTION = {"val": "num_examples", "train": "train_examples"}
 
 
@@ -65,6 +66,17 @@ class RobustValidation(StagedEvaluation):
         self.seed, self.every_n_epochs, self.batch_size = seed, every_n_epochs, batch_size
         self.stages = ["fit"]
         self.curve: list[dict[str, Any]] = []
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Refuse a checkpoint that would look for the robust accuracy in epochs without it."""
+        for callback in trainer.checkpoint_callbacks:
+            every = getattr(callback, "_every_n_epochs", self.every_n_epochs)
+            if getattr(callback, "monitor", None) in MONITORS and every != self.every_n_epochs:
+                raise ConfigError(
+                    "robust_validation.every_n_epochs",
+                    f"is {self.every_n_epochs} but the ModelCheckpoint monitoring "
+                    f"{callback.monitor} checks every {every} epochs, and would find no value in "
+                    "the others: give both the same every_n_epochs.")
 
     def state_dict(self) -> dict[str, Any]:
         """The curve so far, so that a resumed fit continues it."""

@@ -46,3 +46,16 @@ def test_curve_per_epoch_and_best_robust_checkpoint(tmp_path: Path, fmnist_dir: 
     saved = torch.load(weights["checkpoint"], weights_only=True)
     assert saved["global_step"] == best["global_step"]
 
+
+
+def test_checkpoint_checking_other_epochs_fails_before_training(
+        tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run(["fit", *CPU_BASE, "--config", str(EXPERIMENTS / "eval" / "robust_validation.yaml"),
+             *tiny_overrides(fmnist_dir), "--trainer.callbacks.init_args.every_n_epochs=2",
+             "--name=mismatch"], tmp_path, monkeypatch)
+    assert exit_info.value.code == 2
+    assert "robust_validation.every_n_epochs: is 2 but the ModelCheckpoint" in \
+        capsys.readouterr().err
+    assert not list((tmp_path / "runs").rglob("*.ckpt"))
