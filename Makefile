@@ -22,8 +22,17 @@ SWEEP ?= sweep
 FROM ?= $(WEIGHTS)
 EVAL ?= experiments/eval/fashion_mnist.yaml
 SWEEP_ARGS ?=
+# Overlays for some arms only (METHOD_ARGS, for the arms matching the patterns METHOD_ARGS_FOR),
+# and a test-only arm (TEST_ONLY: it trains nothing and tests TEST_WEIGHTS with TEST_METHOD's
+# config and the same suite).
+METHOD_ARGS ?=
+METHOD_ARGS_FOR ?=
+TEST_ONLY ?= none
+TEST_WEIGHTS ?= $(WEIGHTS)
+TEST_METHOD ?= erm
 SWEEP_RUNS := $(foreach m,$(METHODS),$(foreach s,$(SEEDS),runs/$(SWEEP)/$(m)/seed$(s)/.done))
-STAGE1 := artifacts/pgd_at_stage1.safetensors
+STAGE1_LAST := artifacts/safer_stage1_last.safetensors
+STAGE1_BEST := artifacts/safer_stage1_best.safetensors
 
 .PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer nullspace report bench perf test test-full lint clean
 
@@ -79,27 +88,46 @@ runs/$(SWEEP)/%/.done: | $(VENV)/.installed
 		--config experiments/method/$(word 1,$(subst /, ,$*)).yaml --config experiments/finetune.yaml \
 		--config $(EVAL) --model.weights $(FROM) --name $(SWEEP)/$* \
 		--seed_everything $(patsubst seed%,%,$(word 2,$(subst /, ,$*))) --threads $(THREADS) \
+		--trainer.enable_progress_bar false $(SWEEP_ARGS) \
+		$(if $(filter $(METHOD_ARGS_FOR),$(word 1,$(subst /, ,$*))),$(METHOD_ARGS))
+	touch $@
+
+runs/$(SWEEP)/$(TEST_ONLY)/%/.done: | $(VENV)/.installed
+	$(CLI) test $(CPU_RUN) --config experiments/method/$(TEST_METHOD).yaml --config $(EVAL) \
+		--model.weights $(TEST_WEIGHTS) --name $(SWEEP)/$(TEST_ONLY)/$* \
+		--seed_everything $(patsubst seed%,%,$*) --threads $(THREADS) \
 		--trainer.enable_progress_bar false $(SWEEP_ARGS)
 	touch $@
 
-sweep-anf: install $(WEIGHTS) ## ANF vs ERM vs random-noise control, 3 seeds, 800 optimizer steps each
-	$(MAKE) --no-print-directory sweep SWEEP=anf METHODS="erm anf anf_random" \
-		SWEEP_ARGS="--trainer.max_steps 800 --trainer.max_epochs -1"
+sweep-anf: install $(WEIGHTS) ## the pretrained ViT vs ERM, ANF, random and Gaussian noise finetuning, 3 seeds, 800 gentle steps each
+	$(MAKE) --no-print-directory sweep SWEEP=anf \
+		METHODS="pretrained erm anf anf_random gaussian_noise" TEST_ONLY=pretrained \
+		SWEEP_ARGS="--config experiments/regime/anf_finetune.yaml" \
+		METHOD_ARGS_FOR="anf anf_random" \
+		METHOD_ARGS="--config experiments/regime/anf_token_units.yaml"
 
 nullspace: install $(WEIGHTS) ## nullspace analysis of a weights file (ANALYSE=<file>; default: the pretrained CPU ViT)
 	$(CLI) validate $(CPU_RUN) --config experiments/analysis/nullspace.yaml \
 		--model.weights $(or $(ANALYSE),$(WEIGHTS)) --name nullspace --threads $(THREADS)
 
-$(STAGE1): | $(VENV)/.installed $(WEIGHTS)
-	$(CLI) fit $(CPU_RUN) --config experiments/method/pgd_at.yaml --config experiments/finetune.yaml \
-		--model.weights $(WEIGHTS) --name stage1_pgd_at --threads $(THREADS) \
-		--trainer.callbacks+=callbacks.ExportWeights --trainer.callbacks.path $(STAGE1) \
-		--trainer.enable_progress_bar false
-
-sweep-safer: install $(STAGE1) ## from a PGD-AT stage 1: SAFER vs continued PGD-AT and two ablations, 3 seeds, 200 steps each
-	$(MAKE) --no-print-directory sweep SWEEP=safer FROM=$(STAGE1) \
-		METHODS="pgd_at safer safer_sam_all safer_base_optimizer" \
-		SWEEP_ARGS="--trainer.max_steps 200 --trainer.max_epochs -1"
+# SAFER in the robust-overfitting regime (docs/regimes.md): stage 1 is PGD-AT from scratch on 500
+# images (experiments/regime/safer_stage1.yaml), exported twice: its last (overfit) weights, which
+# every stage-2 arm continues from, and its best validation robust accuracy (early stopping).
+$(STAGE1_LAST) $(STAGE1_BEST) &: | $(VENV)/.installed
+	rm -f $(STAGE1_LAST) $(STAGE1_BEST)
+	$(CLI) fit $(CPU_RUN) --config experiments/method/pgd_at.yaml \
+		--config experiments/regime/safer_stage1.yaml --name safer_stage1 --threads $(THREADS) \
+		--trainer.callbacks+=callbacks.ExportWeights --trainer.callbacks.path $(STAGE1_LAST) \
+		--trainer.callbacks+=callbacks.ExportWeights --trainer.callbacks.path $(STAGE1_BEST) \
+		--trainer.callbacks.select best --trainer.callbacks.monitor val/robust_acc
+sweep-safer: install $(STAGE1_LAST) $(STAGE1_BEST) ## overfit PGD-AT stage 1, then SAFER vs continued PGD-AT, early stopping and two ablations, 3 seeds, 24 epochs each
+	$(MAKE) --no-print-directory sweep SWEEP=safer FROM=$(STAGE1_LAST) \
+		METHODS="pgd_at safer safer_sam_all safer_base_optimizer early_stopped" \
+		TEST_ONLY=early_stopped TEST_WEIGHTS=$(STAGE1_BEST) TEST_METHOD=pgd_at \
+		EVAL=experiments/eval/fashion_mnist_at.yaml \
+		SWEEP_ARGS="--config experiments/regime/safer_stage2.yaml" \
+		METHOD_ARGS_FOR="safer safer_%" \
+		METHOD_ARGS="--config experiments/regime/safer_selection.yaml"
 
 report: install ## docs/results.md (and its plots in docs/results/) from the sweeps' records
 	PYTHONPATH=$(CURDIR) $(PY) benchmarks/results_page.py --runs runs --out docs/results.md

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -70,7 +71,9 @@ class ANF(FinetuneMethod):
         space: ``token`` (after ``patch_embed``, the paper) or ``image`` (added to the [0, 1] input,
             unclamped).
         seed: seed of the noise initialisation (the round index is added) and, with the
-            round, of the synthesis batches' order; equal on every rank.
+            round, of the synthesis batches' order; equal on every rank. None (the default)
+            takes the run's seed (``seed_everything``, 0 when none is set), so a sweep over
+            seeds varies the noise too.
         noise_units: what ``init_lim`` and ``noise_lr`` (and the random control's N(0, 1)) are
             measured in: ``absolute`` (the authors' code, calibrated on ImageNet ViTs) or
             ``token_rms``, the RMS of the clean patch tokens measured at each synthesis (the
@@ -95,7 +98,7 @@ class ANF(FinetuneMethod):
         consistency_weight: NonNegativeFloat = 0.0,
         noise: Literal["learned", "random"] = "learned",
         space: Literal["token", "image"] = "token",
-        seed: int = 0,
+        seed: int | None = None,
         noise_units: Literal["absolute", "token_rms"] = "absolute",
     ) -> None:
         super().__init__()
@@ -158,6 +161,12 @@ class ANF(FinetuneMethod):
         batches = module.trainer.num_training_batches
         return max(1, math.ceil(self.budget_fraction * batches)) if math.isfinite(batches) else 1
 
+    def run_seed(self) -> int:
+        """``seed``, or the run's seed that ``seed_everything`` exported (0 without one)."""
+        if self.seed is not None:
+            return self.seed
+        return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
     def _images(self, module: ViTClassifier, round_index: int) -> Iterator[Tensor]:
         """Training images on the model's device, from a loader of the synthesis's own.
 
@@ -167,7 +176,7 @@ class ANF(FinetuneMethod):
         """
         trainer = module.trainer
         train = trainer.train_dataloader
-        sampler = RoundSampler(train.dataset, self.seed, round_index, trainer.world_size,
+        sampler = RoundSampler(train.dataset, self.run_seed(), round_index, trainer.world_size,
                                trainer.global_rank)
         loader = DataLoader(train.dataset, batch_size=train.batch_size, sampler=sampler,
                             num_workers=train.num_workers, collate_fn=train.collate_fn,
@@ -179,7 +188,7 @@ class ANF(FinetuneMethod):
                    round_index: int) -> tuple[SynthesisResult, float]:
         """A new noise for ``round_index`` with the current model, and the clean tokens' RMS."""
         shape = noise_shape(module.model, x, self.space)
-        generator = torch.Generator().manual_seed(self.seed + round_index)
+        generator = torch.Generator().manual_seed(self.run_seed() + round_index)
         images = self._images(module, round_index)
         first = next(images)
         rms = token_rms(module.model, first) if self.space == "token" else math.nan

@@ -83,6 +83,18 @@ def test_each_round_draws_its_own_batches_the_same_on_a_repeat(fmnist_dir: Path)
     assert not torch.equal(first[0], other_seed[0])
 
 
+def test_without_a_seed_the_synthesis_follows_the_runs_seed(fmnist_dir: Path) -> None:
+    data = datamodule(fmnist_dir, num_workers=0)
+    data.setup("fit")
+    anf = ANF()  # seed None: the run's seed_everything
+    L.seed_everything(1)
+    run1 = synthesis_batches(anf, data, 0)
+    assert all(torch.equal(a, b) for a, b in zip(run1, synthesis_batches(ANF(seed=1), data, 0),
+                                                 strict=True))
+    L.seed_everything(2)
+    assert not torch.equal(run1[0], synthesis_batches(anf, data, 0)[0])
+
+
 @pytest.mark.parametrize("round_index", [0, 5])
 def test_round_order_shares_one_permutation_between_ranks(round_index: int) -> None:
     dataset = list(range(10))

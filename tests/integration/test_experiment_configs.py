@@ -23,6 +23,8 @@ STAND_IN_OVERRIDES = {
     "eval/corruptions.yaml": SMALL_CORRUPTIONS,
     "eval/fashion_mnist.yaml": SMALL_CORRUPTIONS,
     "eval/adversarial.yaml": SMALL_EVAL,
+    "eval/fashion_mnist_at.yaml": SMALL_EVAL,
+    "regime/safer_stage1.yaml": [*SMALL_EVAL, "--trainer.callbacks.init_args.train_examples=10"],
     "eval/autoattack.yaml": SMALL_EVAL,
     "eval/autoattack_fashion_mnist.yaml": SMALL_EVAL,
     "eval/robust_validation.yaml": [*SMALL_EVAL, "--trainer.callbacks.init_args.train_examples=10"],
@@ -56,7 +58,14 @@ def shift_sets(tmp_path: Path) -> list[str]:
 
 DATA_FOR = {"eval/shifts.yaml": "data/imagenet.yaml"}
 # Regime overlays change options of the configs they are loaded after.
-REGIME_BELOW = {"regime/anf_token_units.yaml": ["method/anf.yaml"]}
+REGIME_BELOW = {
+    "regime/anf_token_units.yaml": ["method/anf.yaml"],
+    "regime/anf_finetune.yaml": ["method/erm.yaml", "finetune.yaml"],
+    "regime/safer_stage1.yaml": ["method/pgd_at.yaml"],
+    "regime/safer_stage2.yaml": ["method/pgd_at.yaml", "finetune.yaml"],
+    "regime/safer_selection.yaml": ["method/safer.yaml", "finetune.yaml",
+                                    "regime/safer_stage2.yaml"],
+}
 
 
 def composition(yaml: str) -> tuple[list[str], str]:
