@@ -1,9 +1,16 @@
-"""Write docs/results.md, the headline table of the CPU reproduction, from the runs' records.
+"""Write docs/results.md and docs/results.json, the CPU reproduction's headline, from the records.
 
-`make bench` runs this after its sweeps (runs/anf: ERM vs ANF vs the random-noise control;
-runs/safer: continued PGD-AT vs SAFER and two ablations). Every number comes from the result
-records: each method's mean and 95% t-interval over seeds, and its seed-paired difference from
-the comparison's baseline, beside what the paper claims.
+`make bench` runs this after its sweeps:
+- runs/anf: the pretrained ViT (tested as is) against ERM, ANF, the random-noise control and
+  Gaussian noise finetuning;
+- runs/safer: from the overfit stage 1 (runs/safer_stage1), continued PGD-AT against SAFER, its two
+  ablations and the early-stopped stage-1 weights.
+
+Each headline row puts the paper's claim, with the comparison the paper made, beside our
+comparison: the seed-paired difference with its 95% t-interval, at the radius where the sweep's
+reference arm keeps 20-60% robust accuracy. The diagnostics say whether the runs exercised what
+each method targets (ANF's reach rate, stage 1's robust overfitting, SAFER's re-selections) and
+which step every arm was tested at.
 
     PYTHONPATH=$PWD python benchmarks/results_page.py --runs runs --out docs/results.md
 """
@@ -12,12 +19,20 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import statistics
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
+from benchmarks.results_diagnostics import (
+    anf_reach,
+    overfitting_curve,
+    safer_selections,
+    tested_steps,
+)
 from robust_vit.aggregate import (
     Groups,
     delta_table,
@@ -29,76 +44,216 @@ from robust_vit.aggregate import (
     seed_of,
 )
 from robust_vit.plots import SECTION_PLOTS, group_means, series_over_steps
+from robust_vit.radii import radius_label, threat_radius
 from robust_vit.records import RECORD_NAME, read_record, write_text_atomic
 from robust_vit.report import flatten_metrics
 
-EPS1, EPS4 = "0.00392157", "0.0156863"
+BAND = (0.2, 0.6)  # the reference arm's robust accuracy at a headline radius
+CLEAN, CORRUPTIONS = "test/acc", "test/corruptions/mean_acc"
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One sweep of runs/<name>: its arms' headline metrics and the arm that picks the radius."""
+
+    name: str
+    command: str
+    setting: str
+    reference: str  # the arm whose PGD-20 accuracy places the headline radius in BAND
+    attacks: dict[str, str]  # attack name in the records -> label
+    corruptions: bool
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """Methods of one sweep compared with its baseline on the given metrics."""
+    """``method - baseline`` in one sweep, what it tests, and the paper's claim per metric."""
 
-    title: str
     sweep: str
+    method: str
     baseline: str
-    keys: dict[str, str]  # metric key -> short label
-    claims: dict[str, str]  # short label -> the paper's claim for (method - baseline)
-    command: str
+    role: str
+    claims: dict[str, str]  # metric label -> the paper's claim, with the paper's comparison
 
+
+SWEEPS = {
+    "anf": Sweep(
+        "anf", "make sweep-anf",
+        "from the pretrained CPU ViT (patch 8, width 48, depth 4, 5 epochs of ERM on 54 000 "
+        "images), every finetuned arm 800 steps of AdamW 3e-5 (1/100 of pretraining), tested at "
+        "its last step; ANF and its random control synthesise in token units (init 3, lr 0.1 "
+        "token RMS). 1000 test images for FGSM, PGD-20 and APGD-CE at L-inf 2, 4, 8 and 12/255 "
+        "(per-example worst case); 500 images x 15 corruptions x 5 severities",
+        "pretrained", {"fgsm_linf": "FGSM", "pgd20_linf": "PGD-20"}, True),
+    "safer": Sweep(
+        "safer", "make sweep-safer",
+        "stage 1: PGD-5 AT at L-inf 8/255 from scratch, a 96x6 ViT on 500 training images "
+        "(500 held out for robust validation), 130 epochs, one decay; stage 2 from its last "
+        "(overfit) weights, 24 epochs of AdamW 1e-4 with PGD-5 at 8/255 for every arm, tested "
+        "at the last step; early stopping is the stage-1 epoch of best validation PGD-10 "
+        "accuracy. 1000 test images for FGSM, PGD-20 and APGD-CE at L-inf 4 and 8/255",
+        "pgd_at", {"pgd20_linf": "PGD-20", "apgd-ce_linf": "APGD-CE", "worst_case": "worst case"},
+        False),
+}
+
+ANF_CLAIMS = {"clean": "ViT-S + NS vs ViT-S, ImageNet: +3.3",
+              "FGSM": "ViT-S + NS vs ViT-S, ImageNet: FGSM +12.2",
+              "corruptions": "ViT-S + NS vs ViT-S: ImageNet-C mCE -15.2 (lower is better)"}
+RANDOM_CLAIMS = {"FGSM": "NS vs random noise, ViT-S, eps 0.03: FGSM +2.8",
+                 "corruptions": "NS vs random noise: ImageNet-C mCE +1.3 (random better)"}
+SAFER_CLAIMS = {label: "SAFER vs PGD-AT ViTs: clean and adversarial 'typically around +5', up "
+                "to +20 (abstract; CIFAR, L-inf 8/255)"
+                for label in ("clean", "PGD-20", "APGD-CE", "worst case")}
 
 COMPARISONS = [
-    Comparison(
-        "ANF (Liu et al.) against ERM finetuning, same steps", "anf", "erm",
-        {"test/acc": "clean", f"test/adversarial/worst_case@{EPS1}": "worst case 1/255",
-         f"test/adversarial/worst_case@{EPS4}": "worst case 4/255",
-         "test/corruptions/mean_acc": "corruptions (15x5)"},
-        {"clean": "+3.3 (ViT-S, ImageNet)", "worst case 1/255": "FGSM +12.2 (ViT-S, ImageNet)",
-         "worst case 4/255": "FGSM +12.2 (ViT-S, ImageNet)",
-         "corruptions (15x5)": "mCE -15.2 (ViT-S, ImageNet-C)"},
-        "make sweep-anf",
-    ),
-    Comparison(
-        "SAFER (Gopal et al.) against continued PGD-AT, from the same PGD-AT stage 1", "safer",
-        "pgd_at",
-        {"test/acc": "clean", f"test/adversarial/pgd20_linf@{EPS4}": "PGD-20 4/255",
-         f"test/adversarial/apgd-ce_linf@{EPS4}": "APGD-CE 4/255",
-         f"test/adversarial/worst_case@{EPS4}": "worst case 4/255"},
-        {"clean": "about +5", "PGD-20 4/255": "about +5 (PGD-20, 8/255 CIFAR)",
-         "APGD-CE 4/255": "about +5 (AutoAttack)", "worst case 4/255": "about +5"},
-        "make sweep-safer",
-    ),
+    Comparison("anf", "anf", "pretrained", "the paper's comparison", ANF_CLAIMS),
+    Comparison("anf", "anf", "erm", "stricter: finetuning with the same steps, no noise", {}),
+    Comparison("anf", "anf", "anf_random", "nullspace control: learned vs random noise",
+               RANDOM_CLAIMS),
+    Comparison("safer", "safer", "pgd_at", "the paper's comparison: continued PGD-AT",
+               SAFER_CLAIMS),
+    Comparison("safer", "safer", "early_stopped",
+               "robust overfitting's usual remedy (Rice et al. 2020)", {}),
+    Comparison("safer", "safer", "safer_sam_all", "ablation: SAM on every layer", {}),
+    Comparison("safer", "safer", "safer_base_optimizer",
+               "ablation: the selected layers without SAM", {}),
 ]
 
 
 def read_records(folder: Path) -> dict[str, dict]:
     """The result records under ``folder``, keyed by their run folder."""
+    if not folder.is_dir():
+        return {}
     return {str(p.parent): read_record(p) for p in sorted(folder.rglob(RECORD_NAME))}
 
 
-def load_groups(records: dict[str, dict]) -> tuple[Groups, float]:
-    """``group -> seed -> metrics`` of the records, and their summed run time."""
-    seconds = sum(r.get(stage, {}).get("seconds", 0.0) for r in records.values()
-                  for stage in ("fit", "test"))
-    return group_by_seed({k: flatten_metrics(r) for k, r in records.items()}), seconds
+def arm_groups(records: dict[str, dict]) -> Groups:
+    """``arm -> seed -> metrics`` of a sweep's records."""
+    groups = group_by_seed({k: flatten_metrics(r) for k, r in records.items()})
+    return {Path(g).name: by_seed for g, by_seed in groups.items()}
 
 
-def method_plots(records: dict[str, dict], out: Path, sweep: str) -> list[str]:
-    """Per method, mean over seeds: accuracy vs epsilon and the corruption heatmap (as links)."""
-    by_method: dict[str, list[dict]] = {}
+def run_seconds(records: dict[str, dict]) -> float:
+    """The summed fit and test time of the records."""
+    return sum(r.get(stage, {}).get("seconds", 0.0) for r in records.values()
+               for stage in ("fit", "test"))
+
+
+def attack_key(attack: str, eps: float) -> str:
+    """The logged key of an attack's test accuracy at ``eps`` (as AdversarialEval writes it)."""
+    return f"test/adversarial/{attack}@{eps:.6g}"
+
+
+def radii_of(records: dict[str, dict]) -> list[float]:
+    """The L-inf radii the sweep's adversarial evaluations ran at."""
+    found = {eps for r in records.values()
+             for threat in ((r.get("adversarial") or {}).get("test") or {}).get("worst_case", {})
+             for norm, eps in [threat_radius(threat)] if norm == "linf"}
+    return sorted(found)
+
+
+def headline_radius(sweep: Sweep, groups: Groups, radii: list[float]) -> dict[str, Any] | None:
+    """The radius whose reference-arm PGD-20 accuracy is nearest the middle of BAND."""
+    reference = groups.get(sweep.reference, {})
+    scored = []
+    for eps in radii:
+        values = [m[attack_key("pgd20_linf", eps)] for m in reference.values()
+                  if attack_key("pgd20_linf", eps) in m]
+        if values:
+            scored.append((abs(statistics.fmean(values) - sum(BAND) / 2), eps,
+                           statistics.fmean(values)))
+    if not scored:
+        return None
+    _, eps, acc = min(scored)
+    return {"eps": eps, "label": radius_label(eps), "reference": sweep.reference,
+            "reference_pgd20_acc": acc, "in_band": BAND[0] <= acc <= BAND[1]}
+
+
+def metric_keys(sweep: Sweep, eps: float | None) -> dict[str, str]:
+    """Headline metric label -> logged key, at the headline radius."""
+    keys = {"clean": CLEAN}
+    if eps is not None:
+        keys.update({label: attack_key(attack, eps) for attack, label in sweep.attacks.items()})
+    if sweep.corruptions:
+        keys["corruptions"] = CORRUPTIONS
+    return keys
+
+
+def paired_difference(groups: Groups, method: str, baseline: str, key: str) -> dict[str, Any]:
+    """``method - baseline`` over the seeds both have: mean, 95% half-width, interval, seeds."""
+    a, b = groups.get(method, {}), groups.get(baseline, {})
+    seeds = sorted(s for s in set(a) & set(b) if key in a[s] and key in b[s])
+    if not seeds:
+        return {"difference": None, "half_width": None, "ci95": None, "seeds": []}
+    mean, half = mean_interval([a[s][key] - b[s][key] for s in seeds])
+    finite = math.isfinite(half)
+    return {"difference": mean, "half_width": half if finite else None,
+            "ci95": [mean - half, mean + half] if finite else None, "seeds": seeds}
+
+
+def reading(method: str, baseline: str, diff: dict[str, Any]) -> str:
+    """What the interval says about the sign of the difference, in words."""
+    if diff["difference"] is None:
+        return "not run"
+    if diff["ci95"] is None:
+        return "too few seeds for an interval"
+    low, high = diff["ci95"]
+    if low > 0:
+        return f"{method} better (interval above 0)"
+    if high < 0:
+        return f"{method} worse (interval below 0)"
+    return "no difference shown (interval spans 0)"
+
+
+def headline_rows(comparison: Comparison, groups: Groups, sweep: Sweep,
+                  radius: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The comparison's headline rows, one per metric, as numbers."""
+    eps = radius["eps"] if radius else None
+    rows = []
+    for label, key in metric_keys(sweep, eps).items():
+        diff = paired_difference(groups, comparison.method, comparison.baseline, key)
+        is_attack = key not in (CLEAN, CORRUPTIONS)
+        rows.append({
+            "sweep": comparison.sweep, "method": comparison.method,
+            "baseline": comparison.baseline, "role": comparison.role,
+            "metric": f"{label} {radius_label(eps)}" if is_attack and eps is not None else label,
+            "key": key, "eps": eps if is_attack else None,
+            "claim": comparison.claims.get(label, "not reported"), **diff,
+            "reading": reading(comparison.method, comparison.baseline, diff)})
+    return rows
+
+
+def points(value: float | None) -> str:
+    """A difference in accuracy points, signed."""
+    return "-" if value is None else f"{100 * value:+.2f}"
+
+
+def headline_table(rows: list[dict[str, Any]]) -> str:
+    """The markdown headline: claim and its comparison, ours, the interval, seeds, reading."""
+    lines = ["| paper's claim (the paper's comparison) | our comparison | metric | ours: "
+             "difference, points [95% CI] | seeds | reading |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        ci = row["ci95"]
+        ours = points(row["difference"]) + (f" [{points(ci[0])}, {points(ci[1])}]" if ci else "")
+        lines.append(f"| {row['claim']} | {row['method']} - {row['baseline']} ({row['role']}) | "
+                     f"{row['metric']} | {ours} | {len(row['seeds'])} | {row['reading']} |")
+    return "\n".join(lines)
+
+
+def method_plots(records: dict[str, dict], docs: Path, sweep: str) -> list[str]:
+    """Per arm, mean over seeds: accuracy vs epsilon and the corruption heatmap (as links)."""
+    by_arm: dict[str, list[dict]] = {}
     for folder, record in records.items():
         found = seed_of(Path(folder))
         if found is not None:
-            by_method.setdefault(Path(found[0]).name, []).append(record)
+            by_arm.setdefault(Path(found[0]).name, []).append(record)
     links = []
-    for method, runs in sorted(by_method.items()):
+    for arm, runs in sorted(by_arm.items()):
         for section, plot in SECTION_PLOTS.items():
             results = [r[section]["test"] for r in runs if (r.get(section) or {}).get("test")]
-            if len(results) == len(runs):
-                path = out / "results" / f"{sweep}_{method}_{section}.png"
-                plot(mean_result(results), path,
-                     f"{method}: {section}, mean of {len(results)} seeds")
-                links.append(f"![{method} {section}]({path.relative_to(out)})")
+            if results and len(results) == len(runs):
+                path = docs / "results" / f"{sweep}_{arm}_{section}.png"
+                plot(mean_result(results), path, f"{arm}: {section}, mean of {len(results)} seeds")
+                links.append(f"![{arm} {section}]({path.relative_to(docs)})")
     return links
 
 
@@ -114,27 +269,28 @@ def logged_series(run_dirs: list[Path], key: str) -> list[tuple[float, float]]:
     return [(step, statistics.fmean(values)) for step, values in sorted(by_step.items())]
 
 
-def training_plots(runs: Path, out: Path) -> list[str]:
+def training_plots(runs: Path, docs: Path) -> list[str]:
     """ANF's noise norm per round (mean over seeds) and SAFER's layer scores at each scoring."""
     lines = []
     anf = {m: logged_series([runs / "anf" / m], "train/noise_norm") for m in ("anf", "anf_random")}
     if any(anf.values()):
-        path = series_over_steps(anf, out / "results" / "anf_noise_norm.png",
+        path = series_over_steps(anf, docs / "results" / "anf_noise_norm.png",
                                  "ANF noise L2 norm over training (mean over seeds)", "noise norm")
-        lines.append(f"![ANF noise norm]({path.relative_to(out)})")
+        lines.append(f"![ANF noise norm]({path.relative_to(docs)})")
     safer = runs / "safer" / "safer"
-    if safer.is_dir():
-        header = next(safer.rglob("metrics.csv")).read_text().splitlines()[0].split(",")
+    csvs = sorted(safer.rglob("metrics.csv")) if safer.is_dir() else []
+    if csvs:
+        header = csvs[0].read_text().splitlines()[0].split(",")
         layers = [k for k in header if k.startswith("sharpness/")]
         scores = {k.removeprefix("sharpness/"): logged_series([safer], k) for k in layers}
-        path = series_over_steps(scores, out / "results" / "safer_layer_scores.png",
+        path = series_over_steps(scores, docs / "results" / "safer_layer_scores.png",
                                  "SAFER layer sharpness at each scoring (mean over seeds)",
                                  "one-step SAM loss increase")
-        lines.append(f"![SAFER layer scores]({path.relative_to(out)})")
+        lines.append(f"![SAFER layer scores]({path.relative_to(docs)})")
     return lines
 
 
-def robust_overfitting_plots(runs: Path, out: Path) -> list[str]:
+def robust_overfitting_plots(runs: Path, docs: Path) -> list[str]:
     """Train against validation robust accuracy per epoch, for each run group with a curve.
 
     The mean over seeds of the records' ``robust_validation`` curves: the picture of robust
@@ -155,101 +311,156 @@ def robust_overfitting_plots(runs: Path, out: Path) -> list[str]:
         series = {f"{split} robust": [(e, statistics.fmean(v)) for e, v in sorted(pts.items())]
                   for split, pts in by_split.items()}
         name = Path(group).relative_to(runs).as_posix().replace("/", "_")
-        path = series_over_steps(series, out / "results" / f"robust_overfitting_{name}.png",
+        path = series_over_steps(series, docs / "results" / f"robust_overfitting_{name}.png",
                                  f"{name}: robust accuracy, train vs validation (mean over seeds)",
                                  "robust accuracy", xlabel="epoch")
-        links.append(f"![robust overfitting {name}]({path.relative_to(out)})")
+        links.append(f"![robust overfitting {name}]({path.relative_to(docs)})")
     return links
 
 
-def paired_delta(groups: Groups, method: str, baseline: str, key: str) -> tuple[float, float, int]:
-    """Mean and 95% half-width of ``method - baseline`` over shared seeds, and the pair count."""
-    by_name = {Path(g).name: s for g, s in groups.items()}
-    seeds = sorted(set(by_name[method]) & set(by_name[baseline]))
-    diffs = [by_name[method][s][key] - by_name[baseline][s][key] for s in seeds
-             if key in by_name[method][s] and key in by_name[baseline][s]]
-    if not diffs:
-        return math.nan, math.nan, 0
-    return (*mean_interval(diffs), len(diffs))
+def stage1_curve(runs: Path) -> dict[str, Any] | None:
+    """The overfitting summary of the newest stage-1 record (runs/safer_stage1)."""
+    records = read_records(runs / "safer_stage1")
+    curves = [c for c in map(overfitting_curve, records.values()) if c is not None]
+    return curves[-1] if curves else None
 
 
-def verdict(mean: float, half: float) -> str:
-    """What the interval says about the sign of the difference."""
-    if not math.isfinite(half):
-        return "too few seeds"
-    if mean - half > 0:
-        return "better (interval above 0)"
-    if mean + half < 0:
-        return "worse (interval below 0)"
-    return "no difference shown"
+def diagnostics_lines(diagnostics: dict[str, Any]) -> list[str]:
+    """The diagnostics in words, one bullet each."""
+    lines = []
+    for arm, reach in diagnostics["anf_reach"].items():
+        seeds = reach["seeds"].values()
+        lines.append(
+            f"- **{arm}** ({reach['noise_units']} units): the noise entered the eps-approximate "
+            f"nullspace in {100 * reach['reach_rate']:.0f}% of {reach['rounds']} rounds, mean "
+            f"noise L2 {statistics.fmean(s['mean_noise_l2'] for s in seeds):.1f} after "
+            f"{statistics.fmean(s['mean_synth_steps'] for s in seeds):.0f} synthesis steps "
+            f"(token RMS {statistics.fmean(s['mean_token_rms'] for s in seeds):.3f}).")
+    curve = diagnostics["safer_stage1"]
+    if curve:
+        lines.append(
+            f"- **SAFER stage 1** ({curve['attack']} on held-out images, {curve['epochs']} "
+            f"epochs): validation robust accuracy peaked at {curve['peak_val_robust']:.3f} "
+            f"(epoch {curve['peak_epoch']}) and ended at {curve['last_val_robust']:.3f} (epoch "
+            f"{curve['last_epoch']}), a fall of {100 * curve['fall']:.1f} points; training robust "
+            f"accuracy ended at {curve['last_train_robust']:.3f}, a train/validation gap of "
+            f"{100 * curve['gap']:.1f} points.")
+    for arm, by_seed in diagnostics["safer_selections"].items():
+        first = next(iter(by_seed.values()))
+        sizes = sorted({len(s["selected"]) for r in by_seed.values() for s in r["selections"]})
+        layers = sorted({name for r in by_seed.values() for s in r["selections"]
+                         for name in s["selected"]})
+        lines.append(
+            f"- **{arm}**: {'/'.join(map(str, sizes))} of {first['num_candidates']} candidate "
+            f"layers selected, re-selections per seed "
+            f"{[r['reselections'] for r in by_seed.values()]}; layers ever selected: "
+            f"{', '.join(f'`{n}`' for n in layers)}.")
+    steps = diagnostics["tested_steps"]
+    if steps:
+        lines.append("- **Tested weights** (global step, per seed): " + "; ".join(
+            f"{arm} {sorted(set(map(str, by_seed.values())))}" for arm, by_seed in steps.items())
+            + ".")
+    return lines
 
 
-def headline(comparison: Comparison, groups: Groups) -> list[str]:
-    """Rows of the headline table for every method of ``comparison`` but its baseline."""
-    rows = []
-    methods = sorted(Path(g).name for g in groups if Path(g).name != comparison.baseline)
-    for method in methods:
-        for key, label in comparison.keys.items():
-            mean, half, pairs = paired_delta(groups, method, comparison.baseline, key)
-            claim = comparison.claims.get(label, "-") if method == comparison.sweep else "-"
-            rows.append(f"| {method} - {comparison.baseline} | {label} | {100 * mean:+.2f} ± "
-                        f"{100 * half:.2f} | {pairs} | {verdict(mean, half)} | {claim} |")
-    return rows
+def sweep_section(sweep: Sweep, records: dict[str, dict], groups: Groups, docs: Path,
+                  radii: list[float]) -> str:
+    """All arms of a sweep at every radius: means, differences from the reference, plots."""
+    keys = [CLEAN, *(attack_key(a, eps) for eps in radii for a in sweep.attacks)]
+    keys += [CORRUPTIONS] if sweep.corruptions else []
+    plot = group_means(group_summary(groups, keys), docs / "results" / f"{sweep.name}_groups.png",
+                       f"{sweep.name}: mean and 95% interval across seeds")
+    return (
+        f"## {sweep.name}: every arm\n\n`{sweep.command}`: {sweep.setting}. The runs took "
+        f"{run_seconds(records) / 60:.0f} min of fit and test time. Accuracy, mean ± 95% "
+        f"t-interval over seeds:\n\n{group_table(groups, keys)}\n\nEach arm minus "
+        f"{sweep.reference}, paired by seed:\n\n{delta_table(groups, sweep.reference, keys)}\n\n"
+        f"![{sweep.name}]({plot.relative_to(docs)})\n\n"
+        "Per arm, mean over seeds: accuracy against epsilon per attack (and the corruption "
+        "heatmap where it ran).\n\n" + "\n".join(method_plots(records, docs, sweep.name)) + "\n")
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities as null, so that the file is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def build(runs: Path, docs: Path) -> tuple[str, dict[str, Any]]:
+    """The page and its machine-readable twin, from whatever sweeps have records."""
+    rows, radii_used, sections, seconds = [], {}, [], 0.0
+    diagnostics: dict[str, Any] = {"anf_reach": {}, "safer_stage1": stage1_curve(runs),
+                                   "safer_selections": {}, "tested_steps": {}}
+    for sweep in SWEEPS.values():
+        records = read_records(runs / sweep.name)
+        groups = arm_groups(records)
+        if sweep.reference not in groups or len(groups) < 2:
+            sections.append(f"## {sweep.name}\n\nNot run: `{sweep.command}` writes "
+                            f"{runs / sweep.name}/.\n")
+            continue
+        seconds += run_seconds(records)
+        radii = radii_of(records)
+        radius = headline_radius(sweep, groups, radii)
+        radii_used[sweep.name] = radius
+        for comparison in COMPARISONS:
+            if comparison.sweep == sweep.name:
+                rows += headline_rows(comparison, groups, sweep, radius)
+        diagnostics["anf_reach"].update(anf_reach(records))
+        diagnostics["safer_selections"].update(safer_selections(records))
+        diagnostics["tested_steps"][sweep.name] = tested_steps(records)
+        sections.append(sweep_section(sweep, records, groups, docs, radii))
+    bench_file = runs / "bench_seconds"
+    bench = int(bench_file.read_text()) if bench_file.is_file() else None
+    wall = (f"`make bench` took {bench / 60:.0f} min of wall time from a fresh clone "
+            "(pretraining and stage 1 included)" if bench is not None
+            else "no `make bench` wall time was recorded (runs/bench_seconds)")
+    radius_notes = [
+        f"{name}: {r['label']}, where {r['reference']} keeps {100 * r['reference_pgd20_acc']:.1f}% "
+        f"PGD-20 accuracy ({'inside' if r['in_band'] else 'outside'} the "
+        f"{100 * BAND[0]:.0f}-{100 * BAND[1]:.0f}% band)" for name, r in radii_used.items() if r]
+    flat_steps = {f"{sweep}/{arm}": by_seed
+                  for sweep, arms in diagnostics["tested_steps"].items()
+                  for arm, by_seed in arms.items()}
+    page = "\n".join([
+        "# Results: the CPU reproduction on Fashion-MNIST\n",
+        f"Generated by `make bench` (`benchmarks/results_page.py`) on {date.today().isoformat()} "
+        f"from the records under `{runs}/`; {wall}, {seconds / 60:.0f} min of it in the sweeps' "
+        "fit and test. The same numbers are in `docs/results.json`. The papers' numbers come "
+        "from ImageNet / CIFAR-scale ViTs at other radii: beside ours they say what direction and "
+        "size of effect was claimed, and against what, not a number to match. Analyses: "
+        "docs/anf.md, docs/safer.md, docs/regimes.md.\n",
+        "## Headline\n",
+        headline_table(rows) + "\n",
+        "Headline radius per sweep, the one where the reference arm's PGD-20 accuracy is nearest "
+        "the middle of the 20-60% band: " + ("; ".join(radius_notes) or "none") + ". Every "
+        "radius is in the sweeps' tables below.\n",
+        "## Diagnostics: did the runs exercise what the methods target?\n",
+        "\n".join(diagnostics_lines({**diagnostics, "tested_steps": flat_steps})) + "\n",
+        *sections,
+        "## Training curves\n",
+        "\n\n".join([*training_plots(runs, docs), *robust_overfitting_plots(runs, docs)]) + "\n",
+    ])
+    result = {"generated": date.today().isoformat(), "bench_seconds": bench,
+              "headline_band": list(BAND), "headline_radius": radii_used, "headline": rows,
+              "diagnostics": diagnostics, "fit_and_test_seconds": round(seconds, 1)}
+    return page, json_safe(result)
 
 
 def main() -> None:
-    """Build the page from whatever sweeps have records."""
+    """Write the page and the JSON next to it."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=Path, default=Path("runs"))
     parser.add_argument("--out", type=Path, default=Path("docs/results.md"))
     ns = parser.parse_args()
-    head = ["| comparison | metric | ours: difference, points (95% CI) | seeds | reading | "
-            "paper's claim (points) |", "|---|---|---|---|---|---|"]
-    sections, total = [], 0.0
-    for comparison in COMPARISONS:
-        folder = ns.runs / comparison.sweep
-        records = read_records(folder) if folder.is_dir() else {}
-        groups, seconds = load_groups(records)
-        names = {Path(g).name for g in groups}
-        if comparison.baseline not in names or len(names) < 2:
-            sections.append(f"## {comparison.title}\n\nNot run: `{comparison.command}` writes "
-                            f"{folder}/.\n")
-            continue
-        total += seconds
-        head += headline(comparison, groups)
-        keys = list(comparison.keys)
-        plot = group_means(group_summary(groups, keys),
-                           ns.out.parent / "results" / f"{comparison.sweep}_groups.png",
-                           f"{comparison.sweep}: mean and 95% interval across seeds")
-        sections.append(
-            f"## {comparison.title}\n\n`{comparison.command}`; runs and evaluation took "
-            f"{seconds / 60:.0f} min of run time on this machine. Accuracy, mean ± 95% "
-            f"t-interval over seeds:\n\n{group_table(groups, keys)}\n\nEach method minus "
-            f"{comparison.baseline}, paired by seed:\n\n"
-            f"{delta_table(groups, comparison.baseline, keys)}\n\n"
-            f"![{comparison.sweep}]({plot.relative_to(ns.out.parent)})\n\n"
-            "Per method, mean over seeds: accuracy against epsilon per attack, and accuracy per "
-            "corruption and severity.\n\n"
-            + "\n".join(method_plots(records, ns.out.parent, comparison.sweep)) + "\n")
-    page = [
-        "# Results: the CPU reproduction on Fashion-MNIST\n",
-        f"Generated by `make bench` (`benchmarks/results_page.py`) on {date.today().isoformat()} "
-        f"from the records under `{ns.runs}/`; the runs took {total / 60:.0f} min in all, "
-        "excluding pretraining and stage 1. Setting: the CPU default ViT (patch 8, width 48, "
-        "depth 4) on 32 px Fashion-MNIST, pretrained from scratch, evaluated on 1000 test images "
-        "(FGSM, PGD-20, APGD-CE at L-inf 1/255 and 4/255, per-example worst case) and 500 "
-        "images x 15 corruptions x 5 severities. The papers' numbers come from ImageNet / "
-        "CIFAR-scale ViTs at other radii: beside ours they say what direction and size of effect "
-        "was claimed, not a number to match. Analyses: docs/anf.md, docs/safer.md.\n",
-        "## Headline\n",
-        "\n".join(head) + "\n",
-        *sections,
-        "## Training curves\n",
-        "\n\n".join([*training_plots(ns.runs, ns.out.parent),
-                     *robust_overfitting_plots(ns.runs, ns.out.parent)]) + "\n",
-    ]
-    write_text_atomic(ns.out, "\n".join(page))
-    print("\n".join(page))
+    page, result = build(ns.runs, ns.out.parent)
+    write_text_atomic(ns.out, page)
+    write_text_atomic(ns.out.with_suffix(".json"), json.dumps(result, indent=1) + "\n")
+    print(page)
 
 
 if __name__ == "__main__":

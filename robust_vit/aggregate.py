@@ -11,6 +11,8 @@ from typing import Any
 
 from scipy import stats
 
+from robust_vit.radii import metric_label
+
 SEED_FOLDER = re.compile(r"^seed(\d+)$")
 Groups = dict[str, dict[int, dict[str, float]]]
 
@@ -59,7 +61,8 @@ def _cell(values: Sequence[float]) -> str:
 
 def group_table(groups: Groups, keys: list[str]) -> str:
     """One row per group: mean ± 95% interval over its seeds for every key."""
-    lines = ["| group | seeds | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
+    lines = ["| group | seeds | " + " | ".join(map(metric_label, keys)) + " |",
+             "|---" * (len(keys) + 2) + "|"]
     for group, by_seed in sorted(groups.items()):
         cells = [_cell([m[k] for m in by_seed.values() if k in m]) for k in keys]
         lines.append(f"| {group} | {len(by_seed)} | " + " | ".join(cells) + " |")
@@ -71,7 +74,7 @@ def delta_table(groups: Groups, baseline: str, keys: list[str]) -> str:
     base = next((by_seed for g, by_seed in groups.items() if Path(g).name == baseline), None)
     if base is None:
         raise ValueError(f"no group named {baseline!r} among {sorted(groups)}")
-    lines = [f"| group minus {baseline} | pairs | " + " | ".join(keys) + " |",
+    lines = [f"| group minus {baseline} | pairs | " + " | ".join(map(metric_label, keys)) + " |",
              "|---" * (len(keys) + 2) + "|"]
     for group, by_seed in sorted(groups.items()):
         if Path(group).name == baseline:

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from robust_vit.radii import NORM_LABELS, metric_label, radius_label, threat_radius
 from robust_vit.records import save_figure_atomic
 
 
@@ -17,16 +18,21 @@ def accuracy_vs_epsilon(result: dict[str, Any], path: Path, title: str) -> Path:
     """One line per attack (and the worst case) per norm: robust accuracy against epsilon."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     rows = {**result["attacks"], "worst case": result["worst_case"]}
+    radii: set[float] = {0.0}
     for name, by_threat in rows.items():
         points: dict[str, list[tuple[float, float]]] = {}
         for threat, entry in by_threat.items():
-            norm, eps = threat.split("@")
-            points.setdefault(norm, []).append((float(eps), entry["acc"]))
+            norm, eps = threat_radius(threat)
+            points.setdefault(norm, []).append((eps, entry["acc"]))
+            radii.add(eps)
         for norm, pts in points.items():
             pts = sorted([(0.0, result["clean"]["acc"]), *pts])
             style = "k--" if name == "worst case" else "-o"
-            ax.plot(*zip(*pts, strict=True), style, label=f"{name} ({norm})", markersize=3)
-    ax.set(xlabel="epsilon (pixel units)", ylabel="accuracy", ylim=(0, 1), title=title)
+            ax.plot(*zip(*pts, strict=True), style, markersize=3,
+                    label=f"{name} ({NORM_LABELS.get(norm, norm)})")
+    ticks = sorted(radii)
+    ax.set_xticks(ticks, ["0", *(radius_label(eps) for eps in ticks[1:])], fontsize=7)
+    ax.set(xlabel="epsilon (images in [0, 1])", ylabel="accuracy", ylim=(0, 1), title=title)
     ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure_atomic(fig, path, dpi=120)
@@ -68,8 +74,8 @@ def group_means(table: dict[str, dict[str, tuple[float, float]]], path: Path, ti
         xs = [j + (i - (len(groups) - 1) / 2) * width for j in range(len(metrics))]
         ax.bar(xs, [m for m, _ in means], width, yerr=[h for _, h in means], capsize=3,
                label=Path(group).name)
-    ax.set_xticks(range(len(metrics)), [m.replace("test/", "") for m in metrics], rotation=20,
-                  ha="right", fontsize=7)
+    labels = [metric_label(m.replace("test/", "")) for m in metrics]
+    ax.set_xticks(range(len(metrics)), labels, rotation=20, ha="right", fontsize=7)
     ax.set(ylabel="accuracy", title=title)
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from robust_vit.aggregate import delta_table, group_by_seed, group_summary, group_table
+from robust_vit.radii import metric_label
 from robust_vit.records import RECORD_NAME, read_record
 from robust_vit.tables import adversarial_table, corruption_table
 
@@ -26,7 +27,8 @@ def markdown_table(records: dict[str, dict[str, Any]], keys: list[str] | None = 
     if keys is None:
         found = {k for metrics in flat.values() for k in metrics}
         keys = sorted(k for k in found if k.startswith(("test/", "val/")))
-    lines = ["| run | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    lines = ["| run | " + " | ".join(map(metric_label, keys)) + " |",
+             "|---" * (len(keys) + 1) + "|"]
     for name, metrics in flat.items():
         cells = [f"{metrics[k]:.4f}" if k in metrics else "-" for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")

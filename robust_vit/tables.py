@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from robust_vit.radii import threat_label
+
 
 def cell(entry: dict[str, Any]) -> str:
     """``acc% [lo, hi]`` for an entry with ``acc`` and ``ci``."""
@@ -12,10 +14,11 @@ def cell(entry: dict[str, Any]) -> str:
 
 
 def adversarial_table(result: dict[str, Any]) -> str:
-    """Rows: clean, each attack, worst case; columns: threat models (``linf@0.0314``)."""
+    """Rows: clean, each attack, worst case; columns: threat models (``L-inf 8/255``)."""
     threats = list(result["worst_case"])
     header = f"| accuracy % [95% CI], n={result['n']}, seed={result['seed']} | "
-    lines = [header + " | ".join(threats) + " |", "|---" * (len(threats) + 1) + "|"]
+    lines = [header + " | ".join(threat_label(t) for t in threats) + " |",
+             "|---" * (len(threats) + 1) + "|"]
     lines.append("| clean | " + " | ".join(cell(result["clean"]) for _ in threats) + " |")
     rows = {**result["attacks"], "worst case": result["worst_case"]}
     for name, by_threat in rows.items():

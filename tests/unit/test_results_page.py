@@ -1,15 +1,112 @@
-"""The results page's robust-overfitting plot, from records written by the test itself."""
+"""The results page and docs/results.json, from records written by the test itself."""
 
 from __future__ import annotations
 
+import json
+import statistics
 from pathlib import Path
 
+import pytest
+
 from benchmarks import results_page
+from robust_vit.aggregate import mean_interval
 from robust_vit.records import write_json_atomic
+
+RADII = (4 / 255, 8 / 255, 12 / 255)
 
 
 def point(epoch: int, train: float, val: float) -> dict:
     return {"epoch": epoch, "train": {"robust": {"acc": train}}, "val": {"robust": {"acc": val}}}
+
+
+def adversarial_record(clean: float, pgd: dict[float, float], step: int | None) -> dict:
+    """A test record with PGD-20 and the worst case at RADII (pgd: eps -> accuracy)."""
+    by_threat = {f"linf@{eps:.6g}": {"acc": acc} for eps, acc in pgd.items()}
+    metrics = {"test/acc": clean}
+    for eps, acc in pgd.items():
+        metrics[results_page.attack_key("pgd20_linf", eps)] = acc
+        metrics[results_page.attack_key("fgsm_linf", eps)] = acc + 0.05
+        metrics[results_page.attack_key("worst_case", eps)] = acc
+    return {"test": {"metrics": metrics, "weights": {"global_step": step}},
+            "adversarial": {"test": {"clean": {"acc": clean}, "n": 100,
+                                     "attacks": {"pgd20_linf": by_threat},
+                                     "worst_case": by_threat}}}
+
+
+def anf_summary(reached: list[bool]) -> dict:
+    rounds = [{"noise_norm": 19.0, "synth_steps": 50, "synth_reached": float(r),
+               "token_rms": 0.46} for r in reached]
+    return {"noise_units": "token_rms", "rounds": rounds,
+            "reach_rate": sum(reached) / len(reached)}
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    """An ANF sweep of 3 seeds (pretrained, erm, anf, anf_random) and an overfit stage 1."""
+    runs = tmp_path / "runs"
+    # the pretrained arm's PGD-20 accuracy: 0.75 at 4/255, 0.45 at 8/255, 0.15 at 12/255
+    base = {4 / 255: 0.75, 8 / 255: 0.45, 12 / 255: 0.15}
+    shifts = {"pretrained": (0.0, 0.0, 0.0), "erm": (0.01, 0.00, 0.02),
+              "anf": (0.03, 0.05, 0.04), "anf_random": (0.02, 0.01, 0.03)}
+    for arm, by_seed in shifts.items():
+        for seed, shift in enumerate(by_seed):
+            record = adversarial_record(0.87 + shift, {e: a + shift for e, a in base.items()},
+                                        None if arm == "pretrained" else 800)
+            if arm in ("anf", "anf_random"):
+                record["fit"] = {"method": anf_summary([True, True, seed != 1, True])}
+            write_json_atomic(runs / "anf" / arm / f"seed{seed}" / "version_0" / "results.json",
+                              record)
+    curve = [point(0, 0.3, 0.3), point(1, 0.6, 0.5), point(2, 0.8, 0.56), point(3, 0.9, 0.51)]
+    write_json_atomic(runs / "safer_stage1" / "version_0" / "results.json",
+                      {"robust_validation": {"attack": "pgd10_linf", "curve": curve}})
+    (runs / "bench_seconds").write_text("5400\n")
+    return runs
+
+
+def test_headline_is_the_seed_paired_difference_at_the_band_radius(runs: Path,
+                                                                   tmp_path: Path) -> None:
+    page, result = results_page.build(runs, tmp_path / "docs")
+    radius = result["headline_radius"]["anf"]
+    assert radius["label"] == "8/255" and radius["in_band"]
+    assert radius["reference_pgd20_acc"] == pytest.approx(0.45)
+    rows = {(r["method"], r["baseline"], r["metric"]): r for r in result["headline"]}
+    row = rows[("anf", "pretrained", "PGD-20 8/255")]
+    mean, half = mean_interval([0.03, 0.05, 0.04])
+    assert row["difference"] == pytest.approx(mean)
+    assert row["ci95"] == pytest.approx([mean - half, mean + half])
+    assert row["seeds"] == [0, 1, 2]
+    assert row["reading"] == "anf better (interval above 0)"
+    assert row["claim"] == "not reported"
+    assert rows[("anf", "pretrained", "FGSM 8/255")]["claim"].startswith("ViT-S + NS vs ViT-S")
+    versus_random = rows[("anf", "anf_random", "PGD-20 8/255")]
+    assert versus_random["difference"] == pytest.approx(statistics.fmean([0.01, 0.04, 0.01]))
+    assert "spans 0" in versus_random["reading"]
+    assert "0.0313725" not in page and "| 8/255" not in page.split("## Headline")[0]
+    assert "PGD-20 8/255" in page and "pgd20_linf@8/255" in page
+
+
+def test_json_carries_the_diagnostics(runs: Path, tmp_path: Path) -> None:
+    _, result = results_page.build(runs, tmp_path / "docs")
+    json.dumps(result, allow_nan=False)
+    reach = result["diagnostics"]["anf_reach"]["anf"]
+    assert reach["rounds"] == 12 and reach["reach_rate"] == pytest.approx(11 / 12)
+    curve = result["diagnostics"]["safer_stage1"]
+    assert curve["peak_epoch"] == 2 and curve["fall"] == pytest.approx(0.05)
+    assert curve["gap"] == pytest.approx(0.39)
+    steps = result["diagnostics"]["tested_steps"]["anf"]
+    assert steps["anf"] == {"0": 800, "1": 800, "2": 800}
+    assert steps["pretrained"]["0"].startswith("weights file")
+    assert result["bench_seconds"] == 5400
+
+
+def test_main_writes_page_json_and_plots(runs: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "docs" / "results.md"
+    monkeypatch.setattr("sys.argv", ["results_page", "--runs", str(runs), "--out", str(out)])
+    results_page.main()
+    assert json.loads(out.with_suffix(".json").read_text())["headline"]
+    assert (out.parent / "results" / "anf_anf_adversarial.png").stat().st_size
+    assert (out.parent / "results" / "robust_overfitting_safer_stage1_version_0.png").is_file()
 
 
 def test_robust_overfitting_plot_per_group(tmp_path: Path) -> None:

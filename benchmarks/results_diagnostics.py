@@ -1,0 +1,95 @@
+"""The checks behind the results page: did each run exercise what its method targets?
+
+From the result records under ``runs/``: ANF's reach rate (the share of synthesis rounds whose
+noise entered the eps-approximate nullspace), SAFER stage 1's robust-overfitting curve (peak,
+last, fall, train/validation gap), SAFER's selections, and the step each arm was tested at.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+from robust_vit.aggregate import seed_of
+
+
+def arm_of(folder: str) -> tuple[str, int] | None:
+    """``(arm, seed)`` of a sweep run folder ``runs/<sweep>/<arm>/seed<s>/...``."""
+    found = seed_of(Path(folder))
+    return (Path(found[0]).name, found[1]) if found else None
+
+
+def anf_reach(records: dict[str, dict]) -> dict[str, Any]:
+    """Per noise arm: each seed's reach rate, rounds and mean noise L2, and the pooled rate."""
+    out: dict[str, Any] = {}
+    for folder, record in sorted(records.items()):
+        found = arm_of(folder)
+        summary = (record.get("fit") or {}).get("method") or {}
+        if found is None or summary.get("reach_rate") is None:
+            continue
+        rounds = summary["rounds"]
+        arm = out.setdefault(found[0], {"noise_units": summary.get("noise_units"), "seeds": {}})
+        arm["seeds"][found[1]] = {
+            "reach_rate": summary["reach_rate"], "rounds": len(rounds),
+            "mean_noise_l2": statistics.fmean(r["noise_norm"] for r in rounds),
+            "mean_synth_steps": statistics.fmean(r["synth_steps"] for r in rounds),
+            "mean_token_rms": statistics.fmean(r["token_rms"] for r in rounds)}
+    for arm in out.values():
+        seeds = arm["seeds"].values()
+        reached = sum(s["reach_rate"] * s["rounds"] for s in seeds)
+        arm["rounds"] = sum(s["rounds"] for s in seeds)
+        arm["reach_rate"] = reached / arm["rounds"]
+    return out
+
+
+def overfitting_curve(record: dict) -> dict[str, Any] | None:
+    """Peak, last, fall and train/validation gap of a record's robust-validation curve."""
+    curve = (record.get("robust_validation") or {}).get("curve") or []
+    points = [p for p in curve if "val" in p]
+    if not points:
+        return None
+    val = [p["val"]["robust"]["acc"] for p in points]
+    peak = max(range(len(val)), key=val.__getitem__)
+    last = points[-1]
+    train = last.get("train", {}).get("robust", {}).get("acc")
+    return {
+        "attack": record["robust_validation"].get("attack"),
+        "epochs": len(points), "peak_epoch": points[peak]["epoch"], "peak_val_robust": val[peak],
+        "last_epoch": last["epoch"], "last_val_robust": val[-1], "fall": val[peak] - val[-1],
+        "last_train_robust": train, "gap": None if train is None else train - val[-1],
+        "max_gap": max((p["train"]["robust"]["acc"] - p["val"]["robust"]["acc"]
+                        for p in points if "train" in p), default=None)}
+
+
+def safer_selections(records: dict[str, dict]) -> dict[str, Any]:
+    """Per SAFER arm and seed: candidates, selections (epoch, count, layers) and re-selections."""
+    out: dict[str, Any] = {}
+    for folder, record in sorted(records.items()):
+        found = arm_of(folder)
+        summary = (record.get("fit") or {}).get("method") or {}
+        if found is None or "selections" not in summary:
+            continue
+        out.setdefault(found[0], {})[found[1]] = {
+            "num_candidates": summary["num_candidates"],
+            "reselections": summary["reselections"],
+            "selections": [{"epoch": s["epoch"], "global_step": s["global_step"],
+                            "selected": s["selected"], "changed": s["changed"]}
+                           for s in summary["selections"]]}
+    return out
+
+
+def tested_steps(records: dict[str, dict]) -> dict[str, dict[int, Any]]:
+    """Per arm and seed: the global step of the tested weights (or the weights file tested)."""
+    out: dict[str, dict[int, Any]] = {}
+    for folder, record in sorted(records.items()):
+        found = arm_of(folder)
+        test = record.get("test")
+        if found is None or not test:
+            continue
+        tested: Any = (test.get("weights") or {}).get("global_step")
+        if tested is None:
+            config = (record.get("run") or {}).get("config") or {}
+            tested = f"weights file {config.get('model', {}).get('weights')}"
+        out.setdefault(found[0], {})[found[1]] = tested
+    return out
