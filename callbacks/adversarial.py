@@ -41,7 +41,10 @@ Stage = Literal["fit", "test"]
 SANITY = "sanity"
 
 
-def add(counts: dict[str, Tensor], key: str, flags: Tensor) -> None:
+CountKey = tuple[str, ...]
+
+
+def add(counts: dict[CountKey, Tensor], key: CountKey, flags: Tensor) -> None:
     """Add the number of true ``flags`` to ``counts[key]``."""
     counts[key] = counts.get(key, torch.zeros(())) + flags.sum().cpu()
 
@@ -104,23 +107,23 @@ class AdversarialEval(StagedEvaluation):
             raise ConfigError("data", f"AdversarialEval needs a {stage} dataset; none was found.")
         start = time.perf_counter()
         loader, n = rank_shard(dataset, self.num_examples, trainer, self.batch_size)
-        counts: dict[str, Tensor] = {}
+        counts: dict[CountKey, Tensor] = {}
         for x, y, index in loader:
             x, y = x.to(pl_module.device), y.to(pl_module.device)
             seeds = index + self.seed * 2**31
-            add(counts, f"{SANITY}\trandomized_forward", randomized_forward(pl_module, x))
-            add(counts, f"{SANITY}\tzero_input_gradient", zero_input_gradient(pl_module, x, y))
+            add(counts, (SANITY, "randomized_forward"), randomized_forward(pl_module, x))
+            add(counts, (SANITY, "zero_input_gradient"), zero_input_gradient(pl_module, x, y))
             for i, (threat, suite) in enumerate(self.suites.items()):
                 flags = run_suite(pl_module, x, y, suite, seeds)
                 for name, f in flags.items():
                     if name == CLEAN and i > 0:
                         continue
-                    add(counts, CLEAN if name == CLEAN else f"{name}\t{threat}", f)
+                    add(counts, (CLEAN,) if name == CLEAN else (name, threat), f)
                 fgsm = [a.name for a in suite if isinstance(a, FGSM)]
                 attacked = {a.name: flags[a.name] for a in suite}
                 if fgsm:
                     for name, f in beaten_by_fgsm(attacked, fgsm).items():
-                        add(counts, f"{SANITY}\tbeaten_by_fgsm\t{name}\t{threat}", f)
+                        add(counts, (SANITY, "beaten_by_fgsm", name, threat), f)
         totals = reduce_counts(trainer, counts)
         result = self._result(totals, n, time.perf_counter() - start)
         prefix = "test" if stage == "test" else "val"
@@ -142,21 +145,21 @@ class AdversarialEval(StagedEvaluation):
             rank_zero_info(f"\n{table}\n(written to {md})")
         return result
 
-    def _result(self, totals: dict[str, int], n: int, seconds: float) -> dict[str, Any]:
+    def _result(self, totals: dict[CountKey, int], n: int, seconds: float) -> dict[str, Any]:
         attacks: dict[str, dict[str, Any]] = {}
         worst: dict[str, Any] = {}
         sanity: dict[str, Any] = {"beaten_by_fgsm": {}}
         for key, robust in totals.items():
-            if key.startswith(SANITY):
-                _, check, *where = key.split("\t")
+            if key[0] == SANITY:
+                _, check, *where = key
                 if where:
                     sanity[check].setdefault(where[0], {})[where[1]] = robust
                 else:
                     sanity[check] = {"examples": robust, "n": n}
                 continue
-            if key == CLEAN:
+            if key == (CLEAN,):
                 continue
-            name, threat = key.split("\t")
+            name, threat = key
             target = worst if name == WORST else attacks.setdefault(name, {})
             target[threat] = proportion(robust, n)
         order = list(self.suites)
@@ -167,6 +170,6 @@ class AdversarialEval(StagedEvaluation):
                                   if isinstance(a, FGSM)))
         sanity["warnings"] = masking_warnings(sanity, attacks, fgsm)
         return {"n": n, "seed": self.seed, "seconds": round(seconds, 2),
-                "clean": proportion(totals[CLEAN], n), "attacks": attacks,
+                "clean": proportion(totals[(CLEAN,)], n), "attacks": attacks,
                 "worst_case": dict(sorted(worst.items(), key=lambda kv: order.index(kv[0]))),
                 "sanity": sanity}

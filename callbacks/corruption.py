@@ -112,23 +112,23 @@ class CorruptionEval(StagedEvaluation):
         start = time.perf_counter()
         folder = self.source_folder(trainer, stage)
         hp = pl_module.hparams
-        counts: dict[str, Tensor] = {}
+        counts: dict[tuple[str, ...], Tensor] = {}
         n = 0
         clean = eval_dataset(trainer, stage)
         for name in self.corruptions:
             for severity in self.severities:
                 data = cifar_c_dataset(folder, name, severity, hp.img_size, hp.in_chans)
                 correct, n = self._count(trainer, pl_module, data)
-                counts[f"{name}\t{severity}"] = correct
+                counts[(name, str(severity))] = correct
         if clean is not None:
-            counts["clean"], _ = self._count(trainer, pl_module, clean)
+            counts[("clean",)], _ = self._count(trainer, pl_module, clean)
         totals = reduce_counts(trainer, counts)
-        accuracy = {c: {str(s): proportion(totals[f"{c}\t{s}"], n) for s in self.severities}
+        accuracy = {c: {str(s): proportion(totals[(c, str(s))], n) for s in self.severities}
                     for c in self.corruptions}
-        clean_acc = totals["clean"] / n if "clean" in totals else float("nan")
+        clean_acc = totals[("clean",)] / n if ("clean",) in totals else float("nan")
         result: dict[str, Any] = {
             "n": n, "seed": self.seed, "severities": self.severities, "source": str(folder),
-            "clean": proportion(totals.get("clean", 0), n if "clean" in totals else 0),
+            "clean": proportion(totals.get(("clean",), 0), n if ("clean",) in totals else 0),
             "accuracy": accuracy, "seconds": round(time.perf_counter() - start, 2),
         }
         acc_values = {c: {s: v["acc"] for s, v in by.items()} for c, by in accuracy.items()}

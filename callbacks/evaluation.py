@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lightning as L
 import torch
@@ -70,8 +70,14 @@ class _Indexed(Dataset):
         return x, torch.as_tensor(y), index
 
 
-def reduce_counts(trainer: L.Trainer, counts: dict[str, Tensor]) -> dict[str, int]:
-    """Sum integer counts over ranks (exact: every example lives on exactly one rank)."""
+Key = TypeVar("Key", str, tuple[str, ...])
+
+
+def reduce_counts(trainer: L.Trainer, counts: dict[Key, Tensor]) -> dict[Key, int]:
+    """Sum integer counts over ranks (exact: every example lives on exactly one rank).
+
+    Keys are names or tuples of names; every rank must hold the same keys.
+    """
     keys = sorted(counts)
     stacked = torch.stack([counts[k].to(trainer.strategy.root_device, torch.float64) for k in keys])
     total = trainer.strategy.reduce(stacked, reduce_op="sum") if trainer.world_size > 1 else stacked

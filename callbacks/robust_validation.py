@@ -9,7 +9,7 @@ import lightning as L
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from callbacks.adversarial import add
+from callbacks.adversarial import CountKey, add
 from callbacks.evaluation import (
     StagedEvaluation,
     eval_dataset,
@@ -89,14 +89,14 @@ class RobustValidation(StagedEvaluation):
     def _score(self, trainer: L.Trainer, pl_module: L.LightningModule, dataset: Dataset,
                num_examples: int) -> dict[str, Any]:
         loader, n = rank_shard(dataset, num_examples, trainer, self.batch_size)
-        counts: dict[str, Tensor] = {}
+        counts: dict[CountKey, Tensor] = {}
         for x, y, index in loader:
             x, y = x.to(pl_module.device), y.to(pl_module.device)
             flags = run_suite(pl_module, x, y, [self.attack], index + self.seed * 2**31)
-            add(counts, CLEAN, flags[CLEAN])
-            add(counts, WORST, flags[WORST])
+            add(counts, (CLEAN,), flags[CLEAN])
+            add(counts, (WORST,), flags[WORST])
         totals = reduce_counts(trainer, counts)
-        return {"clean": proportion(totals[CLEAN], n), "robust": proportion(totals[WORST], n)}
+        return {"clean": proportion(totals[(CLEAN,)], n), "robust": proportion(totals[(WORST,)], n)}
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule,
                  stage: str) -> dict[str, Any]:
