@@ -27,6 +27,10 @@ SWEEP_ARGS ?=
 # config and the same suite).
 METHOD_ARGS ?=
 METHOD_ARGS_FOR ?=
+# Composed arms (COMPOSED, e.g. pgd_at_anf) get COMPOSED_ARGS; every other arm gets ARM_ARGS.
+COMPOSED ?=
+COMPOSED_ARGS ?=
+ARM_ARGS ?=
 TEST_ONLY ?= none
 TEST_WEIGHTS ?= $(WEIGHTS)
 TEST_METHOD ?= erm
@@ -89,7 +93,8 @@ runs/$(SWEEP)/%/.done: | $(VENV)/.installed
 		--config $(EVAL) --model.weights $(FROM) --name $(SWEEP)/$* \
 		--seed_everything $(patsubst seed%,%,$(word 2,$(subst /, ,$*))) --threads $(THREADS) \
 		--trainer.enable_progress_bar false $(SWEEP_ARGS) \
-		$(if $(filter $(METHOD_ARGS_FOR),$(word 1,$(subst /, ,$*))),$(METHOD_ARGS))
+		$(if $(filter $(METHOD_ARGS_FOR),$(word 1,$(subst /, ,$*))),$(METHOD_ARGS)) \
+		$(if $(filter $(COMPOSED),$(word 1,$(subst /, ,$*))),$(COMPOSED_ARGS),$(ARM_ARGS))
 	touch $@
 
 runs/$(SWEEP)/$(TEST_ONLY)/%/.done: | $(VENV)/.installed
@@ -120,14 +125,18 @@ $(STAGE1_LAST) $(STAGE1_BEST) &: | $(VENV)/.installed
 		--trainer.callbacks+=callbacks.ExportWeights --trainer.callbacks.path $(STAGE1_LAST) \
 		--trainer.callbacks+=callbacks.ExportWeights --trainer.callbacks.path $(STAGE1_BEST) \
 		--trainer.callbacks.select best --trainer.callbacks.monitor val/robust_acc
-sweep-safer: install $(STAGE1_LAST) $(STAGE1_BEST) ## overfit PGD-AT stage 1, then SAFER vs continued PGD-AT, early stopping and two ablations, 3 seeds, 24 epochs each
+# Every stage-2 arm takes the stage-2 attack (regime/safer_stage2_attack.yaml) except the composed
+# one (PGD-AT + ANF noise), whose own regime file restates its terms with that attack.
+sweep-safer: install $(STAGE1_LAST) $(STAGE1_BEST) ## overfit PGD-AT stage 1, then SAFER (and SAFER-LoRA, PGD-AT + ANF noise) vs continued PGD-AT, early stopping and two ablations, 3 seeds, 24 epochs each
 	$(MAKE) --no-print-directory sweep SWEEP=safer FROM=$(STAGE1_LAST) \
-		METHODS="pgd_at safer safer_sam_all safer_base_optimizer early_stopped" \
+		METHODS="pgd_at safer safer_sam_all safer_base_optimizer safer_lora pgd_at_anf early_stopped" \
 		TEST_ONLY=early_stopped TEST_WEIGHTS=$(STAGE1_BEST) TEST_METHOD=pgd_at \
 		EVAL=experiments/eval/fashion_mnist_at.yaml \
 		SWEEP_ARGS="--config experiments/regime/safer_stage2.yaml" \
 		METHOD_ARGS_FOR="safer safer_%" \
-		METHOD_ARGS="--config experiments/regime/safer_selection.yaml"
+		METHOD_ARGS="--config experiments/regime/safer_selection.yaml" \
+		ARM_ARGS="--config experiments/regime/safer_stage2_attack.yaml" \
+		COMPOSED=pgd_at_anf COMPOSED_ARGS="--config experiments/regime/pgd_at_anf_stage2.yaml"
 
 report: install ## docs/results.md (and its plots in docs/results/) from the sweeps' records
 	PYTHONPATH=$(CURDIR) $(PY) benchmarks/results_page.py --runs runs --out docs/results.md

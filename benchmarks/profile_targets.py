@@ -77,7 +77,7 @@ def profile_safer_step(batch_size: int, repeats: int) -> None:
     for variant in ("pgd_at", "safer", "safer_every_grad"):
         model, x, y = safer_step.build(args)
         model.train()
-        step = partial(safer_step.make_step(variant, model, args), x, y)
+        step = partial(safer_step.make_step(variant, model, args)[0], x, y)
         step()  # warm-up
         seen = profiled(step, names, repeats)
         reference = reference or seen.gflop

@@ -20,13 +20,24 @@ def arm_of(folder: str) -> tuple[str, int] | None:
     return (Path(found[0]).name, found[1]) if found else None
 
 
+def noise_summary(method: dict[str, Any]) -> dict[str, Any] | None:
+    """The ANF summary of a record's method: its own, or that of a composite's ANF term."""
+    if method.get("reach_rate") is not None:
+        return method
+    terms = [t for t in method.get("terms", []) if t.get("reach_rate") is not None]
+    return terms[0] if terms else None
+
+
 def anf_reach(records: dict[str, dict]) -> dict[str, Any]:
-    """Per noise arm: each seed's reach rate, rounds and mean noise L2, and the pooled rate."""
+    """Per noise arm: each seed's reach rate, rounds and mean noise L2, and the pooled rate.
+
+    An arm whose method composes ANF's noise with another loss counts its ANF term's rounds.
+    """
     out: dict[str, Any] = {}
     for folder, record in sorted(records.items()):
         found = arm_of(folder)
-        summary = (record.get("fit") or {}).get("method") or {}
-        if found is None or summary.get("reach_rate") is None:
+        summary = noise_summary((record.get("fit") or {}).get("method") or {})
+        if found is None or summary is None:
             continue
         rounds = summary["rounds"]
         arm = out.setdefault(found[0], {"noise_units": summary.get("noise_units"), "seeds": {}})
@@ -93,3 +104,23 @@ def tested_steps(records: dict[str, dict]) -> dict[str, dict[int, Any]]:
             tested = f"weights file {config.get('model', {}).get('weights')}"
         out.setdefault(found[0], {})[found[1]] = tested
     return out
+
+
+def arm_costs(records: dict[str, dict]) -> dict[str, Any]:
+    """Per trained arm: parameters the optimizer held at the end and fit seconds per step.
+
+    The seconds are the fit's wall time (attacks, SAFER's scorings, ANF's syntheses and
+    validation included) over its optimizer steps, averaged over seeds; runs went two at a time,
+    so they compare arms of one sweep, not machines.
+    """
+    by_arm: dict[str, list[dict]] = {}
+    for folder, record in sorted(records.items()):
+        found = arm_of(folder)
+        fit = record.get("fit") or {}
+        if found is not None and fit.get("global_step"):
+            by_arm.setdefault(found[0], []).append(fit)
+    return {arm: {
+        "trainable_params": (round(statistics.fmean(f["trainable_params"] for f in fits))
+                             if all("trainable_params" in f for f in fits) else None),
+        "seconds_per_step": statistics.fmean(f["seconds"] / f["global_step"] for f in fits),
+        "seeds": len(fits)} for arm, fits in by_arm.items()}

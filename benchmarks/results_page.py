@@ -29,6 +29,7 @@ from typing import Any
 
 from benchmarks.results_diagnostics import (
     anf_reach,
+    arm_costs,
     overfitting_curve,
     safer_selections,
     tested_steps,
@@ -90,8 +91,11 @@ SWEEPS = {
         "(500 held out for robust validation), 130 epochs, one decay; stage 2 from its last "
         "(overfit) weights, 24 epochs of AdamW 1e-4 with PGD-5 at 8/255 for every arm, tested "
         "at the last step; early stopping is the stage-1 epoch of best validation PGD-10 "
-        "accuracy. 1000 test images for FGSM, PGD-20 and APGD-CE at L-inf 4 and 8/255",
-        "pgd_at", {"pgd20_linf": "PGD-20", "apgd-ce_linf": "APGD-CE", "worst_case": "worst case"},
+        "accuracy; SAFER-LoRA trains rank-8 LoRA adapters on SAFER's layers; PGD-AT + ANF "
+        "noise adds ANF's noisy term (token units, 6 rounds of 40 steps) to PGD-AT's loss. 1000 "
+        "test images for FGSM, PGD-20 and APGD-CE at L-inf 4 and 8/255",
+        "pgd_at", {"fgsm_linf": "FGSM", "pgd20_linf": "PGD-20", "apgd-ce_linf": "APGD-CE",
+                   "worst_case": "worst case"},
         False),
 }
 
@@ -100,6 +104,8 @@ ANF_CLAIMS = {"clean": "ViT-S + NS vs ViT-S, ImageNet: +3.3",
               "corruptions": "ViT-S + NS vs ViT-S: ImageNet-C mCE -15.2 (lower is better)"}
 RANDOM_CLAIMS = {"FGSM": "NS vs random noise, ViT-S, eps 0.03: FGSM +2.8",
                  "corruptions": "NS vs random noise: ImageNet-C mCE +1.3 (random better)"}
+DAT_NS_CLAIMS = {"FGSM": "ViT-B + DAT + NS vs ViT-B + DAT, ImageNet: FGSM 48.98 vs 48.80 "
+                          "(+0.18)"}
 SAFER_CLAIMS = {label: "SAFER vs PGD-AT ViTs: clean and adversarial 'typically around +5', up "
                 "to +20 (abstract; CIFAR, L-inf 8/255)"
                 for label in ("clean", "PGD-20", "APGD-CE", "worst case")}
@@ -116,6 +122,12 @@ COMPARISONS = [
     Comparison("safer", "safer", "safer_sam_all", "ablation: SAM on every layer", {}),
     Comparison("safer", "safer", "safer_base_optimizer",
                "ablation: the selected layers without SAM", {}),
+    Comparison("safer", "pgd_at_anf", "pgd_at",
+               "composed: ANF's noise term on top of PGD-AT (the ANF paper's DAT + NS)",
+               DAT_NS_CLAIMS),
+    Comparison("safer", "safer_lora", "safer",
+               "LoRA adapters on SAFER's layers instead of the layers' weights", {}),
+    Comparison("safer", "safer_lora", "pgd_at", "SAFER-LoRA against continued PGD-AT", {}),
 ]
 
 
@@ -363,6 +375,24 @@ def diagnostics_lines(diagnostics: dict[str, Any]) -> list[str]:
     return lines
 
 
+def cost_table(costs: dict[str, Any], groups: Groups, sweep: Sweep,
+               radius: dict[str, Any] | None) -> str:
+    """Per trained arm: trainable parameters and fit time per step beside its accuracies."""
+    keys = metric_keys(sweep, radius["eps"] if radius else None)
+    heads = [label if key == CLEAN else f"{label} {radius_label(radius['eps'])}"  # type: ignore[index]
+             for label, key in keys.items()]
+    lines = ["| arm | trainable parameters | fit s / step | " + " | ".join(heads) + " |",
+             "|---" * (3 + len(heads)) + "|"]
+    for arm, cost in sorted(costs.items()):
+        means = [statistics.fmean(m[key] for m in groups[arm].values() if key in m)
+                 if any(key in m for m in groups[arm].values()) else math.nan
+                 for key in keys.values()]
+        params = "-" if cost["trainable_params"] is None else f"{cost['trainable_params']:,}"
+        lines.append(f"| {arm} | {params} | {cost['seconds_per_step']:.2f} | "
+                     + " | ".join(f"{v:.4f}" for v in means) + " |")
+    return "\n".join(lines)
+
+
 def sweep_section(sweep: Sweep, records: dict[str, dict], groups: Groups, docs: Path,
                   radii: list[float]) -> str:
     """All arms of a sweep at every radius: means, differences from the reference, plots."""
@@ -394,6 +424,8 @@ def json_safe(value: Any) -> Any:
 def build(runs: Path, docs: Path) -> tuple[str, dict[str, Any]]:
     """The page and its machine-readable twin, from whatever sweeps have records."""
     rows, radii_used, sections, seconds = [], {}, [], 0.0
+    costs: dict[str, Any] = {}
+    cost_lines: list[str] = []
     diagnostics: dict[str, Any] = {"anf_reach": {}, "safer_stage1": stage1_curve(runs),
                                    "safer_selections": {}, "tested_steps": {}}
     for sweep in SWEEPS.values():
@@ -413,6 +445,9 @@ def build(runs: Path, docs: Path) -> tuple[str, dict[str, Any]]:
         diagnostics["anf_reach"].update(anf_reach(records))
         diagnostics["safer_selections"].update(safer_selections(records))
         diagnostics["tested_steps"][sweep.name] = tested_steps(records)
+        costs[sweep.name] = arm_costs(records)
+        cost_lines.append(f"**{sweep.name}** (mean over seeds):\n\n"
+                          + cost_table(costs[sweep.name], groups, sweep, radius) + "\n")
         sections.append(sweep_section(sweep, records, groups, docs, radii))
     bench_file = runs / "bench_seconds"
     bench = int(bench_file.read_text()) if bench_file.is_file() else None
@@ -430,7 +465,8 @@ def build(runs: Path, docs: Path) -> tuple[str, dict[str, Any]]:
         "# Results: the CPU reproduction on Fashion-MNIST\n",
         f"Generated by `make bench` (`benchmarks/results_page.py`) on {date.today().isoformat()} "
         f"from the records under `{runs}/`; {wall}; the sweeps' fit and test times sum to "
-        f"{seconds / 60:.0f} min (runs go two at a time). The same numbers are in `docs/results.json`. The papers' numbers come "
+        f"{seconds / 60:.0f} min (runs go two at a time). The same numbers are in "
+        "`docs/results.json`. The papers' numbers come "
         "from ImageNet / CIFAR-scale ViTs at other radii: beside ours they say what direction and "
         "size of effect was claimed, and against what, not a number to match. Analyses: "
         "docs/anf.md, docs/safer.md, docs/regimes.md.\n",
@@ -439,6 +475,12 @@ def build(runs: Path, docs: Path) -> tuple[str, dict[str, Any]]:
         "Headline radius per sweep, the one where the reference arm's PGD-20 accuracy is nearest "
         "the middle of the 20-60% band: " + ("; ".join(radius_notes) or "none") + ". Every "
         "radius is in the sweeps' tables below.\n",
+        "## Cost beside accuracy\n",
+        "Parameters the optimizer trained at the end of fit, and the fit's wall time per optimizer "
+        "step (attacks, SAFER's scorings, ANF's syntheses and validation included; two runs at "
+        "a time, so compare arms within a sweep). The per-step costs measured side by side in one "
+        "process are in docs/performance.md (`make perf`).\n",
+        *cost_lines,
         "## Diagnostics: did the runs exercise what the methods target?\n",
         "\n".join(diagnostics_lines({**diagnostics, "tested_steps": flat_steps})) + "\n",
         *sections,
@@ -447,7 +489,8 @@ def build(runs: Path, docs: Path) -> tuple[str, dict[str, Any]]:
     ])
     result = {"generated": date.today().isoformat(), "bench_seconds": bench,
               "headline_band": list(BAND), "headline_radius": radii_used, "headline": rows,
-              "diagnostics": diagnostics, "fit_and_test_seconds": round(seconds, 1)}
+              "diagnostics": diagnostics, "costs": costs,
+              "fit_and_test_seconds": round(seconds, 1)}
     return page, json_safe(result)
 
 

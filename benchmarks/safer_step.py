@@ -27,14 +27,17 @@ import torch.nn.functional as F
 from torch.profiler import record_function
 
 from lightning_modules.optim import weight_decay_groups
+from robust_vit.adapters import AdapterConfig, adapter_parameter_names, inject_adapters
 from robust_vit.attacks.pgd import eval_mode, pgd
 from robust_vit.layers import candidate_layers, layer_parameters
 from robust_vit.models import NormalizedViT
 from robust_vit.sam import SAM
 from robust_vit.sharpness import layer_sharpness, num_selected, select_layers
 
-VARIANTS = ("baseline", "pgd_at", "safer", "safer_every_grad", "safer_base", "scoring")
-SAFER_VARIANTS = ("safer", "safer_every_grad")
+VARIANTS = ("baseline", "pgd_at", "safer", "safer_every_grad", "safer_base", "safer_lora",
+            "scoring")
+SAFER_VARIANTS = ("safer", "safer_every_grad", "safer_lora")
+LORA = AdapterConfig("lora", rank=8, alpha=16.0, dropout=0.0)  # method/safer_lora.yaml
 
 
 def build(args: argparse.Namespace) -> tuple[NormalizedViT, torch.Tensor, torch.Tensor]:
@@ -49,11 +52,14 @@ def build(args: argparse.Namespace) -> tuple[NormalizedViT, torch.Tensor, torch.
     return model, x, y
 
 
-def make_step(variant: str, model: NormalizedViT, args: argparse.Namespace) -> Any:
-    """A callable ``(x, y)`` doing one step of ``variant`` (as the methods do it).
+def make_step(variant: str, model: NormalizedViT, args: argparse.Namespace) -> tuple[Any, int]:
+    """One step of ``variant`` as a callable ``(x, y)``, and the elements its optimizer trains.
+
+    The step does what the method does; the scoring trains nothing (0).
 
     ``safer_every_grad`` is SAFER as it was before it asked autograd for the selected layers'
     gradients only: both backward passes also compute every frozen layer's weight gradient.
+    ``safer_lora`` trains rank-8 LoRA adapters on the selected layers instead of their weights.
     The step's parts are ``torch.profiler`` regions (free when no profiler runs).
     """
     attack = partial(pgd, eps=8 / 255, alpha=2 / 255, steps=args.steps)
@@ -62,13 +68,16 @@ def make_step(variant: str, model: NormalizedViT, args: argparse.Namespace) -> A
     if variant == "scoring":
         def score(x: torch.Tensor, y: torch.Tensor) -> None:
             layer_sharpness(model, layers, [(x, y)], attack=attack)
-        return score
+        return score, 0
     if variant in ("baseline", "pgd_at"):
         opt = sgd(weight_decay_groups(model))
     else:
         scores = layer_sharpness(model, layers, [build(args)[1:]], variant="first_order")
         chosen = set(select_layers(scores, num_selected(len(layers), fraction=args.fraction)))
         names = set(layer_parameters(model, [la for la in layers if la.name in chosen]))
+        if variant == "safer_lora":
+            inject_adapters(model, {n.rpartition(".")[0] for n in names}, LORA, seed=0)
+            names = adapter_parameter_names(model)
         groups = weight_decay_groups(model, names=names)
         opt = SAM(groups, sgd, rho=0.05) if variant in SAFER_VARIANTS else sgd(groups)
     params = [p for g in opt.param_groups for p in g["params"]]
@@ -93,7 +102,7 @@ def make_step(variant: str, model: NormalizedViT, args: argparse.Namespace) -> A
         with record_function("clean forward"), torch.no_grad():
             model(x)
 
-    return step
+    return step, sum(p.numel() for p in params)
 
 
 def timed(step: Any, x: torch.Tensor, y: torch.Tensor, device: str) -> float:
@@ -107,20 +116,24 @@ def timed(step: Any, x: torch.Tensor, y: torch.Tensor, device: str) -> float:
     return time.perf_counter() - start
 
 
-def interleaved_times(args: argparse.Namespace) -> dict[str, float]:
-    """Median step time of every variant, one step of each in turn (each with its own model)."""
+def interleaved_times(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, int]]:
+    """Median step time of every variant, and the elements each trains.
+
+    One step of each variant in turn, each with its own model.
+    """
     torch.set_num_threads(args.threads)
-    steps = {}
+    steps, trained = {}, {}
     for variant in VARIANTS[1:]:
         model, x, y = build(args)
         model.train()
-        steps[variant] = make_step(variant, model, args)
+        steps[variant], trained[variant] = make_step(variant, model, args)
         steps[variant](x, y)  # warm-up
     times: dict[str, list[float]] = {v: [] for v in steps}
     for _ in range(args.repeats):
         for variant, step in steps.items():
             times[variant].append(timed(step, x, y, args.device))
-    return {v: statistics.median(t) for v, t in times.items()}
+    return ({v: statistics.median(t) for v, t in times.items()},
+            trained)
 
 
 def measure_memory(variant: str, args: argparse.Namespace, queue: mp.Queue) -> None:
@@ -129,7 +142,7 @@ def measure_memory(variant: str, args: argparse.Namespace, queue: mp.Queue) -> N
     model, x, y = build(args)
     if variant != "baseline":
         model.train()
-        step = make_step(variant, model, args)
+        step, _ = make_step(variant, model, args)
         step(x, y)
         step(x, y)
     queue.put((variant, peak_mb(args.device)))
@@ -173,23 +186,28 @@ def main() -> None:
         name, mb = queue.get()
         proc.join()
         memory[name] = mb
-    seconds = {"baseline": float("nan"), **interleaved_times(args)}
+    medians, trained = interleaved_times(args)
+    seconds = {"baseline": float("nan"), **medians}
     results = {v: (seconds[v], memory[v]) for v in VARIANTS}
     unit = "peak CUDA MiB" if args.device == "cuda" else "peak RSS MiB"
     print(f"device={args.device} threads={args.threads} batch={args.batch_size} "
           f"PGD steps={args.steps} model={args.model} dim={args.embed_dim} depth={args.depth}")
-    print(f"{'variant':<28}{'median s':>10}{'vs PGD-AT':>11}{unit:>16}{'vs PGD-AT':>11}")
+    print(f"{'variant':<28}{'median s':>10}{'vs PGD-AT':>11}{unit:>16}{'vs PGD-AT':>11}"
+          f"{'trained':>10}")
     labels = {"baseline": "model + batch only", "pgd_at": "PGD-AT step (all layers)",
               "safer": "SAFER step (SAM, top 5%)",
               "safer_every_grad": "  same, every layer's grad",
               "safer_base": "selected layers, no SAM",
+              "safer_lora": "SAFER-LoRA step (r 8)",
               "scoring": "one scoring of all layers"}
     ref, ref_mb = results["pgd_at"]
     for variant in VARIANTS:
         secs, mb = results[variant]
         ratio = "" if secs != secs else f"{secs / ref:.2f}x"
         shown = "-" if secs != secs else f"{secs:.4f}"
-        print(f"{labels[variant]:<28}{shown:>10}{ratio:>11}{mb:>16.1f}{mb / ref_mb:>10.3f}x")
+        count = "-" if variant in ("baseline", "scoring") else f"{trained[variant]:,}"
+        print(f"{labels[variant]:<28}{shown:>10}{ratio:>11}{mb:>16.1f}{mb / ref_mb:>10.3f}x"
+              f"{count:>10}")
 
 
 if __name__ == "__main__":

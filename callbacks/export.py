@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import lightning as L
@@ -10,6 +9,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from callbacks.selection import Rule, monitored_checkpoint, select_weights
+from robust_vit.adapters import has_adapters, merged_copy
 from robust_vit.errors import ConfigError
 from robust_vit.models import save_vit_weights
 
@@ -22,6 +22,8 @@ class ExportWeights(L.Callback):
     ``select`` picks the weights by the rule ``--test_weights`` uses
     (:mod:`callbacks.selection`): the final ones, or the checkpoint of the best monitored value
     among the validations that ran. The export's metadata names the rule, step and checkpoint.
+    Adapters (SAFER's LoRA/DoRA) are merged into their layers, so the file holds plain timm
+    weights.
     The file loads with
     ``model.weights: <path>`` through
     ``timm.create_model(..., pretrained_cfg_overlay=dict(file=...))``, the path a user with real
@@ -61,14 +63,19 @@ class ExportWeights(L.Callback):
 
     def _export(self, trainer: L.Trainer, pl_module: L.LightningModule, log_dir: Path) -> None:
         vit = pl_module.model.vit
+        adapters = pl_module.method.adapter_config
         weights = select_weights(trainer, self.select, "ExportWeights.select", self.monitor)
         source = f"{weights.rule} weights, step {weights.global_step}"
         if weights.rule == "best" and weights.checkpoint:
             state = torch.load(weights.checkpoint, map_location="cpu",
                                weights_only=True)["state_dict"]
-            vit = _clone_with_state(vit, {k[len(VIT_PREFIX):]: v for k, v in state.items()
-                                          if k.startswith(VIT_PREFIX)})
+            vit = merged_copy(vit, {k[len(VIT_PREFIX):]: v for k, v in state.items()
+                                    if k.startswith(VIT_PREFIX)}, adapters)
             source += f" ({weights.monitor} {weights.value:.4g}, {weights.checkpoint})"
+        elif has_adapters(vit):
+            vit = merged_copy(vit)
+        if adapters is not None:
+            source += f", {adapters.kind} adapters merged"
         hp = pl_module.hparams
         metadata = {k: hp.get(k) for k in ("model_name", "num_classes", "img_size", "in_chans",
                                             "patch_size", "model_kwargs")}
@@ -77,10 +84,3 @@ class ExportWeights(L.Callback):
         for target in (self.path, log_dir / self.path.name):
             save_vit_weights(vit, target, metadata)
         rank_zero_info(f"Exported the {source} to {self.path}")
-
-
-def _clone_with_state(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> torch.nn.Module:
-    """A CPU copy of ``module`` holding ``state``."""
-    clone = copy.deepcopy(module).cpu()
-    clone.load_state_dict(state)
-    return clone

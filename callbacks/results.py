@@ -35,6 +35,13 @@ def latest_checkpoint(trainer: L.Trainer) -> str:
     return max(existing, key=lambda p: Path(p).stat().st_mtime, default="")
 
 
+
+def trainable_params(trainer: L.Trainer) -> int:
+    """Elements of the parameters the optimizers hold at the end of fit (what was trained)."""
+    params = {id(p): p for optimizer in trainer.optimizers for group in optimizer.param_groups
+              for p in group["params"]}
+    return sum(p.numel() for p in params.values())
+
 class ResultRecord(L.Callback):
     """Merge the run's config, versions, seed, checkpoints and final metrics into its JSON record.
 
@@ -109,6 +116,7 @@ class ResultRecord(L.Callback):
             ledger = find_ledger(trainer)
             section.update(global_step=trainer.global_step, epoch=trainer.current_epoch,
                            validations=ledger.state_dict()["validations"] if ledger else [])
+            section["trainable_params"] = trainable_params(trainer)
             method = getattr(pl_module, "method", None)
             if hasattr(method, "summary"):
                 section["method"] = method.summary()

@@ -118,7 +118,8 @@ class ViTClassifier(L.LightningModule):
         checkpoint["rng_states"] = capture_rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the RNG states of the checkpoint (older checkpoints have none)."""
+        """Let the method prepare for the weights; restore the checkpoint's RNG states."""
+        self.method.on_load_checkpoint(self, checkpoint)
         if "rng_states" in checkpoint:
             restore_rng_states(checkpoint["rng_states"])
 

@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from robust_vit.adapters import without_adapters
 from robust_vit.errors import ConfigError
 
 ONLINE_MODES = ("online", "run")
@@ -91,8 +92,13 @@ def read_checkpoint(ckpt_path: str | None) -> dict[str, Any] | None:
 
 
 def check_state_fits(ckpt_path: str, state: dict[str, Any], model: nn.Module) -> None:
-    """Fail naming the first tensors that are missing or shaped differently in the checkpoint."""
-    expected = model.state_dict()
+    """Fail naming the first tensors that are missing or shaped differently in the checkpoint.
+
+    Adapters (SAFER's LoRA/DoRA) are compared by the plain layers they sit on: the method puts
+    them back on load.
+    """
+    expected = without_adapters(model.state_dict())
+    state = without_adapters(state)
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
              if k in state and hasattr(state[k], "shape") and v.numel()
              and state[k].shape != v.shape]

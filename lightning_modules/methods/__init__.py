@@ -3,6 +3,7 @@
 from lightning_modules.methods.adversarial import AdversarialMethod
 from lightning_modules.methods.anf import ANF
 from lightning_modules.methods.base import Batch, FinetuneMethod
+from lightning_modules.methods.composite import Composite
 from lightning_modules.methods.erm import ERM
 from lightning_modules.methods.gaussian_noise import GaussianNoise
 from lightning_modules.methods.pgd_at import PGDAT
@@ -17,6 +18,7 @@ __all__ = [
     "TRADES",
     "AdversarialMethod",
     "Batch",
+    "Composite",
     "FinetuneMethod",
     "GaussianNoise",
 ]

@@ -50,7 +50,7 @@ class ANF(FinetuneMethod):
     with the current model (frozen, eval mode) by :func:`robust_vit.anf.synthesize_noise` on
     training batches from a loader of its own, shuffled by ``(seed, round)`` (every round
     searches on fresh batches; the training epoch is never disturbed); in between the loss is
-    ``CE(f(x), y) + loss_weight * CE(f(x; noise), y)``
+    ``clean_weight * CE(f(x), y) + loss_weight * CE(f(x; noise), y)``
     plus ``consistency_weight`` times the mean squared logit change. After the last round the last
     noise stays in use. The noise and the round counter are buffers, so checkpoints hold them.
     Under DDP every rank draws the same initial noise (seeded), averages the noise gradients and
@@ -65,6 +65,8 @@ class ANF(FinetuneMethod):
         rounds: number of noises synthesised.
         steps_per_round: optimizer steps trained with each noise.
         loss_weight: lambda, the weight of the noisy cross-entropy.
+        clean_weight: weight of the clean cross-entropy (1: the paper). 0 leaves the noisy term
+            alone, to add to another method's loss (DAT + NS: ``Composite`` of PGD-AT and ANF).
         consistency_weight: weight of ``mean ||f(x; noise) - f(x)||^2`` (0 = off, the paper).
         noise: ``learned`` (ANF) or ``random`` (the control: N(0, 1) shrunk by 0.8 until the eps
             test passes).
@@ -95,6 +97,7 @@ class ANF(FinetuneMethod):
         rounds: PositiveInt = 20,
         steps_per_round: PositiveInt = 40,
         loss_weight: NonNegativeFloat = 1.0,
+        clean_weight: NonNegativeFloat = 1.0,
         consistency_weight: NonNegativeFloat = 0.0,
         noise: Literal["learned", "random"] = "learned",
         space: Literal["token", "image"] = "token",
@@ -113,6 +116,7 @@ class ANF(FinetuneMethod):
         self.budget_fraction, self.max_synthesis_steps = budget_fraction, max_synthesis_steps
         self.rounds, self.steps_per_round = rounds, steps_per_round
         self.loss_weight, self.consistency_weight = loss_weight, consistency_weight
+        self.clean_weight = clean_weight
         self.noise_kind, self.space, self.seed = noise, space, seed
         self.noise_units = noise_units
         self.history: list[dict[str, float]] = []
@@ -228,7 +232,8 @@ class ANF(FinetuneMethod):
                                  **stats})
         logits = module(x)
         noisy = apply_noise(module.model, x, self.noise, self.space)
-        loss = F.cross_entropy(logits, y) + self.loss_weight * F.cross_entropy(noisy, y)
+        loss = (self.clean_weight * F.cross_entropy(logits, y)
+                + self.loss_weight * F.cross_entropy(noisy, y))
         if self.consistency_weight > 0:
             loss = loss + self.consistency_weight * (noisy - logits).pow(2).sum(-1).mean()
         extras = dict(zip(STATS, self.stats, strict=True))

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from lightning_modules.optim import weight_decay_groups
+from robust_vit.adapters import AdapterConfig
 
 if TYPE_CHECKING:
     from lightning_modules.classifier import ViTClassifier
@@ -30,6 +31,8 @@ class FinetuneMethod(nn.Module, ABC):
     """
 
     automatic_optimization: ClassVar[bool] = True
+    adapter_config: AdapterConfig | None = None
+    """How this method adapts layers (LoRA/DoRA), so exports can rebuild and merge them."""
 
     def summary(self) -> dict[str, Any]:
         """What the run's record keeps of the method after fit (``fit.method``; none here)."""
@@ -40,6 +43,9 @@ class FinetuneMethod(nn.Module, ABC):
 
     def on_train_epoch_start(self, module: ViTClassifier) -> None:
         """Called at the start of every training epoch (the train dataloader is ready)."""
+
+    def on_load_checkpoint(self, module: ViTClassifier, checkpoint: dict[str, Any]) -> None:
+        """Called before a checkpoint's weights load (e.g. to rebuild modules they need)."""
 
     def configure_optimizer(self, module: ViTClassifier, factory: OptimizerCallable) -> Optimizer:
         """The optimizer over what this method trains (default: every trainable parameter).

@@ -11,10 +11,17 @@ frozen layers' weight gradients are never computed. Those backwards bypass DDP's
 the gradient the step uses is averaged over the ranks by hand.
 The selection travels in the checkpoint (``get_extra_state``) and is restored before the
 optimizer is rebuilt on resume.
+
+With ``adapter: lora | dora`` the selected layers get ``peft`` adapters and only the adapters are
+trained (SAM perturbs and steps them alone). At each scoring the adapters are merged into their
+layers, the plain model is scored, and fresh adapters go on the new selection, so the weights
+always hold everything learned so far. A checkpoint holds the adapters; on load they are put back
+on the layers the checkpoint adapted before its weights are read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from enum import Enum
 from functools import partial
@@ -29,12 +36,30 @@ from torch.optim import Optimizer
 
 from lightning_modules.layer_logging import log_layer_scores
 from lightning_modules.methods.adversarial import FIELD, AdversarialMethod
-from lightning_modules.methods.base import Batch
+from lightning_modules.methods.base import Batch, FinetuneMethod
 from lightning_modules.optim import weight_decay_groups
+from robust_vit.adapters import (
+    AdapterConfig,
+    adapted_module_names,
+    adapter_parameter_names,
+    check_available,
+    has_adapters,
+    inject_adapters,
+    merge_adapters,
+    merged_copy,
+)
 from robust_vit.attacks.pgd import pgd
 from robust_vit.distributed import average_gradients
+from robust_vit.errors import ConfigError
 from robust_vit.layers import Granularity, Layer, candidate_layers
-from robust_vit.ranges import LeftOpenUnitInterval, NonNegativeFloat, PositiveInt, check_ranges
+from robust_vit.ranges import (
+    LeftOpenUnitInterval,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    RightOpenUnitInterval,
+    check_ranges,
+)
 from robust_vit.sam import SAM
 from robust_vit.sharpness import (
     Radius,
@@ -83,6 +108,15 @@ class SAFER(AdversarialMethod):
         score_batch_size: their size (None: the training batch size).
         score_seed: picks the scoring subset (and seeds ``random`` selection).
         clip_grad_norm: clip the selected layers' gradient norm before the step (None: off).
+        adapter: ``lora`` or ``dora`` adapters on the selected layers, trained instead of the
+            layers' weights (None: train the weights themselves). Needs the ``peft`` extra.
+        adapter_rank: the adapters' rank r.
+        adapter_alpha: their scale numerator (the update is scaled by alpha / r).
+        adapter_dropout: dropout on the adapters' input.
+        loss: the loss the selected layers minimise, as another method (e.g. TRADES or a
+            :class:`~lightning_modules.methods.composite.Composite` of PGD-AT and ANF noise); each
+            SAM pass calls its ``training_step``, which makes its own attack at the weights of
+            that pass. None: cross-entropy on PGD examples made once per step at w.
         **attack: the attack options of
             :class:`~lightning_modules.methods.adversarial.AdversarialMethod` (norm, eps, alpha,
             steps, random_init, eps_warmup_epochs, attack_eval_mode).
@@ -110,9 +144,26 @@ class SAFER(AdversarialMethod):
         score_batch_size: PositiveInt | None = None,
         score_seed: int = 0,
         clip_grad_norm: NonNegativeFloat | None = 1.0,
+        adapter: Literal["lora", "dora"] | None = None,
+        adapter_rank: PositiveInt = 8,
+        adapter_alpha: PositiveFloat = 16.0,
+        adapter_dropout: RightOpenUnitInterval = 0.0,
+        loss: FinetuneMethod | None = None,
         **attack: Any,
     ) -> None:
         super().__init__(**attack)
+        if adapter is not None:
+            if adapter not in ("lora", "dora"):
+                raise ConfigError(f"{FIELD}.adapter", f"must be 'lora', 'dora' or null, got "
+                                  f"{adapter!r}.")
+            check_available(f"{FIELD}.adapter")
+        if loss is not None and not loss.automatic_optimization:
+            raise ConfigError(f"{FIELD}.loss", f"{type(loss).__name__} steps its own optimizer, "
+                              "so it cannot be the loss SAFER minimises; give a method that "
+                              "returns a loss (ERM, PGDAT, TRADES, ANF, Composite).")
+        self.adapter_config = None if adapter is None else AdapterConfig(
+            adapter, adapter_rank, adapter_alpha, adapter_dropout)
+        self.loss = loss
         self.granularity = Granularity(granularity)
         self.fraction, self.k = fraction, k
         self.selection = Selection(selection)
@@ -130,6 +181,7 @@ class SAFER(AdversarialMethod):
         self.scored_epoch = -1
         self.selections: list[dict[str, Any]] = []
         self.num_candidates = 0
+        self.trainable_params = 0
 
     # -- checkpointed state -------------------------------------------------------------------
     def get_extra_state(self) -> dict[str, Any]:
@@ -146,9 +198,19 @@ class SAFER(AdversarialMethod):
         self.selections = [dict(entry) for entry in state.get("selections", [])]
 
     def summary(self) -> dict[str, Any]:
-        """The candidate count and every scoring: epoch, step, selected layers, changed or not."""
+        """The candidates, every scoring, the adapters and the base loss's summary.
+
+        A scoring lists its epoch, step, selected layers and whether the set changed.
+        """
+        config = self.adapter_config
         return {"num_candidates": self.num_candidates, "selections": self.selections,
-                "reselections": max(0, len(self.selections) - 1)}
+                "reselections": max(0, len(self.selections) - 1),
+                "adapter": None if config is None else {
+                    "kind": config.kind, "rank": config.rank, "alpha": config.alpha,
+                    "dropout": config.dropout},
+                "trainable_params": self.trainable_params,
+                "loss": None if self.loss is None else {
+                    "method": type(self.loss).__name__, **self.loss.summary()}}
 
     # -- layers and optimizer -------------------------------------------------------------------
     def layers(self, module: ViTClassifier) -> list[Layer]:
@@ -156,7 +218,9 @@ class SAFER(AdversarialMethod):
         return candidate_layers(module.model, self.granularity)
 
     def selected_parameter_names(self, module: ViTClassifier) -> set[str]:
-        """Full parameter names of the selected layers."""
+        """Full names of what is trained: the selected layers' parameters, or their adapters'."""
+        if self.adapter_config is not None:
+            return adapter_parameter_names(module.model)
         chosen = set(self.selected)
         layers = self.layers(module)
         return {n for layer in layers if layer.name in chosen for n in layer.param_names}
@@ -169,9 +233,28 @@ class SAFER(AdversarialMethod):
         return factory(groups)
 
     def on_fit_start(self, module: ViTClassifier) -> None:
-        """Check ``k`` against the candidates before any compute."""
-        self.num_candidates = len(self.layers(module))
+        """Check ``k`` against the candidates before any compute; prepare the base loss."""
+        plain = merged_copy(module.model) if has_adapters(module.model) else module.model
+        self.num_candidates = len(candidate_layers(plain, self.granularity))
         num_selected(self.num_candidates, fraction=self.fraction, k=self.k, field=FIELD)
+        if self.loss is not None:
+            self.loss.on_fit_start(module)
+
+    def on_load_checkpoint(self, module: ViTClassifier, checkpoint: dict[str, Any]) -> None:
+        """Put adapters where the checkpoint has them, so that its weights load."""
+        if self.adapter_config is None:
+            return
+        merge_adapters(module.model)
+        names = adapted_module_names(checkpoint["state_dict"], prefix="model.")
+        inject_adapters(module.model, names, self.adapter_config, seed=0, field=f"{FIELD}.adapter")
+
+    def _move_adapters(self, module: ViTClassifier, epoch: int) -> None:
+        """Fresh adapters on the selected layers (seeded by the scoring, equal on every rank)."""
+        chosen = set(self.selected)
+        names = {param.rpartition(".")[0] for layer in self.layers(module)
+                 if layer.name in chosen for param in layer.param_names}
+        inject_adapters(module.model, names, self.adapter_config,  # type: ignore[arg-type]
+                        seed=self.score_seed + epoch, field=f"{FIELD}.adapter")
 
     # -- scoring and selection ------------------------------------------------------------------
     def score(self, module: ViTClassifier) -> dict[str, float]:
@@ -194,11 +277,15 @@ class SAFER(AdversarialMethod):
 
     def on_train_epoch_start(self, module: ViTClassifier) -> None:
         """Score and select at the first epoch and every ``reselect_every_n_epochs`` after."""
+        if self.loss is not None:
+            self.loss.on_train_epoch_start(module)
         epoch = module.current_epoch
         due = self.scored_epoch < 0 or (
             self.reselect and epoch - self.scored_epoch >= self.reselect_every_n_epochs)
         if not due:
             return
+        if self.adapter_config is not None:
+            merge_adapters(module.model)
         layers = self.layers(module)
         k = num_selected(len(layers), fraction=self.fraction, k=self.k, field=FIELD)
         scores = self.score(module)
@@ -208,10 +295,13 @@ class SAFER(AdversarialMethod):
         self.selected, self.scores, self.scored_epoch = selected, scores, epoch
         self.selections.append({"epoch": epoch, "global_step": module.global_step,
                                 "selected": list(selected), "changed": changed})
-        if changed:
+        if self.adapter_config is not None:
+            self._move_adapters(module, epoch)
+        if changed or self.adapter_config is not None:
             module.rebuild_optimizers()
-        trainable = sum(p.numel() for n, p in module.model.named_parameters()
-                        if n in self.selected_parameter_names(module))
+        names = self.selected_parameter_names(module)
+        trainable = sum(p.numel() for n, p in module.model.named_parameters() if n in names)
+        self.trainable_params = trainable
         module.log_dict({f"sharpness/{name}": value for name, value in scores.items()})
         module.log_dict({"safer/num_selected": float(len(selected)),
                          "safer/trainable_params": float(trainable)})
@@ -220,37 +310,45 @@ class SAFER(AdversarialMethod):
                        f"{'' if changed else ', unchanged'}")
 
     # -- training step --------------------------------------------------------------------------
-    def _adv_loss(self, module: ViTClassifier, x_adv: Tensor, y: Tensor) -> Tensor:
-        return F.cross_entropy(module(x_adv), y)
-
     def _clip(self, params: list[Tensor]) -> None:
         if self.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
 
-    def _selected_backward(self, module: ViTClassifier, params: list[Tensor], x_adv: Tensor,
-                           y: Tensor) -> Tensor:
+    def _selected_backward(self, module: ViTClassifier, params: list[Tensor],
+                           loss_at_weights: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
         """The loss at the current weights; its gradient for ``params`` only, not synced."""
         no_sync = getattr(module.trainer.strategy, "block_backward_sync", nullcontext)
         with no_sync():
-            loss = self._adv_loss(module, x_adv, y)
-            module.manual_backward(loss, inputs=params)
-        return loss.detach()
+            out = loss_at_weights()
+            module.manual_backward(out["loss"], inputs=params)
+        return {name: value.detach() for name, value in out.items()}
+
+    def _loss_function(self, module: ViTClassifier, batch: Batch,
+                       batch_idx: int) -> Callable[[], dict[str, Tensor]]:
+        """What each pass minimises: CE on PGD examples made once here, or the base loss."""
+        if self.loss is not None:
+            return partial(self.loss.training_step, module, batch, batch_idx)
+        x, y = batch
+        x_adv = self.attack(module, x, y)
+        return lambda: {"loss": F.cross_entropy(module(x_adv), y)}
 
     def training_step(
         self, module: ViTClassifier, batch: Batch, batch_idx: int
     ) -> dict[str, Tensor]:
         """One SAM (or base) step of the selected layers on PGD examples made at w."""
-        x, y = batch
+        x, _ = batch
         opt = module.optimizers()
         params = [p for group in opt.optimizer.param_groups for p in group["params"]]
-        x_adv = self.attack(module, x, y)
+        loss_at_weights = self._loss_function(module, batch, batch_idx)
         module.model.zero_grad(set_to_none=True)
-        loss = self._selected_backward(module, params, x_adv, y)
-        out = {"adv_loss": loss}
+        first = self._selected_backward(module, params, loss_at_weights)
+        loss = first["loss"]
+        out = {"adv_loss": loss, **{name: value for name, value in first.items()
+                                    if name not in ("loss", "logits")}}
         if self.layer_optimizer is LayerOptimizer.SAM:
             def closure() -> Tensor:
                 module.model.zero_grad(set_to_none=True)
-                sam_loss = self._selected_backward(module, params, x_adv, y)
+                sam_loss = self._selected_backward(module, params, loss_at_weights)["loss"]
                 average_gradients(params)
                 self._clip(params)
                 return sam_loss

@@ -28,6 +28,9 @@ METHOD_ARGS = {
     "safer": ["--model.method.init_args.reselect_every_n_epochs=1",
               "--model.method.init_args.fraction=0.3"],
 }
+# SAFER with LoRA: random selection, so the adapters move at the second epoch's re-selection.
+METHOD_ARGS["safer_lora"] = [*METHOD_ARGS["safer"], "--model.method.init_args.selection=random"]
+METHOD_YAMLS = {"safer_lora": ["method/safer.yaml", "method/safer_lora.yaml"]}
 
 
 def load_states(directory: Path) -> tuple[list[dict], list[dict]]:
@@ -48,10 +51,10 @@ def assert_same_state(first: dict, second: dict, step: int) -> None:
 
 
 @pytest.mark.ddp
-@pytest.mark.parametrize("method", ["erm", "anf", "safer"])
+@pytest.mark.parametrize("method", ["erm", "anf", "safer", "safer_lora"])
 def test_two_process_cpu_ddp_fit_and_test(method: str, tmp_path: Path, fmnist_dir: Path) -> None:
-    layers = ["base.yaml", "data/fashion_mnist.yaml", "model/vit_cpu.yaml", f"method/{method}.yaml",
-              "ddp.yaml"]
+    layers = ["base.yaml", "data/fashion_mnist.yaml", "model/vit_cpu.yaml",
+              *METHOD_YAMLS.get(method, [f"method/{method}.yaml"]), "ddp.yaml"]
     args = [sys.executable, "-m", "robust_vit", "fit"]
     for layer in layers:
         args += ["--config", str(EXPERIMENTS / layer)]
@@ -74,14 +77,18 @@ def test_two_process_cpu_ddp_fit_and_test(method: str, tmp_path: Path, fmnist_di
     for step, (state, other) in enumerate(zip(first, second, strict=True)):
         assert_same_state(state, other, step)
     start, end = first[0], first[-1]
-    moved = [key for key, value in end.items() if key.startswith("model.") and
+    moved = [key for key, value in end.items() if key.startswith("model.") and key in start and
              torch.is_tensor(value) and not torch.equal(value, start[key])]
     assert moved, "training did not change any weight: the comparison would be vacuous"
     if method == "anf":
         assert int(end["method.current_round"]) == 1
         assert not torch.equal(first[2]["method.noise"], first[3]["method.noise"])
-    if method == "safer":
+    if method.startswith("safer"):
         assert end["method._extra_state"]["selected"]
+    if method == "safer_lora":  # adapters trained on both ranks alike, and moved once
+        adapter_keys = [sorted(k for k in state if ".lora_" in k) for state in first]
+        assert adapter_keys[1] and adapter_keys[1] != adapter_keys[-1]
+        assert first[1]["method._extra_state"]["selected"] != end["method._extra_state"]["selected"]
 
 
 @pytest.mark.ddp

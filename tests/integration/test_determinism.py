@@ -19,9 +19,16 @@ FAST = {
 }
 
 
+def method_configs(method: str) -> list[str]:
+    """The method's YAML, after method/safer.yaml for SAFER's variants and ablations."""
+    layers = ["safer.yaml"] if method.startswith("safer_") else []
+    return [arg for layer in [*layers, f"{method}.yaml"]
+            for arg in ("--config", str(EXPERIMENTS / "method" / layer))]
+
+
 def fit_record(method: str, seed: int, name: str, tmp_path: Path, fmnist_dir: Path,
                monkeypatch: pytest.MonkeyPatch) -> dict:
-    run(["fit", *CPU_BASE, "--config", str(EXPERIMENTS / "method" / f"{method}.yaml"),
+    run(["fit", *CPU_BASE, *method_configs(method),
          *tiny_overrides(fmnist_dir), *FAST[method], "--trainer.max_epochs=1",
          "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=2",
          "--trainer.limit_test_batches=2", "--test_after_fit=true", f"--seed_everything={seed}",

@@ -65,6 +65,10 @@ REGIME_BELOW = {
     "regime/safer_stage2.yaml": ["method/pgd_at.yaml", "finetune.yaml"],
     "regime/safer_selection.yaml": ["method/safer.yaml", "finetune.yaml",
                                     "regime/safer_stage2.yaml"],
+    "regime/safer_stage2_attack.yaml": ["method/pgd_at.yaml", "finetune.yaml",
+                                        "regime/safer_stage2.yaml"],
+    "regime/pgd_at_anf_stage2.yaml": ["method/pgd_at_anf.yaml", "finetune.yaml",
+                                      "regime/safer_stage2.yaml"],
 }
 
 
