@@ -16,7 +16,12 @@ from callbacks.results import ResultRecord
 from callbacks.selection import Rule, ValidationLedger, monitored_checkpoint, select_weights
 from robust_vit.errors import ConfigError, TrainingFault
 from robust_vit.parser import RobustViTParser
-from robust_vit.preflight import check_state_fits, prepare_wandb, read_checkpoint
+from robust_vit.preflight import (
+    check_state_fits,
+    label_wandb_run,
+    prepare_wandb,
+    read_checkpoint,
+)
 from robust_vit.ranges import PositiveInt
 from robust_vit.records import RECORD_NAME
 
@@ -37,6 +42,15 @@ class RobustViTCLI(LightningCLI):
         parser.add_argument(
             "--name", type=str | None, default=None,
             help="Run name: the folder under each logger's save_dir and the wandb run name.",
+        )
+        parser.add_argument(
+            "--group", type=str | None, default=None,
+            help="The sweep this run belongs to: wandb's group, so that a sweep's seeds "
+            "collapse into one line with a band (the seed is a wandb tag, seed<N>).",
+        )
+        parser.add_argument(
+            "--job_type", type=str | None, default=None,
+            help="The sweep arm (method) this run is: wandb's job_type.",
         )
 
         parser.add_argument(
@@ -65,6 +79,8 @@ class RobustViTCLI(LightningCLI):
             torch.set_num_threads(config.threads)
         loggers = config.trainer.get("logger")
         prepare_wandb(loggers)
+        label_wandb_run(loggers, group=config.get("group"), job_type=config.get("job_type"),
+                        seed=config.get("seed_everything"))
         if config.get("name") and isinstance(loggers, list):
             for logger in loggers:
                 logger.init_args.name = config.name

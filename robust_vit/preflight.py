@@ -63,6 +63,24 @@ def prepare_wandb(loggers: Any) -> None:
         config.init_args.offline = False
 
 
+def label_wandb_run(loggers: Any, *, group: str | None, job_type: str | None,
+                    seed: int | bool | None) -> None:
+    """Give the wandb run its sweep ``group``, its arm as ``job_type`` and ``seed<N>`` as a tag.
+
+    They go to ``wandb.init`` through ``WandbLogger``'s keyword arguments, so wandb's UI groups
+    a sweep's seeds into one line per arm.
+    """
+    labels = {k: v for k, v in {"group": group, "job_type": job_type}.items() if v is not None}
+    seed_tags = [f"seed{seed}"] if isinstance(seed, int) and not isinstance(seed, bool) else []
+    for config in wandb_logger_configs(loggers):
+        kwargs = dict(getattr(config, "dict_kwargs", None) or {})
+        kwargs.update(labels)
+        tags = [t for t in kwargs.get("tags") or [] if not t.startswith("seed")]
+        if tags or seed_tags:
+            kwargs["tags"] = tags + seed_tags
+        config.dict_kwargs = kwargs
+
+
 def read_checkpoint(ckpt_path: str | None) -> dict[str, Any] | None:
     """The state dict of the Lightning checkpoint at ``ckpt_path``; anything else fails clearly.
 
