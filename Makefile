@@ -38,7 +38,7 @@ SWEEP_RUNS := $(foreach m,$(METHODS),$(foreach s,$(SEEDS),runs/$(SWEEP)/$(m)/see
 STAGE1_LAST := artifacts/safer_stage1_last.safetensors
 STAGE1_BEST := artifacts/safer_stage1_best.safetensors
 
-.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer nullspace report bench perf test test-full lint clean
+.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer nullspace report bench perf prefetch test test-full lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -154,6 +154,10 @@ bench: install ## the CPU reproduction end to end (pretrain, sweep-anf, sweep-sa
 
 perf: install $(WEIGHTS) ## every CPU performance benchmark in turn, written to docs/performance.md
 	PYTHONPATH=$(CURDIR) $(PY) benchmarks/performance.py --threads $(THREADS) --out docs/performance.md
+
+prefetch: $(VENV)/.installed ## fill the Hugging Face cache with MODEL's pretrained weights (online machines only), for offline compute nodes
+	@[ -n "$(MODEL)" ] || { echo "make prefetch MODEL=<timm name[.tag] or hf-hub:org/name>"; exit 2; }
+	$(CLI) prefetch $(MODEL)
 
 test: install ## run the test suite (what CI runs)
 	$(PY) -m pytest -q

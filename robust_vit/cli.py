@@ -161,6 +161,11 @@ def main(args: ArgsType = None) -> None:
 
         report_main(argv[1:])
         return
+    if argv[:1] == ["prefetch"]:
+        from robust_vit.hub import main as prefetch_main
+
+        prefetch_main(argv[1:])
+        return
     try:
         run_cli(args)
     except SIGTERMException as err:

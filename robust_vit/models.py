@@ -10,11 +10,13 @@ from typing import Any
 
 import timm
 import torch
+from huggingface_hub.errors import LocalEntryNotFoundError
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from robust_vit.errors import ConfigError
+from robust_vit.hub import HUB_PREFIX, check_pretrained_available, prefetch_hint
 
 HEAD_WEIGHT_KEY = "head.weight"
 PATCH_WEIGHT_KEY = "patch_embed.proj.weight"
@@ -61,8 +63,8 @@ def default_normalization(
 
 
 def check_model_name(model_name: str) -> None:
-    """Fail with the fix when timm does not know ``model_name``."""
-    if timm.is_model(model_name):
+    """Fail with the fix when timm does not know ``model_name`` (``hf-hub:`` names go unchecked)."""
+    if model_name.startswith(HUB_PREFIX) or timm.is_model(model_name):
         return
     close = timm.list_models(f"*{model_name.split('_')[0]}*")[:8]
     hint = f" Close names: {', '.join(close)}." if close else ""
@@ -132,6 +134,8 @@ def create_vit(
                 overlay["num_classes"] = head[0]
         kwargs["pretrained_cfg_overlay"] = overlay
         pretrained = True
+    elif pretrained:
+        check_pretrained_available(model_name)
     try:
         return timm.create_model(model_name, pretrained=pretrained, **kwargs)
     except TypeError as err:
@@ -139,6 +143,12 @@ def create_vit(
             "model.model_name",
             f"{model_name!r} does not take the ViT options {sorted(kwargs)} ({err}). Use a timm "
             "Vision Transformer (vit_*, deit_*, ...) or model_kwargs it accepts.",
+        ) from err
+    except LocalEntryNotFoundError as err:
+        raise ConfigError(
+            "model.pretrained",
+            f"the weights of {model_name!r} are neither in the Hugging Face cache nor reachable "
+            f"({err}). {prefetch_hint(model_name)}, or load a local file with --model.weights.",
         ) from err
     except RuntimeError as err:
         if weights is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import pickle
 from pathlib import Path
 
@@ -69,3 +70,17 @@ def write_image_folder(root: Path, classes: int = 3, per_class: int = 4, size: i
                 pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(folder / f"img_{i}.png")
     return root
+
+
+def write_hub_repo(cache: Path, repo_id: str, files: dict[str, bytes],
+                   revision: str = "main") -> Path:
+    """``files`` as a Hugging Face hub cache holds a download of ``repo_id`` at ``revision``."""
+    commit = hashlib.sha1(repo_id.encode() + revision.encode()).hexdigest()
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        (snapshot / name).write_bytes(content)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / revision).write_text(commit)
+    return snapshot
