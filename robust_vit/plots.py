@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from robust_vit.radii import NORM_LABELS, metric_label, radius_label, threat_radius
 from robust_vit.records import save_figure_atomic
@@ -133,12 +134,14 @@ def anf_rounds(rounds: list[dict[str, float]], path: Path, title: str) -> Path:
     fig, axes = plt.subplots(len(ANF_PANELS), 1, figsize=(5, 4.5), sharex=True)
     x = [r["round"] for r in rounds]
     for ax, (stat, label) in zip(axes, ANF_PANELS.items(), strict=True):
-        ax.plot(x, [r[stat] for r in rounds], "o-", markersize=3)
+        style = "o" if stat == "synth_reached" else "o-"  # a yes/no per round: no line
+        ax.plot(x, [r[stat] for r in rounds], style, markersize=3)
         ax.set_ylabel(label, fontsize=8)
     axes[1].set(ylim=(-0.1, 1.1), yticks=[0, 1], yticklabels=["no", "yes"])
     axes[2].set_ylim(0, 1.05)
     axes[0].set_title(title)
     axes[-1].set_xlabel("round")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
