@@ -44,7 +44,7 @@ from robust_vit.aggregate import (
     mean_result,
     seed_of,
 )
-from robust_vit.plots import SECTION_PLOTS, group_means, series_over_steps
+from robust_vit.plots import SECTION_PLOTS, group_means, robust_curve, series_over_steps
 from robust_vit.radii import radius_label, threat_radius
 from robust_vit.records import RECORD_NAME, read_record, write_text_atomic
 from robust_vit.report import flatten_metrics
@@ -313,15 +313,13 @@ def robust_overfitting_plots(runs: Path, docs: Path) -> list[str]:
         section = record.get("robust_validation") or {}
         found = seed_of(Path(folder))
         group = found[0] if found else folder
-        for point in section.get("curve", []):
-            for split in ("train", "val"):
-                if split in point:
-                    by_epoch = curves.setdefault(group, {}).setdefault(split, {})
-                    by_epoch.setdefault(point["epoch"], []).append(point[split]["robust"]["acc"])
+        for line, points in robust_curve(section.get("curve", [])).items():
+            for epoch, acc in points:
+                curves.setdefault(group, {}).setdefault(line, {}).setdefault(epoch, []).append(acc)
     links = []
-    for group, by_split in sorted(curves.items()):
-        series = {f"{split} robust": [(e, statistics.fmean(v)) for e, v in sorted(pts.items())]
-                  for split, pts in by_split.items()}
+    for group, by_line in sorted(curves.items()):
+        series = {line: [(e, statistics.fmean(v)) for e, v in sorted(pts.items())]
+                  for line, pts in by_line.items()}
         name = Path(group).relative_to(runs).as_posix().replace("/", "_")
         path = series_over_steps(series, docs / "results" / f"robust_overfitting_{name}.png",
                                  f"{name}: robust accuracy, train vs validation (mean over seeds)",

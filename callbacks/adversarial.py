@@ -15,6 +15,7 @@ from callbacks.evaluation import (
     check_gradients_enabled,
     check_stages,
     eval_dataset,
+    log_plot,
     log_scalars,
     proportion,
     rank_shard,
@@ -34,6 +35,7 @@ from robust_vit.attacks import (
     zero_input_gradient,
 )
 from robust_vit.errors import ConfigError
+from robust_vit.plots import accuracy_vs_epsilon
 from robust_vit.ranges import NonNegativeFloat, PositiveInt, check_ranges
 from robust_vit.tables import adversarial_table
 
@@ -143,6 +145,7 @@ class AdversarialEval(StagedEvaluation):
             md = write_outputs(trainer, record, self.section, stage, result, table, rows,
                                ["attack", "threat", "acc", "ci_low", "ci_high"])
             rank_zero_info(f"\n{table}\n(written to {md})")
+        log_plot(trainer, self.section, stage, result, accuracy_vs_epsilon)
         return result
 
     def _result(self, totals: dict[CountKey, int], n: int, seconds: float) -> dict[str, Any]:

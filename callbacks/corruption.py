@@ -19,6 +19,7 @@ from callbacks.evaluation import (
     StagedEvaluation,
     check_stages,
     eval_dataset,
+    log_plot,
     log_scalars,
     proportion,
     reduce_counts,
@@ -36,6 +37,7 @@ from robust_vit.corruptions import (
     render_corruptions,
 )
 from robust_vit.errors import ConfigError
+from robust_vit.plots import corruption_heatmap
 from robust_vit.ranges import NonNegativeInt, OneToFive, PositiveInt, check_ranges
 from robust_vit.tables import corruption_table
 
@@ -146,6 +148,7 @@ class CorruptionEval(StagedEvaluation):
             md = write_outputs(trainer, record, self.section, stage, result, table, rows,
                                ["corruption", "severity", "acc", "ci_low", "ci_high"])
             rank_zero_info(f"\n{table}\n(written to {md})")
+        log_plot(trainer, self.section, stage, result, corruption_heatmap)
         return result
 
     def _count(self, trainer: L.Trainer, pl_module: L.LightningModule,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -11,6 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from lightning_modules.logger_media import log_png, log_table
 from robust_vit.attacks import wilson_interval
 from robust_vit.errors import ConfigError
 from robust_vit.records import update_record, write_text_atomic
@@ -107,10 +110,22 @@ def write_outputs(trainer: L.Trainer, path: Path, section: str, stage: str,
     update_record(path, section, {stage: {**result, "table": table}})
     md = path.parent / f"{section}_{stage}.md"
     write_text_atomic(md, table + "\n")
-    for logger in trainer.loggers:
-        if hasattr(logger, "log_table"):
-            logger.log_table(key=f"{stage}/{section}", columns=columns, data=rows)
+    log_table(trainer, f"{stage}/{section}", columns, rows)
     return md
+
+
+Plot = Callable[[dict[str, Any], Path, str], Path]
+
+
+def log_plot(trainer: L.Trainer, section: str, stage: str, result: dict[str, Any],
+             plot: Plot) -> Path | None:
+    """Draw ``result`` as ``<log_dir>/<section>_<stage>.png``; log it as ``<stage>/<section>/plot``.
+
+    Call it on every rank (see :func:`lightning_modules.logger_media.log_png`).
+    """
+    title = f"{section}, {stage}" + (f" (epoch {trainer.current_epoch})" if stage == "fit" else "")
+    return log_png(trainer, f"{section}_{stage}.png", f"{stage}/{section}/plot",
+                   partial(plot, result, title=title))
 
 
 class StagedEvaluation(L.Callback, ABC):

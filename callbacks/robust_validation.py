@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import lightning as L
@@ -18,8 +19,10 @@ from callbacks.evaluation import (
     reduce_counts,
 )
 from callbacks.results import record_path
+from lightning_modules.logger_media import log_png
 from robust_vit.attacks import CLEAN, PGD, WORST, Attack, run_suite
 from robust_vit.errors import ConfigError
+from robust_vit.plots import robust_overfitting
 from robust_vit.ranges import NonNegativeInt, PositiveInt, check_ranges
 from robust_vit.records import update_record
 
@@ -45,8 +48,10 @@ class RobustValidation(StagedEvaluation):
     either can be the monitor of a ``ModelCheckpoint`` or of ``EarlyStopping`` (Rice et al.
     2020's remedy for robust overfitting). Each evaluation adds a point (epoch, step, clean and
     robust accuracy of both subsets with 95% intervals) to the record's ``robust_validation``
-    curve; the curve is kept in checkpoints. (Validation in fit runs under ``no_grad``, never
-    ``inference_mode``, and the attack turns gradients on, so it needs no trainer setting.)
+    curve; the curve is kept in checkpoints and drawn, train against validation, as
+    ``<log_dir>/robust_validation.png`` (the image ``fit/robust_validation/plot``). (Validation
+    in fit runs under ``no_grad``, never ``inference_mode``, and the attack turns gradients on, so
+    it needs no trainer setting.)
 
     Args:
         attack: the attack (default PGD-10 at L-inf 8/255, step 2/255).
@@ -125,4 +130,7 @@ class RobustValidation(StagedEvaluation):
             update_record(path, SECTION, {"attack": self.attack.name, "eps": self.attack.eps,
                                           "norm": self.attack.norm, "seed": self.seed,
                                           "curve": self.curve})
+        log_png(trainer, f"{SECTION}.png", f"fit/{SECTION}/plot",
+                partial(robust_overfitting, self.curve,
+                        title=f"{self.attack.name}: robust accuracy, train vs validation"))
         return point

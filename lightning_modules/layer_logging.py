@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import lightning as L
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from lightning_modules.logger_media import log_png, log_table
 from robust_vit.records import save_figure_atomic
 
 
@@ -31,28 +33,23 @@ def plot_layer_scores(scores: dict[str, float], selected: list[str], path: Path,
     ax.set_ylabel("score")
     ax.set_title(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     save_figure_atomic(fig, path, dpi=100)
     return path
 
 
 def log_layer_scores(trainer: L.Trainer, scores: dict[str, float], selected: list[str],
-                     key: str, epoch: int) -> Path:
+                     key: str, epoch: int) -> Path | None:
     """Write the chart under ``<log_dir>/sharpness/`` and send table and chart to the loggers.
 
     Call it on every rank (``trainer.log_dir`` is a collective under DDP); only rank zero writes.
-    Loggers with ``log_table``/``log_image`` (wandb) get both; every logger gets the scalars
-    the caller logs through ``LightningModule.log``.
+    Loggers with ``log_table``/``log_image`` (wandb) get both, the chart captioned with the
+    selected layers; every logger gets the scalars the caller logs through
+    ``LightningModule.log``.
     """
-    folder = Path(trainer.log_dir or trainer.default_root_dir) / "sharpness"
-    path = folder / f"{key}_{epoch:03d}.png"
-    if not trainer.is_global_zero:
-        return path
-    plot_layer_scores(scores, selected, path, title=f"{key}, epoch {epoch}")
-    rows = [[name, float(score), name in selected] for name, score in scores.items()]
-    for logger in trainer.loggers:
-        if hasattr(logger, "log_table"):
-            logger.log_table(key=f"{key}/table", columns=["layer", "score", "selected"], data=rows)
-        if hasattr(logger, "log_image"):
-            logger.log_image(key=f"{key}/chart", images=[str(path)])
+    path = log_png(trainer, Path("sharpness") / f"{key}_{epoch:03d}.png", f"{key}/chart",
+                   partial(plot_layer_scores, scores, selected, title=f"{key}, epoch {epoch}"),
+                   caption=f"epoch {epoch}, selected: {', '.join(selected)}")
+    if trainer.is_global_zero:
+        rows = [[name, float(score), name in selected] for name, score in scores.items()]
+        log_table(trainer, f"{key}/table", ["layer", "score", "selected"], rows)
     return path

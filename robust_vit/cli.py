@@ -108,6 +108,19 @@ class RobustViTCLI(LightningCLI):
 
     before_validate = before_test = before_predict = _check_ckpt_path
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run the subcommand, then finish this process's wandb run.
+
+        Lightning leaves the run open until the interpreter exits, where wandb abandons it with
+        its last records unwritten; finishing it here writes them (exit code 1 if it raised).
+        """
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException:
+            finish_wandb_run(exit_code=1)
+            raise
+        finish_wandb_run(exit_code=0)
+
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The trainer, with a rich progress bar unless the config disables or sets one."""
         config = self._get(self.config_init, "trainer", default={})
@@ -133,6 +146,14 @@ class RobustViTCLI(LightningCLI):
         log_dir = Path(self.trainer.log_dir or ".")  # a collective under DDP: every rank asks
         if self.trainer.is_global_zero:
             print(f"Result record: {log_dir / RECORD_NAME}")
+
+
+def finish_wandb_run(exit_code: int) -> None:
+    """Finish the wandb run a ``WandbLogger`` started in this process, if there is one."""
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish(exit_code=exit_code)
 
 
 def run_cli(args: ArgsType = None) -> RobustViTCLI:

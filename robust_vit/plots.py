@@ -1,4 +1,7 @@
-"""Plots from result records (matplotlib, Agg backend): accuracy vs epsilon, corruption heatmap."""
+"""Plots from result records (matplotlib, Agg backend).
+
+Accuracy vs epsilon, the corruption heatmap, robust overfitting curves, ANF's synthesis rounds.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from robust_vit.radii import NORM_LABELS, metric_label, radius_label, threat_radius
 from robust_vit.records import save_figure_atomic
@@ -97,6 +101,48 @@ def series_over_steps(series: dict[str, list[tuple[float, float]]], path: Path, 
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
+    save_figure_atomic(fig, path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def robust_curve(curve: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    """``<split> robust`` -> ``(epoch, robust accuracy)`` of a ``robust_validation`` curve."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    for point in curve:
+        for split in ("train", "val"):
+            if split in point:
+                series.setdefault(f"{split} robust", []).append(
+                    (point["epoch"], point[split]["robust"]["acc"]))
+    return series
+
+
+def robust_overfitting(curve: list[dict[str, Any]], path: Path, title: str) -> Path:
+    """Training against validation robust accuracy per epoch (a record's curve)."""
+    return series_over_steps(robust_curve(curve), path, title, "robust accuracy", xlabel="epoch")
+
+
+ANF_PANELS = {"noise_norm": "noise L2 norm", "synth_reached": "reached eps",
+              "synth_agreement": "agreement"}
+
+
+def anf_rounds(rounds: list[dict[str, float]], path: Path, title: str) -> Path:
+    """ANF's synthesis per round (``fit.method.rounds``): noise norm, eps reached, agreement.
+
+    Agreement is the share of the last searched batch whose prediction the noise left unchanged.
+    """
+    fig, axes = plt.subplots(len(ANF_PANELS), 1, figsize=(5, 4.5), sharex=True)
+    x = [r["round"] for r in rounds]
+    for ax, (stat, label) in zip(axes, ANF_PANELS.items(), strict=True):
+        style = "o" if stat == "synth_reached" else "o-"  # a yes/no per round: no line
+        ax.plot(x, [r[stat] for r in rounds], style, markersize=3)
+        ax.set_ylabel(label, fontsize=8)
+    axes[1].set(ylim=(-0.1, 1.1), yticks=[0, 1], yticklabels=["no", "yes"])
+    axes[2].set_ylim(0, 1.05)
+    axes[0].set_title(title)
+    axes[-1].set_xlabel("round")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
     save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
     return path

@@ -6,6 +6,7 @@ import itertools
 import math
 import os
 from collections.abc import Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -15,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from datamodules.resumable import RoundSampler
+from lightning_modules.logger_media import log_png
 from lightning_modules.methods.base import Batch, FinetuneMethod
 from robust_vit.anf import (
     SynthesisResult,
@@ -26,6 +28,7 @@ from robust_vit.anf import (
     token_rms,
 )
 from robust_vit.errors import ConfigError
+from robust_vit.plots import anf_rounds
 from robust_vit.ranges import (
     NonNegativeFloat,
     PositiveAtMost2,
@@ -83,7 +86,9 @@ class ANF(FinetuneMethod):
             (token space only).
 
     Each round's token RMS, initial range, steps, criterion and whether eps was reached are
-    logged (``train/<stat>``) and listed, with the run's reach rate, by :meth:`summary`.
+    logged (``train/<stat>``) and listed, with the run's reach rate, by :meth:`summary`; after
+    every synthesis the rounds so far (noise norm, eps reached, agreement) are drawn as
+    ``<log_dir>/anf_rounds.png`` and logged as the image ``anf/rounds``.
     """
 
     @check_ranges(FIELD)
@@ -230,6 +235,9 @@ class ANF(FinetuneMethod):
             self.stats.copy_(torch.tensor(list(stats.values())))
             self.history.append({"round": round_index, "global_step": module.global_step,
                                  **stats})
+            log_png(module.trainer, "anf_rounds.png", "anf/rounds",
+                    partial(anf_rounds, self.history,
+                            title=f"ANF rounds ({self.noise_kind} noise, {self.space} space)"))
         logits = module(x)
         noisy = apply_noise(module.model, x, self.noise, self.space)
         loss = (self.clean_weight * F.cross_entropy(logits, y)
