@@ -42,6 +42,11 @@ class Setup:
     repeats: int
     radii: tuple[float, ...]
 
+    def __post_init__(self) -> None:
+        """At least 2 warm-up steps: FLOPs are counted on the last, never the first (ANF's)."""
+        if self.warmup < 2:
+            raise ValueError(f"warmup must be at least 2 steps, got {self.warmup}")
+
     @property
     def bf16(self) -> bool:
         """Whether the precision autocasts to bf16 (as ``bf16-mixed`` does)."""
