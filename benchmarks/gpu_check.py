@@ -37,6 +37,7 @@ import json
 import logging
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -158,11 +159,13 @@ def measure_step(spec: ModelSpec, kind: str, method: FinetuneMethod, s: Setup) -
     data = SyntheticImages((s.warmup + s.steps) * s.batch_size, hp["img_size"], hp["in_chans"],
                            hp["num_classes"])
     meter = StepMeter(s.warmup, s.device)
-    trainer = L.Trainer(accelerator=s.device, devices=1, precision=s.precision,
-                        max_steps=s.warmup + s.steps, limit_val_batches=0, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, log_every_n_steps=1, callbacks=[meter])
-    trainer.fit(module, DataLoader(data, batch_size=s.batch_size))
+    with tempfile.TemporaryDirectory() as root:  # SAFER's layer chart lands there
+        trainer = L.Trainer(accelerator=s.device, devices=1, precision=s.precision,
+                            max_steps=s.warmup + s.steps, limit_val_batches=0, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, log_every_n_steps=1, callbacks=[meter],
+                            default_root_dir=root)
+        trainer.fit(module, DataLoader(data, batch_size=s.batch_size))
     rows = [Measured(spec.label, kind, statistics.median(meter.seconds), meter.flops,
                      s.batch_size, meter.peak_bytes / 2**30 if s.device == "cuda" else None)]
     if isinstance(method, ANF):
