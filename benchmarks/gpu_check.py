@@ -51,7 +51,7 @@ import torchattacks
 import yaml
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from benchmarks.gpu_check_report import (
     Measured,
@@ -66,6 +66,7 @@ from benchmarks.gpu_check_report import (
 from benchmarks.pgd_vs_torchattacks import theirs_flags
 from benchmarks.safer_step import timed
 from benchmarks.step_meter import StepMeter, flop_counter, synchronize
+from datamodules.tensor_images import TensorImageDataset
 from lightning_modules import ViTClassifier
 from lightning_modules.methods import ANF, ERM, PGDAT, SAFER, FinetuneMethod
 from robust_vit.anf import noise_shape, synthesize_noise
@@ -81,19 +82,13 @@ PEAK_BF16_TFLOPS = (("H200", 989.4), ("H100 PCIe", 756.0), ("H100 SXM", 989.4),
                     ("H100 80GB HBM3", 989.4), ("A100", 312.0))
 
 
-class SyntheticImages(Dataset):
-    """``size`` random images in [0, 1] with random labels, drawn from a pool of 64."""
-
-    def __init__(self, size: int, img_size: int, in_chans: int, num_classes: int) -> None:
-        generator = torch.Generator().manual_seed(0)
-        self.pool = torch.rand(64, in_chans, img_size, img_size, generator=generator)
-        self.labels = torch.randint(0, num_classes, (size,), generator=generator)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        return self.pool[index % len(self.pool)], self.labels[index]
+def synthetic_images(spec: ModelSpec, n: int) -> TensorImageDataset:
+    """``n`` random images of the model's size and random labels, in the in-memory dataset."""
+    generator = torch.Generator().manual_seed(0)
+    size, chans = spec.kwargs["img_size"], spec.kwargs["in_chans"]
+    images = torch.randint(0, 256, (n, chans, size, size), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, spec.kwargs["num_classes"], (n,), generator=generator)
+    return TensorImageDataset(images, labels, size, chans)
 
 
 def autocast(device: str, bf16: bool) -> AbstractContextManager:
@@ -155,9 +150,7 @@ def measure_step(spec: ModelSpec, kind: str, method: FinetuneMethod, s: Setup) -
     For ANF, the trained model's noise-synthesis update is measured too.
     """
     module = new_model(spec, s, method)
-    hp = module.hparams
-    data = SyntheticImages((s.warmup + s.steps) * s.batch_size, hp["img_size"], hp["in_chans"],
-                           hp["num_classes"])
+    data = synthetic_images(spec, (s.warmup + s.steps) * s.batch_size)
     meter = StepMeter(s.warmup, s.device)
     with tempfile.TemporaryDirectory() as root:  # SAFER's layer chart lands there
         trainer = L.Trainer(accelerator=s.device, devices=1, precision=s.precision,
