@@ -116,7 +116,7 @@ def setup(tiny: bool, batch_size: int | None) -> Setup:
                           "img_size": 224, "in_chans": 3})
         for label, name in (("ViT-S/16", "vit_small_patch16_224"),
                             ("ViT-B/16", "vit_base_patch16_224")))
-    return Setup("cuda", precision, models, batch_size or 128, warmup=3, steps=10,
+    return Setup("cuda", precision, models, batch_size or 128, warmup=3, steps=20,
                  synthesis_steps=10, eval_batch=128, repeats=3,
                  radii=tuple(r / 255 for r in (0.25, 0.5, 1, 2, 4, 8)))
 

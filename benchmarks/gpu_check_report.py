@@ -208,9 +208,10 @@ def markdown(report: Report) -> str:
 def anf_round(report: Report) -> list[str]:
     """One ANF round (SPEC_BUDGET synthesis updates, ROUND_STEPS training steps) against ERM."""
     by = {(r.model, r.kind): r for r in report.steps}
-    lines = [f"\nAmortised: an ANF round of {SPEC_BUDGET} synthesis updates and {ROUND_STEPS} "
-             "training steps (the budget of benchmarks/anf_epoch.py: budget_fraction 0.3 of a "
-             f"Fashion-MNIST epoch) in seconds, and against {ROUND_STEPS} ERM steps:"]
+    lines = [f"\nAn ANF round, amortised: {SPEC_BUDGET} synthesis updates (the budget of "
+             "benchmarks/anf_epoch.py, budget_fraction 0.3 of a Fashion-MNIST epoch) and "
+             f"{ROUND_STEPS} training steps; its seconds, and its time over {ROUND_STEPS} ERM "
+             "steps':"]
     for spec in report.setup.models:
         erm, train = by[(spec.label, "ERM")], by[(spec.label, "ANF")]
         synthesis = by[(spec.label, "ANF synthesis update")]
