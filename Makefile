@@ -38,7 +38,7 @@ SWEEP_RUNS := $(foreach m,$(METHODS),$(foreach s,$(SEEDS),runs/$(SWEEP)/$(m)/see
 STAGE1_LAST := artifacts/safer_stage1_last.safetensors
 STAGE1_BEST := artifacts/safer_stage1_best.safetensors
 
-.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer nullspace report bench perf prefetch test test-full lint clean
+.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer nullspace report bench perf gpu-check prefetch test test-full lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -154,6 +154,12 @@ bench: install ## the CPU reproduction end to end (pretrain, sweep-anf, sweep-sa
 
 perf: install $(WEIGHTS) ## every CPU performance benchmark in turn, written to docs/performance.md
 	PYTHONPATH=$(CURDIR) $(PY) benchmarks/performance.py --threads $(THREADS) --out docs/performance.md
+
+# One GPU, at most 8 minutes: GPU_CHECK_ARGS=--tiny runs every code path on the CPU in seconds;
+# GPU_CHECK_ARGS="--out docs/performance_gpu.md" writes the page `make perf` folds in.
+GPU_CHECK_ARGS ?=
+gpu-check: | $(VENV)/.installed ## step images/s, MFU and memory of ERM, PGD-AT, ANF, SAFER; PGD-20 vs torchattacks; bf16 attacks (runs/gpu_check.md)
+	PYTHONPATH=$(CURDIR) $(PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 prefetch: $(VENV)/.installed ## fill the Hugging Face cache with MODEL's pretrained weights (online machines only), for offline compute nodes
 	@[ -n "$(MODEL)" ] || { echo "make prefetch MODEL=<timm name[.tag] or hf-hub:org/name>"; exit 2; }

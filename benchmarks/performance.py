@@ -99,9 +99,10 @@ def main() -> None:
         aim = f"Target: {target}." if target else "Not a target: where the time goes."
         parts.append(f"## {title}\n\n{aim} `benchmarks/{script}` "
                      f"({seconds:.0f} s):\n\n```\n{output}\n```\n")
-    analysis = ns.out.with_name(ns.out.stem + "_analysis.md")
-    if analysis.is_file():
-        parts.append(analysis.read_text())
+    for kept in ("_gpu", "_analysis"):  # kept by hand: the GPU check's page, the analysis
+        page = ns.out.with_name(f"{ns.out.stem}{kept}.md")
+        if page.is_file():
+            parts.append(page.read_text())
     write_text_atomic(ns.out, "\n".join(parts))
     print(f"wrote {ns.out}")
 
