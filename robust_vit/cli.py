@@ -1,4 +1,4 @@
-"""The ``robust-vit`` command: LightningCLI (fit | validate | test | predict) plus ``report``."""
+"""The ``robust-vit`` command: LightningCLI (fit | validate | test | predict), report, sweep."""
 
 from __future__ import annotations
 
@@ -160,6 +160,11 @@ def main(args: ArgsType = None) -> None:
         from robust_vit.report import main as report_main
 
         report_main(argv[1:])
+        return
+    if argv[:1] == ["sweep"]:
+        from robust_vit.sweep_cli import main as sweep_main
+
+        sweep_main(argv[1:])
         return
     try:
         run_cli(args)
