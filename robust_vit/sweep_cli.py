@@ -115,8 +115,8 @@ def write_wandb(plan: Plan, runs: list[PlannedRun], ns: argparse.Namespace,
     """Write the wandb sweep YAML and say how to start it."""
     out = write(ns.out or RUNS_DIR / plan.name / "wandb_sweep.yaml",
                 yaml.safe_dump(wandb_sweep(plan, rerun_args(ns), extra), sort_keys=False))
-    print(f"{out}: start the sweep with `WANDB_MODE=online wandb sweep {out}`, then run "
-          "`WANDB_MODE=online wandb agent ENTITY/PROJECT/SWEEP_ID` from the repository root "
+    print(f"{out}: create the sweep with `wandb sweep --project robust-vit {out}`, then run "
+          "`WANDB_MODE=online wandb agent ENTITY/robust-vit/SWEEP_ID` from the repository root "
           "on each machine.")
 
 

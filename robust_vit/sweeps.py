@@ -85,7 +85,7 @@ class Plan:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        """Fail on values that would make a plan with holes, repeats or dead overlays."""
+        """Fail on values that would make a plan with holes or repeats."""
         for key in ("name", "methods", "seeds", "configs"):
             if not getattr(self, key):
                 raise ConfigError(key, "must not be empty.")
@@ -95,14 +95,6 @@ class Plan:
             if repeated:
                 raise ConfigError(key, f"lists {', '.join(repeated)} more than once; each run "
                                   "must be planned once.")
-        for number, overlay in enumerate(self.overlays):
-            for pattern in overlay.arms:
-                if not any(fnmatch(method, pattern) for method in self.methods):
-                    raise ConfigError(f"overlays[{number}].arms", f"{pattern!r} matches none of "
-                                      f"the methods ({', '.join(self.methods)}).")
-        if self.test_only is not None and self.test_only.arm not in self.methods:
-            raise ConfigError("test_only.arm", f"{self.test_only.arm!r} is not among the methods "
-                              f"({', '.join(self.methods)}); add it where it should run.")
         if self.threads is not None and self.threads < 1:
             raise ConfigError("threads", f"must be at least 1, got {self.threads}.")
 
@@ -155,20 +147,28 @@ def plan_path(plan: str) -> Path:
 
 def load_plan(plan: str, overrides: dict[str, Any] | None = None,
               extra_args: list[str] | None = None) -> Plan:
-    """Read and check the plan ``plan`` names, with ``overrides`` (field: value) applied.
+    """Read and check the plan ``plan`` names, then apply ``overrides`` (field: value).
 
     The name defaults to the file's stem; ``extra_args`` go after the plan's ``args``. Every
-    field is type-checked (jsonargparse) and the error names the field.
+    field is type-checked (jsonargparse) and the error names the field. The file's overlays and
+    test-only arm must name its methods; overridden ``methods`` may be any subset or others.
     """
     import yaml
-    from jsonargparse import ArgumentParser
 
     path = plan_path(plan)
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ConfigError("plan", f"{path} must hold a mapping of plan fields.")
-    data = {"name": path.stem, **data, **(overrides or {})}
-    data["args"] = [*data.get("args", []), *(extra_args or [])]
+    data = {"name": path.stem, **data}
+    check_references(build_plan(data, path))
+    return build_plan({**data, **(overrides or {}),
+                       "args": [*data.get("args", []), *(extra_args or [])]}, path)
+
+
+def build_plan(data: dict[str, Any], path: Path) -> Plan:
+    """The :class:`Plan` of ``data`` (read from ``path``), every field type-checked."""
+    from jsonargparse import ArgumentParser
+
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(Plan, "plan")
     try:
@@ -179,6 +179,18 @@ def load_plan(plan: str, overrides: dict[str, Any] | None = None,
     built = parser.instantiate(parsed).plan
     assert isinstance(built, Plan)
     return built
+
+
+def check_references(plan: Plan) -> None:
+    """Fail when an overlay or the test-only arm names no method of ``plan`` (a typo)."""
+    for number, overlay in enumerate(plan.overlays):
+        for pattern in overlay.arms:
+            if not any(fnmatch(method, pattern) for method in plan.methods):
+                raise ConfigError(f"overlays[{number}].arms", f"{pattern!r} matches none of "
+                                  f"the methods ({', '.join(plan.methods)}).")
+    if plan.test_only is not None and plan.test_only.arm not in plan.methods:
+        raise ConfigError("test_only.arm", f"{plan.test_only.arm!r} is not among the methods "
+                          f"({', '.join(plan.methods)}); add it where it should run.")
 
 
 def method_configs(method: str) -> list[str]:

@@ -280,3 +280,9 @@ def test_every_weights_file_the_plans_need_has_a_make_rule() -> None:
             result = subprocess.run(["make", "-n", "-B", str(weights)], cwd=REPO,
                                     capture_output=True, text=True)
             assert result.returncode == 0, f"{name}: no make rule for {weights}: {result.stderr}"
+
+
+def test_overridden_methods_may_leave_out_the_test_only_arm_and_overlaid_arms() -> None:
+    runs = expand(load_plan("anf", {"methods": ["erm", "gaussian_noise"]}))
+    assert [run.method for run in runs] == ["erm"] * 3 + ["gaussian_noise"] * 3
+    assert all(run.argv[1] == "fit" for run in runs)
