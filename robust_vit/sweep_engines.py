@@ -64,7 +64,7 @@ def slurm_script(plan: Plan, runs: list[PlannedRun], rerun: list[str], extra: li
     return "\n".join([
         "#!/bin/bash",
         f"# Sweep {plan.name} as a SLURM job array: task i runs entry i of "
-        f"`robust-vit sweep show {shlex.quote(rerun[0])}`.",
+        f"`robust-vit sweep show {' '.join(map(shlex.quote, rerun))}`.",
         f"# Submit from the repository root, robust-vit on PATH: sbatch {folder}/sweep.sbatch",
         "# A finished run (its .done marker exists) is skipped: resubmitting reruns the rest.",
         "# Edit the resources to your cluster:",
