@@ -14,31 +14,17 @@ export WANDB_MODE ?= offline
 export OMP_NUM_THREADS ?= $(THREADS)
 
 .DEFAULT_GOAL := help
-# Sweeps: one run per METHOD x SEED, each in runs/$(SWEEP)/<method>/seed<s>/, finetuned from FROM
-# and tested with EVAL. A run that finished has a .done marker and is skipped on restart.
-METHODS ?= erm anf anf_random
-SEEDS ?= 0 1 2
+# Sweeps: the plan experiments/sweeps/$(SWEEP).yaml (or SWEEP=path/to/plan.yaml) runs each method
+# once per seed in runs/<sweep>/<method>/seed<s>/; a run that finished has a .done marker and is
+# skipped on restart. METHODS, SEEDS, FROM (the weights finetuned from), EVAL and SWEEP_ARGS (added
+# to every run) override the plan when set. `robust-vit sweep show $(SWEEP)` prints the plan.
 SWEEP ?= sweep
-FROM ?= $(WEIGHTS)
-EVAL ?= experiments/eval/fashion_mnist.yaml
-SWEEP_ARGS ?=
-# Overlays for some arms only (METHOD_ARGS, for the arms matching the patterns METHOD_ARGS_FOR),
-# and a test-only arm (TEST_ONLY: it trains nothing and tests TEST_WEIGHTS with TEST_METHOD's
-# config and the same suite).
-METHOD_ARGS ?=
-METHOD_ARGS_FOR ?=
-# Composed arms (COMPOSED, e.g. pgd_at_anf) get COMPOSED_ARGS; every other arm gets ARM_ARGS.
-COMPOSED ?=
-COMPOSED_ARGS ?=
-ARM_ARGS ?=
-TEST_ONLY ?= none
-TEST_WEIGHTS ?= $(WEIGHTS)
-TEST_METHOD ?= erm
-SWEEP_RUNS := $(foreach m,$(METHODS),$(foreach s,$(SEEDS),runs/$(SWEEP)/$(m)/seed$(s)/.done))
+PLAN_OVERRIDES = $(if $(METHODS),--methods $(METHODS)) $(if $(SEEDS),--seeds $(SEEDS)) \
+	$(if $(FROM),--weights $(FROM)) $(if $(EVAL),--eval $(EVAL)) $(if $(SWEEP_ARGS),-- $(SWEEP_ARGS))
 STAGE1_LAST := artifacts/safer_stage1_last.safetensors
 STAGE1_BEST := artifacts/safer_stage1_best.safetensors
 
-.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer nullspace report bench perf gpu-check prefetch test test-full lint clean
+.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer sweep-config sweep-slurm nullspace report bench perf gpu-check prefetch test test-full lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -83,33 +69,20 @@ demo: install ## pretrain, finetune from the weights file, evaluate, print the t
 	$(CLI) report runs/pretrain runs/finetune --latest --keys test/acc --plots runs/plots && \
 	echo "demo: $$(( $$(date +%s) - start )) s"
 
-sweep: $(SWEEP_RUNS) ## METHODS x SEEDS finetuning runs from FROM, each tested with EVAL (make -n sweep: the plan)
-	$(CLI) report runs/$(SWEEP) --group $(if $(BASELINE),--baseline $(BASELINE))
+# make reads the plan's rules (`robust-vit sweep make`: one per run, its target the .done marker)
+# from stdin, so -j runs them in parallel and make -n prints them.
+sweep: | $(VENV)/.installed ## the plan SWEEP (default: METHODS x SEEDS finetuning runs from FROM, each tested with EVAL); make -n sweep: the plan
+	set -o pipefail; $(CLI) sweep make $(SWEEP) --threads $(THREADS) $(PLAN_OVERRIDES) | \
+		$(MAKE) --no-print-directory -f - CLI=$(CLI)
 
-runs/$(SWEEP)/%/.done: | $(VENV)/.installed
-	$(CLI) fit $(CPU_RUN) \
-		$(if $(filter safer_%,$(word 1,$(subst /, ,$*))),--config experiments/method/safer.yaml) \
-		--config experiments/method/$(word 1,$(subst /, ,$*)).yaml --config experiments/finetune.yaml \
-		--config $(EVAL) --model.weights $(FROM) --name $(SWEEP)/$* \
-		--seed_everything $(patsubst seed%,%,$(word 2,$(subst /, ,$*))) --threads $(THREADS) \
-		--trainer.enable_progress_bar false $(SWEEP_ARGS) \
-		$(if $(filter $(METHOD_ARGS_FOR),$(word 1,$(subst /, ,$*))),$(METHOD_ARGS)) \
-		$(if $(filter $(COMPOSED),$(word 1,$(subst /, ,$*))),$(COMPOSED_ARGS),$(ARM_ARGS))
-	touch $@
+sweep-config: | $(VENV)/.installed ## the wandb sweep YAML of the plan SWEEP (runs/<sweep>/wandb_sweep.yaml), for wandb sweep + wandb agent
+	$(CLI) sweep wandb $(SWEEP) $(PLAN_OVERRIDES)
 
-runs/$(SWEEP)/$(TEST_ONLY)/%/.done: | $(VENV)/.installed
-	$(CLI) test $(CPU_RUN) --config experiments/method/$(TEST_METHOD).yaml --config $(EVAL) \
-		--model.weights $(TEST_WEIGHTS) --name $(SWEEP)/$(TEST_ONLY)/$* \
-		--seed_everything $(patsubst seed%,%,$*) --threads $(THREADS) \
-		--trainer.enable_progress_bar false $(SWEEP_ARGS)
-	touch $@
+sweep-slurm: | $(VENV)/.installed ## the SLURM job-array script of the plan SWEEP (runs/<sweep>/sweep.sbatch), for sbatch
+	$(CLI) sweep slurm $(SWEEP) $(PLAN_OVERRIDES)
 
 sweep-anf: install $(WEIGHTS) ## the pretrained ViT vs ERM, ANF, random and Gaussian noise finetuning, 3 seeds, 800 gentle steps each
-	$(MAKE) --no-print-directory sweep SWEEP=anf \
-		METHODS="pretrained erm anf anf_random gaussian_noise" TEST_ONLY=pretrained \
-		SWEEP_ARGS="--config experiments/regime/anf_finetune.yaml" \
-		METHOD_ARGS_FOR="anf anf_random" \
-		METHOD_ARGS="--config experiments/regime/anf_token_units.yaml"
+	$(MAKE) --no-print-directory sweep SWEEP=anf
 
 nullspace: install $(WEIGHTS) ## nullspace analysis of a weights file (ANALYSE=<file>; default: the pretrained CPU ViT)
 	$(CLI) validate $(CPU_RUN) --config experiments/analysis/nullspace.yaml \
@@ -125,18 +98,8 @@ $(STAGE1_LAST) $(STAGE1_BEST) &: | $(VENV)/.installed
 		--trainer.callbacks+=callbacks.ExportWeights --trainer.callbacks.path $(STAGE1_LAST) \
 		--trainer.callbacks+=callbacks.ExportWeights --trainer.callbacks.path $(STAGE1_BEST) \
 		--trainer.callbacks.select best --trainer.callbacks.monitor val/robust_acc
-# Every stage-2 arm takes the stage-2 attack (regime/safer_stage2_attack.yaml) except the composed
-# one (PGD-AT + ANF noise), whose own regime file restates its terms with that attack.
 sweep-safer: install $(STAGE1_LAST) $(STAGE1_BEST) ## overfit PGD-AT stage 1, then SAFER (and SAFER-LoRA, PGD-AT + ANF noise) vs continued PGD-AT, early stopping and two ablations, 3 seeds, 24 epochs each
-	$(MAKE) --no-print-directory sweep SWEEP=safer FROM=$(STAGE1_LAST) \
-		METHODS="pgd_at safer safer_sam_all safer_base_optimizer safer_lora pgd_at_anf early_stopped" \
-		TEST_ONLY=early_stopped TEST_WEIGHTS=$(STAGE1_BEST) TEST_METHOD=pgd_at \
-		EVAL=experiments/eval/fashion_mnist_at.yaml \
-		SWEEP_ARGS="--config experiments/regime/safer_stage2.yaml" \
-		METHOD_ARGS_FOR="safer safer_%" \
-		METHOD_ARGS="--config experiments/regime/safer_selection.yaml" \
-		ARM_ARGS="--config experiments/regime/safer_stage2_attack.yaml" \
-		COMPOSED=pgd_at_anf COMPOSED_ARGS="--config experiments/regime/pgd_at_anf_stage2.yaml"
+	$(MAKE) --no-print-directory sweep SWEEP=safer
 
 report: install ## docs/results.md (and its plots in docs/results/) from the sweeps' records
 	PYTHONPATH=$(CURDIR) $(PY) benchmarks/results_page.py --runs runs --out docs/results.md

@@ -1,7 +1,8 @@
-"""The ``robust-vit`` command: LightningCLI (fit | validate | test | predict) plus ``report``."""
+"""The ``robust-vit`` command: LightningCLI (fit | validate | test | predict), report, sweep."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -174,18 +175,16 @@ def run_cli(args: ArgsType = None) -> RobustViTCLI:
     )
 
 
+# Subcommands beside LightningCLI's: each module's main(argv) takes the rest of the line.
+TOOLS = {"report": "robust_vit.report", "prefetch": "robust_vit.hub",
+         "sweep": "robust_vit.sweep_cli"}
+
+
 def main(args: ArgsType = None) -> None:
     """Entry point of ``robust-vit`` and ``python -m robust_vit``."""
     argv = sys.argv[1:] if args is None else list(args)  # type: ignore[arg-type]
-    if argv[:1] == ["report"]:
-        from robust_vit.report import main as report_main
-
-        report_main(argv[1:])
-        return
-    if argv[:1] == ["prefetch"]:
-        from robust_vit.hub import main as prefetch_main
-
-        prefetch_main(argv[1:])
+    if argv[:1] and argv[0] in TOOLS:
+        importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
         return
     try:
         run_cli(args)

@@ -11,7 +11,10 @@ from robust_vit.cli import main
 from tests.conftest import EXPERIMENTS, TINY_MODEL
 from tests.fakes import write_cifar, write_image_folder
 
-ALL_YAMLS = sorted(p.relative_to(EXPERIMENTS).as_posix() for p in EXPERIMENTS.rglob("*.yaml"))
+# experiments/sweeps/ holds sweep plans, not CLI configs: tests/integration/test_sweep_commands.py
+# resolves every command they expand to.
+ALL_YAMLS = sorted(p.relative_to(EXPERIMENTS).as_posix() for p in EXPERIMENTS.rglob("*.yaml")
+                   if p.parent.name != "sweeps")
 RUN_ELSEWHERE = {"ddp.yaml": "tests/integration/test_ddp.py runs it with 2 CPU processes"}
 DEFAULT_DATA = "data/fashion_mnist.yaml"
 DEFAULT_MODEL = "model/vit_cpu.yaml"

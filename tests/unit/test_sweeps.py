@@ -1,0 +1,288 @@
+"""Sweep plans: expansion, the engines' inputs (make, wandb, SLURM) and restart skips."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+
+from robust_vit import cli
+from robust_vit.errors import ConfigError
+from robust_vit.sweep_cli import main as sweep_main
+from robust_vit.sweep_cli import parser, split_extra
+from robust_vit.sweep_engines import makefile, slurm_script, wandb_sweep
+from robust_vit.sweeps import PLANS_DIR, expand, find_run, load_plan
+from tests.conftest import REPO
+
+PLANS = sorted(p.stem for p in (REPO / PLANS_DIR).glob("*.yaml"))
+# The top-level keys wandb's sweep-config JSON schema (wandb/sweeps, config/schema.json) allows.
+WANDB_KEYS = {"apiVersion", "kind", "controller", "description", "program", "job", "image_uri",
+              "entity", "project", "method", "command", "name", "run_cap", "metric", "metrics",
+              "scheduler", "early_terminate", "parameters"}
+WANDB_PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+@pytest.fixture(autouse=True)
+def _in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+
+
+def option(argv: tuple[str, ...], name: str) -> list[str]:
+    """Every value given to ``name`` in ``argv``."""
+    return [argv[i + 1] for i, arg in enumerate(argv) if arg == name]
+
+
+def write_plan(folder: Path, weights: Path, **fields: object) -> Path:
+    plan = {"configs": ["experiments/base.yaml"], "fit_configs": ["experiments/finetune.yaml"],
+            "methods": ["erm", "anf"], "seeds": [0, 1], "weights": str(weights),
+            "eval": "experiments/eval/fashion_mnist.yaml", **fields}
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(plan))
+    return path
+
+
+def test_the_committed_plans_are_the_three_make_runs() -> None:
+    assert PLANS == ["anf", "safer", "sweep"]
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_indices_cover_every_method_and_seed_once(name: str) -> None:
+    plan = load_plan(name)
+    runs = expand(plan)
+    assert [run.index for run in runs] == list(range(len(plan.methods) * len(plan.seeds)))
+    pairs = [(run.method, run.seed) for run in runs]
+    assert sorted(pairs) == sorted((m, s) for m in plan.methods for s in plan.seeds)
+    assert len({run.marker for run in runs}) == len(runs)
+    for run in runs:
+        assert find_run(runs, index=run.index) == run
+        assert find_run(runs, method=run.method, seed=run.seed) == run
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_each_command_names_its_run_group_arm_and_seed(name: str) -> None:
+    plan = load_plan(name)
+    for run in expand(plan):
+        assert run.name == f"{plan.name}/{run.method}/seed{run.seed}"
+        assert run.marker == Path("runs", run.name, ".done")
+        assert option(run.argv, "--name") == [run.name]
+        assert option(run.argv, "--group") == [plan.name]
+        assert option(run.argv, "--job_type") == [run.method]
+        assert option(run.argv, "--seed_everything") == [str(run.seed)]
+        configs = option(run.argv, "--config")
+        assert configs[:len(plan.configs)] == plan.configs and plan.eval in configs
+        is_test = plan.test_only is not None and run.method == plan.test_only.arm
+        assert run.argv[1] == ("test" if is_test else "fit")
+        assert option(run.argv, "--model.weights") == [str(run.weights)]
+        if not is_test:
+            assert f"experiments/method/{run.method}.yaml" in configs
+            assert set(plan.fit_configs) <= set(configs)
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_seeds_of_one_arm_differ_only_in_their_name_seed_and_run(name: str) -> None:
+    runs = expand(load_plan(name))
+    for run in runs:
+        first = next(r for r in runs if r.method == run.method)
+        relabel = {first.name: run.name, str(first.seed): str(run.seed)}
+        assert tuple(relabel.get(arg, arg) for arg in first.argv) == run.argv
+
+
+def test_overlays_go_to_matching_arms_in_order() -> None:
+    runs = {run.method: run for run in expand(load_plan("safer", {"seeds": [0]}))}
+    tail = {method: option(run.argv, "--config")[-2:] for method, run in runs.items()}
+    attack = "experiments/regime/safer_stage2_attack.yaml"
+    assert tail["safer_lora"] == ["experiments/regime/safer_selection.yaml", attack]
+    assert tail["pgd_at"] == ["experiments/regime/safer_stage2.yaml", attack]
+    assert tail["pgd_at_anf"][-1] == "experiments/regime/pgd_at_anf_stage2.yaml"
+    assert attack not in runs["pgd_at_anf"].argv and attack not in runs["early_stopped"].argv
+    assert option(runs["safer_lora"].argv, "--config")[3:5] == [
+        "experiments/method/safer.yaml", "experiments/method/safer_lora.yaml"]
+
+
+def test_overrides_and_extra_arguments_reach_every_run() -> None:
+    plan = load_plan("sweep", {"methods": ["trades"], "seeds": [5], "threads": 3},
+                     ["--trainer.max_epochs", "1"])
+    (run,) = expand(plan)
+    assert run.name == "sweep/trades/seed5"
+    assert option(run.argv, "--threads") == ["3"]
+    assert run.argv[-2:] == ("--trainer.max_epochs", "1")
+
+
+@pytest.mark.parametrize(("fields", "field"), [
+    ({"seeds": [0, 0]}, "seeds"),
+    ({"methods": []}, "methods"),
+    ({"overlays": [{"arms": ["saferr"], "args": []}]}, "overlays[0].arms"),
+    ({"test_only": {"arm": "pretrained", "method": "erm", "weights": "w"}}, "test_only.arm"),
+])
+def test_bad_plans_fail_naming_the_field(tmp_path: Path, fields: dict, field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_plan(str(write_plan(tmp_path, tmp_path / "w.safetensors", **fields)))
+    assert info.value.field == field
+
+
+def test_a_wrongly_typed_field_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="seeds"):
+        load_plan(str(write_plan(tmp_path, tmp_path / "w", seeds=["zero"])))
+
+
+def test_an_unknown_plan_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="anf, safer, sweep"):
+        load_plan("nope")
+
+
+def make_dry_run(fragment: str, folder: Path) -> list[str]:
+    """The commands ``make -n`` would run for ``fragment`` in ``folder``."""
+    result = subprocess.run(["make", "-n", "-f", "-", "CLI=robust-vit"], input=fragment,
+                            cwd=folder, capture_output=True, text=True, check=True)
+    return result.stdout.splitlines()
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_make_runs_each_unfinished_run_once_then_reports(name: str, tmp_path: Path) -> None:
+    plan = load_plan(name)
+    runs = expand(plan)
+    finished = runs[1::2]
+    for run in finished:
+        (tmp_path / run.marker).parent.mkdir(parents=True)
+        (tmp_path / run.marker).touch()
+    lines = make_dry_run(makefile(plan, runs), tmp_path)
+    commands = [tuple(shlex.split(line)) for line in lines if line.startswith("robust-vit ")]
+    assert commands[:-1] == [run.argv for run in runs if run not in finished]
+    assert commands[-1][:3] == ("robust-vit", "report", f"runs/{plan.name}")
+
+
+def wandb_agent_command(command: list[str], method: str, seed: int) -> list[str]:
+    """The command wandb's agent starts for one grid point: its macros filled in."""
+    values = create_sweep_command_args({"args": {"method": {"value": method},
+                                                 "seed": {"value": seed}}})
+    values |= {"env": ["/usr/bin/env"], "program": ["robust-vit"]}
+    return [part for chunk in command for part in
+            (values[chunk[2:-1]] if chunk.startswith("${") else [chunk])]
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_wandb_sweep_is_a_valid_grid_whose_points_are_the_plan(name: str) -> None:
+    plan = load_plan(name)
+    runs = expand(plan)
+    config = yaml.safe_load(yaml.safe_dump(wandb_sweep(plan, [name, "--threads", "1"], ["-x"])))
+    assert set(config) <= WANDB_KEYS and config["method"] == "grid"
+    assert isinstance(config["program"], str) and isinstance(config["command"], list)
+    for key, parameter in config["parameters"].items():
+        assert WANDB_PARAMETER_NAME.match(key) and list(parameter) == ["values"]
+        assert len(parameter["values"]) >= 1
+    grid = [(m, s) for m in config["parameters"]["method"]["values"]
+            for s in config["parameters"]["seed"]["values"]]
+    chosen = []
+    for method, seed in grid:
+        argv = wandb_agent_command(config["command"], method, seed)
+        assert argv[:5] == ["/usr/bin/env", "robust-vit", "sweep", "run", name]
+        args, extra = split_extra(argv[3:])
+        assert extra == ["-x"]
+        run_ns = parser().parse_args(args)
+        assert run_ns.threads == 1
+        chosen.append(find_run(runs, method=run_ns.method, seed=run_ns.seed).index)
+    assert sorted(chosen) == list(range(len(runs)))
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_slurm_array_task_i_runs_entry_i(name: str, tmp_path: Path) -> None:
+    plan = load_plan(name)
+    runs = expand(plan)
+    script = slurm_script(plan, runs, [name], [])
+    assert f"#SBATCH --array=0-{len(runs) - 1}\n" in script
+    (srun_line,) = [line for line in script.splitlines() if line.startswith("srun ")]
+    path = tmp_path / "sweep.sbatch"
+    path.write_text(script)
+    subprocess.run(["bash", "-n", str(path)], check=True)
+    for index in range(len(runs)):
+        argv = shlex.split(srun_line.replace("$SLURM_ARRAY_TASK_ID", str(index)))
+        assert argv[:4] == ["srun", "robust-vit", "sweep", "run"]
+        run_ns = parser().parse_args(argv[3:])
+        assert find_run(runs, index=run_ns.index) == runs[index]
+
+
+def test_the_engine_files_land_in_the_sweep_folder(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    plans = tmp_path / "experiments" / "sweeps"
+    plans.mkdir(parents=True)
+    (plans / "anf.yaml").write_text((REPO / PLANS_DIR / "anf.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    sweep_main(["wandb", "anf"])
+    sweep_main(["slurm", "anf", "--seeds", "0"])
+    config = yaml.safe_load((tmp_path / "runs/anf/wandb_sweep.yaml").read_text())
+    assert config["parameters"]["seed"]["values"] == [0, 1, 2]
+    assert "#SBATCH --array=0-4\n" in (tmp_path / "runs/anf/sweep.sbatch").read_text()
+
+
+class FakeCLI:
+    """Stands in for ``robust_vit.cli.main``: records each call, optionally fails."""
+
+    def __init__(self, exit_code: int = 0) -> None:
+        self.calls: list[list[str]] = []
+        self.exit_code = exit_code
+
+    def __call__(self, argv: list[str]) -> None:
+        self.calls.append(argv)
+        if self.exit_code:
+            raise SystemExit(self.exit_code)
+
+
+def test_run_skips_a_finished_entry_and_marks_a_new_one(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    weights = tmp_path / "w.safetensors"
+    weights.touch()
+    plan_file = str(write_plan(tmp_path, weights))
+    monkeypatch.chdir(tmp_path)
+    fake = FakeCLI()
+    monkeypatch.setattr(cli, "main", fake)
+    run = expand(load_plan(plan_file))[3]
+    sweep_main(["run", plan_file, "--method", "anf", "--seed", "1"])
+    assert fake.calls == [list(run.argv[1:])] and run.marker.exists()
+    sweep_main(["run", plan_file, "--index", "3"])
+    assert len(fake.calls) == 1
+
+
+def test_run_leaves_no_marker_when_the_run_fails(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    weights = tmp_path / "w.safetensors"
+    weights.touch()
+    plan_file = str(write_plan(tmp_path, weights))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "main", FakeCLI(exit_code=1))
+    with pytest.raises(SystemExit) as info:
+        sweep_main(["run", plan_file, "--index", "0"])
+    assert info.value.code == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_without_its_weights_fails_naming_the_make_target(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    plan_file = str(write_plan(tmp_path, Path("artifacts/missing.safetensors")))
+    monkeypatch.chdir(tmp_path)
+    fake = FakeCLI()
+    monkeypatch.setattr(cli, "main", fake)
+    with pytest.raises(SystemExit) as info:
+        sweep_main(["run", plan_file, "--index", "0"])
+    assert info.value.code == 2 and not fake.calls
+    assert "weights: artifacts/missing.safetensors does not exist" in capsys.readouterr().err
+    assert "`make artifacts/missing.safetensors`" in str(info.value.__cause__)
+
+
+def test_every_weights_file_the_plans_need_has_a_make_rule() -> None:
+    for name in PLANS:
+        for weights in {run.weights for run in expand(load_plan(name))}:
+            result = subprocess.run(["make", "-n", "-B", str(weights)], cwd=REPO,
+                                    capture_output=True, text=True)
+            assert result.returncode == 0, f"{name}: no make rule for {weights}: {result.stderr}"
+
+
+def test_overridden_methods_may_leave_out_the_test_only_arm_and_overlaid_arms() -> None:
+    runs = expand(load_plan("anf", {"methods": ["erm", "gaussian_noise"]}))
+    assert [run.method for run in runs] == ["erm"] * 3 + ["gaussian_noise"] * 3
+    assert all(run.argv[1] == "fit" for run in runs)
