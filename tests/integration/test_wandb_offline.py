@@ -4,7 +4,10 @@ summary, the sweep's labels, and no connection to any server."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from robust_vit.cli import main
-from tests.conftest import EXPERIMENTS
+from tests.conftest import EXPERIMENTS, REPO
 from tests.integration.test_cli import CPU_BASE, tiny_overrides
 from tests.wandb_log import final_summary, of_type, read_records
 
@@ -109,24 +111,28 @@ def offline_run(tmp_path_factory: pytest.TempPathFactory, fmnist_dir: Path) -> O
     root = tmp_path_factory.mktemp("wandb_offline")
     overlay = root / "plots.yaml"
     overlay.write_text(OVERLAY)
-    with pytest.MonkeyPatch.context() as env, listening() as listener:
+    with listening() as listener:
+        # A process of its own, as a run is: wandb keeps its first session's settings for the
+        # life of a process, and WANDB_SERVICE (left by earlier tests' wandb) would attach the
+        # run to their wandb service instead of starting its own.
         url = f"http://127.0.0.1:{listener.port}"
-        for name in ("WANDB_BASE_URL", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-            env.setenv(name, url)
-        for name in ("NO_PROXY", "no_proxy", "WANDB_API_KEY"):
-            env.delenv(name, raising=False)
-        env.setenv("WANDB_MODE", "offline")
-        env.setenv("WANDB_DIR", str(root))
-        env.setenv("HF_HUB_OFFLINE", "1")
-        env.setenv("TORCH_HOME", str(root / "torch"))
-        env.chdir(root)
-        main(["fit", *CPU_BASE, "--config", str(EXPERIMENTS / "method" / "anf.yaml"),
-              "--config", str(overlay), *tiny_overrides(fmnist_dir),
-              f"--{METHOD}.rounds=2", f"--{METHOD}.steps_per_round=2",
-              f"--{METHOD}.max_synthesis_steps=2", "--trainer.max_epochs=2",
-              "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
-              "--trainer.limit_test_batches=2", "--test_after_fit=true",
-              "--group=sweep1", "--job_type=anf", "--seed_everything=3", "--name=offline"])
+        env = {key: value for key, value in os.environ.items()
+               if key not in ("NO_PROXY", "no_proxy", "WANDB_API_KEY", "WANDB_SERVICE")}
+        env.update({name: url for name in ("WANDB_BASE_URL", "HTTP_PROXY", "HTTPS_PROXY",
+                                           "http_proxy", "https_proxy")})
+        env.update(WANDB_MODE="offline", WANDB_DIR=str(root), HF_HUB_OFFLINE="1",
+                   TORCH_HOME=str(root / "torch"), PYTHONPATH=str(REPO))
+        args = ["fit", *CPU_BASE, "--config", str(EXPERIMENTS / "method" / "anf.yaml"),
+                "--config", str(overlay), *tiny_overrides(fmnist_dir),
+                f"--{METHOD}.rounds=2", f"--{METHOD}.steps_per_round=2",
+                f"--{METHOD}.max_synthesis_steps=2", "--trainer.max_epochs=2",
+                "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
+                "--trainer.limit_test_batches=2", "--test_after_fit=true",
+                "--group=sweep1", "--job_type=anf", "--seed_everything=3", "--name=offline",
+                "--threads=1"]
+        done = subprocess.run([sys.executable, "-m", "robust_vit", *args], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
         during = listener.wait_for(1, timeout=0.5)
         socket.create_connection(("127.0.0.1", listener.port)).close()  # the listener works
         after = listener.wait_for(during + 1)
