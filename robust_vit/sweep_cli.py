@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from robust_vit.errors import ConfigError
+from robust_vit.records import write_text_atomic
 from robust_vit.sweep_engines import makefile, slurm_script, wandb_sweep
 from robust_vit.sweeps import RUNS_DIR, Plan, PlannedRun, expand, find_run, load_plan
 
@@ -129,9 +130,8 @@ def write_slurm(plan: Plan, runs: list[PlannedRun], ns: argparse.Namespace,
 
 
 def write(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path``, creating its folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    """Write ``text`` to ``path`` (its folder created, never half a file)."""
+    write_text_atomic(path, text)
     return path
 
 
