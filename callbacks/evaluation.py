@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -125,7 +124,7 @@ def log_plot(trainer: L.Trainer, section: str, stage: str, result: dict[str, Any
     """
     title = f"{section}, {stage}" + (f" (epoch {trainer.current_epoch})" if stage == "fit" else "")
     return log_png(trainer, f"{section}_{stage}.png", f"{stage}/{section}/plot",
-                   partial(plot, result, title=title))
+                   lambda path: plot(result, path, title))
 
 
 class StagedEvaluation(L.Callback, ABC):
