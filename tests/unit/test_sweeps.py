@@ -232,12 +232,18 @@ class FakeCLI:
             raise SystemExit(self.exit_code)
 
 
-def test_run_skips_a_finished_entry_and_marks_a_new_one(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def tiny_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The tiny plan's file, its weights present, the working directory beside them."""
     weights = tmp_path / "w.safetensors"
     weights.touch()
-    plan_file = str(write_plan(tmp_path, weights))
     monkeypatch.chdir(tmp_path)
+    return str(write_plan(tmp_path, weights))
+
+
+def test_run_skips_a_finished_entry_and_marks_a_new_one(tiny_plan: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    plan_file = tiny_plan
     fake = FakeCLI()
     monkeypatch.setattr(cli, "main", fake)
     run = expand(load_plan(plan_file))[3]
@@ -247,12 +253,9 @@ def test_run_skips_a_finished_entry_and_marks_a_new_one(tmp_path: Path,
     assert len(fake.calls) == 1
 
 
-def test_run_leaves_no_marker_when_the_run_fails(tmp_path: Path,
+def test_run_leaves_no_marker_when_the_run_fails(tiny_plan: str, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    weights = tmp_path / "w.safetensors"
-    weights.touch()
-    plan_file = str(write_plan(tmp_path, weights))
-    monkeypatch.chdir(tmp_path)
+    plan_file = tiny_plan
     monkeypatch.setattr(cli, "main", FakeCLI(exit_code=1))
     with pytest.raises(SystemExit) as info:
         sweep_main(["run", plan_file, "--index", "0"])
