@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from robust_vit.cli import main as cli_main
+from application.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -44,7 +44,7 @@ def peak_rss_mib(n: int, threads: int, work: Path) -> tuple[float, float]:
     layers = ("base", "data/fashion_mnist", "model/vit_cpu", "method/erm")
     configs = [a for c in layers for a in ("--config", str(REPO / "experiments" / f"{c}.yaml"))]
     cmd = [sys.executable, "-c",
-           "import resource, sys; from robust_vit.cli import main; main(sys.argv[1:]); "
+           "import resource, sys; from application.cli import main; main(sys.argv[1:]); "
            "print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)",
            "test", *configs,
            "--config", str(suite), "--trainer.enable_progress_bar=false", f"--threads={threads}"]

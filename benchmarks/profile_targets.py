@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile, record_function
 
+from application.cli import main as cli_main
 from benchmarks import safer_step
 from benchmarks.anf_epoch import SPEC_BUDGET
 from benchmarks.epoch_rate import fit_args
@@ -38,7 +39,6 @@ from benchmarks.framework_overhead import MODEL
 from datamodules import FashionMNISTDataModule
 from lightning_modules import ViTClassifier
 from robust_vit.anf import SynthesisResult, noise_shape, noisy_forward, synthesize_noise
-from robust_vit.cli import main as cli_main
 
 MATMULS = ("aten::mm", "aten::addmm", "aten::bmm")
 ROUND_STEPS = 40

@@ -11,7 +11,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from robust_vit.aggregate import seed_of
+from application.aggregate import seed_of
 
 
 def arm_of(folder: str) -> tuple[str, int] | None:

@@ -27,14 +27,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from benchmarks.results_diagnostics import (
-    anf_reach,
-    arm_costs,
-    overfitting_curve,
-    safer_selections,
-    tested_steps,
-)
-from robust_vit.aggregate import (
+from application.aggregate import (
     Groups,
     delta_table,
     group_by_seed,
@@ -44,10 +37,17 @@ from robust_vit.aggregate import (
     mean_result,
     seed_of,
 )
+from application.report import flatten_metrics
+from benchmarks.results_diagnostics import (
+    anf_reach,
+    arm_costs,
+    overfitting_curve,
+    safer_selections,
+    tested_steps,
+)
 from robust_vit.plots import SECTION_PLOTS, group_means, robust_curve, series_over_steps
 from robust_vit.radii import radius_label, threat_radius
 from robust_vit.records import RECORD_NAME, read_record, write_text_atomic
-from robust_vit.report import flatten_metrics
 
 BAND = (0.2, 0.6)  # the reference arm's robust accuracy at a headline radius
 CLEAN, CORRUPTIONS = "test/acc", "test/corruptions/mean_acc"

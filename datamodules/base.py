@@ -8,16 +8,16 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from datamodules.resumable import ResumableSampler, SeededItems
 from robust_vit.errors import ConfigError
 from robust_vit.ranges import AtLeast8, NonNegativeInt, PositiveInt, ZeroToHalf, check_ranges
+from robust_vit.samplers import ResumableSampler, SeededItems
 
 
 class ImageClassificationDataModule(L.LightningDataModule, ABC):
     """Train/val split of the training set (test stays test) and seeded, deterministic loaders.
 
     Training order and augmentation depend only on the run seed (kept in checkpoints as the
-    datamodule's state), the epoch and the example (:mod:`datamodules.resumable`), so a run resumed
+    datamodule's state), the epoch and the example (:mod:`robust_vit.samplers`), so a run resumed
     from a mid-epoch checkpoint trains on exactly the batches an uninterrupted run would have.
 
     Subclasses build the datasets; images come out as float tensors in [0, 1], shape

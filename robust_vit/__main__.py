@@ -1,6 +1,6 @@
-"""``python -m robust_vit``: the same command as ``robust-vit``."""
+"""``python -m robust_vit``: the same command as ``robust-vit`` (an entry point, above the layers)."""
 
-from robust_vit.cli import main
+from application.cli import main
 
 if __name__ == "__main__":
     main()

@@ -9,12 +9,10 @@ which ``robust-vit prefetch NAME`` (``make prefetch MODEL=NAME``) fills on a mac
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
 import timm
 from huggingface_hub import constants, try_to_load_from_cache
-from huggingface_hub.errors import LocalEntryNotFoundError
 from timm.models import get_pretrained_cfg
 
 from robust_vit.errors import ConfigError
@@ -95,40 +93,3 @@ def check_pretrained_available(model_name: str) -> None:
             f"{'@' + weights.revision if weights.revision else ''} ({model_name!r}). "
             f"{prefetch_hint(model_name)}, or load a local file with --model.weights.",
         )
-
-
-def prefetch(model_name: str) -> HubWeights | None:
-    """Download ``model_name``'s pretrained weights into the hub cache, as a load reads them.
-
-    It builds the model once with ``pretrained=True``, so every file timm's loader reads is
-    fetched, then checks that an offline load would find them.
-    """
-    timm.create_model(model_name, pretrained=True)
-    weights = hub_weights(model_name)
-    if weights is not None and missing_files(weights):
-        raise RuntimeError(f"{model_name!r} loaded, but not from {constants.HF_HUB_CACHE}.")
-    return weights
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``robust-vit prefetch NAME [NAME ...]``: fill the hub cache for offline compute nodes."""
-    parser = argparse.ArgumentParser(
-        prog="robust-vit prefetch",
-        description="Download timm pretrained weights (timm names, with or without a tag, or "
-        "hf-hub:org/name[@revision]) into the Hugging Face cache, so that --model.pretrained "
-        "true works under HF_HUB_OFFLINE=1. Needs network.",
-    )
-    parser.add_argument("models", nargs="+", metavar="NAME")
-    args = parser.parse_args(argv)
-    for name in args.models:
-        known = hub_weights(name)
-        if constants.HF_HUB_OFFLINE and known is not None and missing_files(known):
-            parser.error(f"{name}: HF_HUB_OFFLINE=1 here, so nothing can be downloaded. Run "
-                         "it on a machine with network, without HF_HUB_OFFLINE.")
-        try:
-            weights = prefetch(name)
-        except LocalEntryNotFoundError as err:
-            parser.error(f"{name}: the hub did not answer ({err}). Run it where "
-                         "huggingface.co is reachable.")
-        where = weights.repo_id if weights else "timm's download cache"
-        print(f"{name}: cached ({where} in {constants.HF_HUB_CACHE})")

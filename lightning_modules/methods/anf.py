@@ -15,7 +15,6 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from datamodules.resumable import RoundSampler
 from lightning_modules.logger_media import log_png
 from lightning_modules.methods.base import Batch, FinetuneMethod
 from robust_vit.anf import (
@@ -37,6 +36,7 @@ from robust_vit.ranges import (
     PositiveInt,
     check_ranges,
 )
+from robust_vit.samplers import RoundSampler
 
 if TYPE_CHECKING:
     from lightning_modules.classifier import ViTClassifier
@@ -179,7 +179,7 @@ class ANF(FinetuneMethod):
     def _images(self, module: ViTClassifier, round_index: int) -> Iterator[Tensor]:
         """Training images on the model's device, from a loader of the synthesis's own.
 
-        Its order is fixed by ``(seed, round)`` (:class:`~datamodules.resumable.RoundSampler`),
+        Its order is fixed by ``(seed, round)`` (:class:`~robust_vit.samplers.RoundSampler`),
         so every round searches on fresh batches, every rank on its share of the same order, and
         the training loader (whose workers may persist) is never touched.
         """

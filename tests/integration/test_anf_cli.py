@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from robust_vit.cli import main
+from application.cli import main
 from tests.conftest import EXPERIMENTS
 from tests.integration.test_cli import CPU_BASE, tiny_overrides
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from datamodules import FashionMNISTDataModule
-from datamodules.resumable import RoundSampler, SeededItems
 from lightning_modules import ViTClassifier
 from lightning_modules.methods import ANF, ERM, FinetuneMethod
+from robust_vit.samplers import RoundSampler, SeededItems
 
 TINY = {"embed_dim": 16, "depth": 1, "num_heads": 2}
 BATCH = 16

@@ -1,6 +1,6 @@
 """The bad-input matrix: each bad input fails through the real CLI before any compute.
 
-Every case runs ``robust_vit.cli.main`` in a fresh working folder that already holds an earlier
+Every case runs ``application.cli.main`` in a fresh working folder that already holds an earlier
 run and an exported weights file. It must exit with code 2 (argument errors and
 :class:`~robust_vit.errors.ConfigError` alike), print a message naming the field or file and a
 fix, run no forward pass, write no checkpoint or metric row, and leave the earlier files as they
@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import torch
 
+from application.cli import main
 from lightning_modules import ViTClassifier
-from robust_vit.cli import main
 from robust_vit.models import NormalizedViT, create_vit, save_vit_weights
 from tests.conftest import EXPERIMENTS, TINY_MODEL
 from tests.fakes import write_fashion_mnist, write_idx, write_image_folder

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from application.cli import main
 from lightning_modules import ViTClassifier
-from robust_vit.cli import main
 from tests.conftest import EXPERIMENTS, REPO, TINY_MODEL
 
 CPU_BASE = [

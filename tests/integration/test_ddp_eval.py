@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from robust_vit.cli import main
+from application.cli import main
 from tests.conftest import EXPERIMENTS, REPO
 
 SUITE = """

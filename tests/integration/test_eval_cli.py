@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from robust_vit.cli import main
+from application.cli import main
 from tests.conftest import EXPERIMENTS, TINY_MODEL
 
 EVAL = EXPERIMENTS / "eval"

@@ -14,7 +14,7 @@ import torch
 from huggingface_hub import constants
 from safetensors.torch import save
 
-from robust_vit.cli import main
+from application.cli import main
 from robust_vit.errors import ConfigError
 from robust_vit.hub import hub_weights
 from robust_vit.models import create_vit

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from robust_vit.cli import main
+from application.cli import main
+from application.sweeps import PLANS_DIR, expand, load_plan
 from robust_vit.models import create_vit, save_vit_weights
-from robust_vit.sweeps import PLANS_DIR, expand, load_plan
 from tests.conftest import EXPERIMENTS, REPO, TINY_MODEL
 
 PLANS = sorted(p.stem for p in (REPO / PLANS_DIR).glob("*.yaml"))

@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch import Tensor
 
+from application.cli import main
 from lightning_modules.classifier import ViTClassifier
 from lightning_modules.methods import ERM, Batch
-from robust_vit.cli import main
 from tests.conftest import EXPERIMENTS, REPO, TINY_MODEL
 
 BATCHES = 4  # training batches per epoch

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from robust_vit.aggregate import delta_table, group_by_seed, mean_interval, mean_result, seed_of
-from robust_vit.cli import main
+from application.aggregate import delta_table, group_by_seed, mean_interval, mean_result, seed_of
+from application.cli import main
 
 
 def test_seed_folders_define_groups() -> None:

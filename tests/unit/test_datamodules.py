@@ -117,7 +117,7 @@ def test_corrupt_image_fails_at_setup_before_any_batch(tmp_path: Path) -> None:
 
 
 def test_resumable_sampler_skips_exactly_the_trained_keys_and_partitions_ranks() -> None:
-    from datamodules.resumable import ResumableSampler
+    from robust_vit.samplers import ResumableSampler
 
     data = list(range(40))
     whole = list(ResumableSampler(data, 1, 0, seed=3))
@@ -131,7 +131,7 @@ def test_resumable_sampler_skips_exactly_the_trained_keys_and_partitions_ranks()
 
 
 def test_seeded_items_repeat_their_augmentation_per_epoch_and_leave_the_global_rng() -> None:
-    from datamodules.resumable import SeededItems
+    from robust_vit.samplers import SeededItems
 
     class Noisy:
         def __getitem__(self, index: int) -> torch.Tensor:

@@ -8,8 +8,8 @@ import pytest
 import torch
 from jsonargparse.typing import ClosedUnitInterval
 
+from application.parser import summarise
 from robust_vit.errors import ConfigError
-from robust_vit.parser import summarise
 from robust_vit.ranges import NonNegativeFloat, PositiveInt, check_ranges
 from robust_vit.schedules import WarmupCosineLR
 

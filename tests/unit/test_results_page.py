@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from application.aggregate import mean_interval
 from benchmarks import results_page
-from robust_vit.aggregate import mean_interval
 from robust_vit.records import write_json_atomic
 
 RADII = (4 / 255, 8 / 255, 12 / 255)

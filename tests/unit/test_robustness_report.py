@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from application.cli import main
 from callbacks.evaluation import proportion
-from robust_vit.cli import main
 from robust_vit.corruptions import alexnet_reference, corruption_metrics
 
 

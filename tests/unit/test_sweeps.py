@@ -11,12 +11,12 @@ import pytest
 import yaml
 from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 
-from robust_vit import cli
+from application import cli
+from application.sweep_cli import main as sweep_main
+from application.sweep_cli import parser, split_extra
+from application.sweep_engines import makefile, slurm_script, wandb_sweep
+from application.sweeps import PLANS_DIR, expand, find_run, load_plan
 from robust_vit.errors import ConfigError
-from robust_vit.sweep_cli import main as sweep_main
-from robust_vit.sweep_cli import parser, split_extra
-from robust_vit.sweep_engines import makefile, slurm_script, wandb_sweep
-from robust_vit.sweeps import PLANS_DIR, expand, find_run, load_plan
 from tests.conftest import REPO
 
 PLANS = sorted(p.stem for p in (REPO / PLANS_DIR).glob("*.yaml"))
@@ -220,7 +220,7 @@ def test_the_engine_files_land_in_the_sweep_folder(tmp_path: Path,
 
 
 class FakeCLI:
-    """Stands in for ``robust_vit.cli.main``: records each call, optionally fails."""
+    """Stands in for ``application.cli.main``: records each call, optionally fails."""
 
     def __init__(self, exit_code: int = 0) -> None:
         self.calls: list[list[str]] = []

@@ -1,8 +1,7 @@
-"""The ``robust-vit`` command: LightningCLI (fit | validate | test | predict), report, sweep."""
+"""The LightningCLI subcommands of ``robust-vit`` (fit, validate, test, predict)."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from pathlib import Path
@@ -13,16 +12,16 @@ from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from callbacks.results import ResultRecord
-from callbacks.selection import Rule, ValidationLedger, monitored_checkpoint, select_weights
-from robust_vit.errors import ConfigError, TrainingFault
-from robust_vit.parser import RobustViTParser
-from robust_vit.preflight import (
+from application.parser import RobustViTParser
+from application.preflight import (
     check_state_fits,
     label_wandb_run,
     prepare_wandb,
     read_checkpoint,
 )
+from callbacks.results import ResultRecord
+from callbacks.selection import Rule, ValidationLedger, monitored_checkpoint, select_weights
+from robust_vit.errors import ConfigError, TrainingFault
 from robust_vit.ranges import PositiveInt
 from robust_vit.records import RECORD_NAME
 
@@ -175,17 +174,8 @@ def run_cli(args: ArgsType = None) -> RobustViTCLI:
     )
 
 
-# Subcommands beside LightningCLI's: each module's main(argv) takes the rest of the line.
-TOOLS = {"report": "robust_vit.report", "prefetch": "robust_vit.hub",
-         "sweep": "robust_vit.sweep_cli"}
-
-
-def main(args: ArgsType = None) -> None:
-    """Entry point of ``robust-vit`` and ``python -m robust_vit``."""
-    argv = sys.argv[1:] if args is None else list(args)  # type: ignore[arg-type]
-    if argv[:1] and argv[0] in TOOLS:
-        importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
-        return
+def run(args: ArgsType = None) -> None:
+    """Run a LightningCLI subcommand; a bad input, a fault or a lost rank ends in one line."""
     try:
         run_cli(args)
     except SIGTERMException as err:

@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 
+from application.sweep_engines import makefile, slurm_script, wandb_sweep
+from application.sweeps import RUNS_DIR, Plan, PlannedRun, expand, find_run, load_plan
 from robust_vit.errors import ConfigError
 from robust_vit.records import write_text_atomic
-from robust_vit.sweep_engines import makefile, slurm_script, wandb_sweep
-from robust_vit.sweeps import RUNS_DIR, Plan, PlannedRun, expand, find_run, load_plan
 
 # The plan fields the command line overrides (each option is named as its field).
 OVERRIDES = ("name", "methods", "seeds", "weights", "eval", "threads")
@@ -89,7 +89,7 @@ def show(plan: Plan, runs: list[PlannedRun], ns: argparse.Namespace, extra: list
 def run_entry(plan: Plan, runs: list[PlannedRun], ns: argparse.Namespace,
               extra: list[str]) -> None:
     """Run the chosen entry in this process, then write its marker; skip it if it finished."""
-    from robust_vit import cli
+    from application import cli
 
     if ns.index is None and (ns.method is None or ns.seed is None):
         raise ConfigError("index", "give --index I, or --method M with --seed S.")

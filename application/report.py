@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from robust_vit.aggregate import delta_table, group_by_seed, group_summary, group_table
+from application.aggregate import delta_table, group_by_seed, group_summary, group_table
 from robust_vit.radii import metric_label
 from robust_vit.records import RECORD_NAME, read_record
 from robust_vit.tables import adversarial_table, corruption_table

@@ -1,6 +1,6 @@
 """The inputs of the engines that run a sweep plan: a make fragment, a wandb sweep, a SLURM array.
 
-Each is written from the same :func:`robust_vit.sweeps.expand` list, so they cannot drift. wandb
+Each is written from the same :func:`application.sweeps.expand` list, so they cannot drift. wandb
 and SLURM run one entry per job through ``robust-vit sweep run``, given ``rerun`` (the plan and
 its overrides as ``sweep run`` takes them) and ``extra`` (the arguments after ``--``).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from robust_vit.sweeps import RUNS_DIR, Plan, PlannedRun
+from application.sweeps import RUNS_DIR, Plan, PlannedRun
 
 
 def make_quote(arg: str) -> str:
