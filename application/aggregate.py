@@ -47,9 +47,14 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float]:
 
 def group_summary(groups: Groups, keys: list[str]) -> dict[str, dict[str, tuple[float, float]]]:
     """``group -> key -> (mean, half-width)`` over each group's seeds."""
-    return {group: {k: mean_interval([m[k] for m in by_seed.values() if k in m]) for k in keys
-                    if any(k in m for m in by_seed.values())}
-            for group, by_seed in sorted(groups.items())}
+    return {
+        group: {
+            k: mean_interval([m[k] for m in by_seed.values() if k in m])
+            for k in keys
+            if any(k in m for m in by_seed.values())
+        }
+        for group, by_seed in sorted(groups.items())
+    }
 
 
 def _cell(values: Sequence[float]) -> str:
@@ -61,8 +66,10 @@ def _cell(values: Sequence[float]) -> str:
 
 def group_table(groups: Groups, keys: list[str]) -> str:
     """One row per group: mean ± 95% interval over its seeds for every key."""
-    lines = ["| group | seeds | " + " | ".join(map(metric_label, keys)) + " |",
-             "|---" * (len(keys) + 2) + "|"]
+    lines = [
+        "| group | seeds | " + " | ".join(map(metric_label, keys)) + " |",
+        "|---" * (len(keys) + 2) + "|",
+    ]
     for group, by_seed in sorted(groups.items()):
         cells = [_cell([m[k] for m in by_seed.values() if k in m]) for k in keys]
         lines.append(f"| {group} | {len(by_seed)} | " + " | ".join(cells) + " |")
@@ -74,14 +81,18 @@ def delta_table(groups: Groups, baseline: str, keys: list[str]) -> str:
     base = next((by_seed for g, by_seed in groups.items() if Path(g).name == baseline), None)
     if base is None:
         raise ValueError(f"no group named {baseline!r} among {sorted(groups)}")
-    lines = [f"| group minus {baseline} | pairs | " + " | ".join(map(metric_label, keys)) + " |",
-             "|---" * (len(keys) + 2) + "|"]
+    lines = [
+        f"| group minus {baseline} | pairs | " + " | ".join(map(metric_label, keys)) + " |",
+        "|---" * (len(keys) + 2) + "|",
+    ]
     for group, by_seed in sorted(groups.items()):
         if Path(group).name == baseline:
             continue
         seeds = sorted(set(by_seed) & set(base))
-        cells = [_cell([by_seed[s][k] - base[s][k] for s in seeds
-                        if k in by_seed[s] and k in base[s]]) for k in keys]
+        cells = [
+            _cell([by_seed[s][k] - base[s][k] for s in seeds if k in by_seed[s] and k in base[s]])
+            for k in keys
+        ]
         lines.append(f"| {group} | {len(seeds)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

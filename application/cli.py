@@ -11,8 +11,11 @@ import sys
 from collections.abc import Sequence
 
 # Subcommands beside LightningCLI's: each module's main(argv) takes the rest of the line.
-TOOLS = {"report": "application.report", "prefetch": "application.prefetch",
-         "sweep": "application.sweep_cli"}
+TOOLS = {
+    "report": "application.report",
+    "prefetch": "application.prefetch",
+    "sweep": "application.sweep_cli",
+}
 
 
 def main(args: Sequence[str] | None = None) -> None:

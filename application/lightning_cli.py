@@ -34,38 +34,52 @@ class RobustViTCLI(LightningCLI):
         for name in ("num_classes", "img_size", "in_chans"):
             parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
         parser.add_argument(
-            "--threads", type=PositiveInt | None, default=None,
+            "--threads",
+            type=PositiveInt | None,
+            default=None,
             help="CPU threads for torch, at least 1 (default: torch's own choice). Set it on "
             "shared machines.",
         )
 
         parser.add_argument(
-            "--name", type=str | None, default=None,
+            "--name",
+            type=str | None,
+            default=None,
             help="Run name: the folder under each logger's save_dir and the wandb run name.",
         )
         parser.add_argument(
-            "--group", type=str | None, default=None,
+            "--group",
+            type=str | None,
+            default=None,
             help="The sweep this run belongs to: wandb's group, so that a sweep's seeds "
             "collapse into one line with a band (the seed is a wandb tag, seed<N>).",
         )
         parser.add_argument(
-            "--job_type", type=str | None, default=None,
+            "--job_type",
+            type=str | None,
+            default=None,
             help="The sweep arm (method) this run is: wandb's job_type.",
         )
 
         parser.add_argument(
-            "--test_after_fit", type=bool, default=False,
+            "--test_after_fit",
+            type=bool,
+            default=False,
             help="After fit, test the weights --test_weights picks in the same run folder, so "
             "that one result record holds both.",
         )
         parser.add_argument(
-            "--test_weights", type=Rule, default="last",
+            "--test_weights",
+            type=Rule,
+            default="last",
             help="Which weights --test_after_fit tests: 'last' (the end of training, what a "
             "finetuning comparison tests) or 'best' (the checkpoint of the best value of the "
             "monitored ModelCheckpoint, among the validations that ran).",
         )
         parser.add_argument(
-            "--test_monitor", type=str | None, default=None,
+            "--test_monitor",
+            type=str | None,
+            default=None,
             help="The metric --test_weights best ranks by (e.g. val/robust_acc): a "
             "ModelCheckpoint must monitor it. Default: the first monitored ModelCheckpoint's.",
         )
@@ -79,12 +93,15 @@ class RobustViTCLI(LightningCLI):
             torch.set_num_threads(config.threads)
         loggers = config.trainer.get("logger")
         prepare_wandb(loggers)
-        label_wandb_run(loggers, group=config.get("group"), job_type=config.get("job_type"),
-                        seed=config.get("seed_everything"))
+        label_wandb_run(
+            loggers,
+            group=config.get("group"),
+            job_type=config.get("job_type"),
+            seed=config.get("seed_everything"),
+        )
         if config.get("name") and isinstance(loggers, list):
             for logger in loggers:
                 logger.init_args.name = config.name
-
 
     def _parse_ckpt_path(self) -> None:
         """Check ``--ckpt_path`` (exists, a checkpoint, loads safely) before Lightning reads it."""
@@ -136,13 +153,13 @@ class RobustViTCLI(LightningCLI):
         """Test the weights ``--test_weights`` picks when asked; say where the record is."""
         if self.config.fit.get("test_after_fit"):
             config = self.config.fit
-            weights = select_weights(self.trainer, config.test_weights, "test_weights",
-                                     config.get("test_monitor"))
+            weights = select_weights(
+                self.trainer, config.test_weights, "test_weights", config.get("test_monitor")
+            )
             for callback in self.trainer.callbacks:
                 if isinstance(callback, ResultRecord):
                     callback.expect_test_weights(weights)
-            self.trainer.test(self.model, datamodule=self.datamodule,
-                              ckpt_path=weights.checkpoint)
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=weights.checkpoint)
         log_dir = Path(self.trainer.log_dir or ".")  # a collective under DDP: every rank asks
         if self.trainer.is_global_zero:
             print(f"Result record: {log_dir / RECORD_NAME}")
@@ -179,18 +196,23 @@ def run(args: ArgsType = None) -> None:
     try:
         run_cli(args)
     except SIGTERMException as err:
-        print("robust-vit: stopped by SIGTERM; checkpoint callbacks with save_on_exception "
-              "(experiments/base.yaml) saved one: resume with --ckpt_path "
-              "runs/<name>/version_N/checkpoints/last.ckpt.", file=sys.stderr)
+        print(
+            "robust-vit: stopped by SIGTERM; checkpoint callbacks with save_on_exception "
+            "(experiments/base.yaml) saved one: resume with --ckpt_path "
+            "runs/<name>/version_N/checkpoints/last.ckpt.",
+            file=sys.stderr,
+        )
         raise SystemExit(143) from err
     except TrainingFault as err:
         print(f"robust-vit: training stopped: {err}", file=sys.stderr)
         raise SystemExit(1) from err
     except Exception as err:
         if lost_process(err):
-            print(f"robust-vit: a distributed process was lost, so every rank stopped ({err}). "
-                  "Resume with --ckpt_path runs/<name>/version_N/checkpoints/last.ckpt.",
-                  file=sys.stderr)
+            print(
+                f"robust-vit: a distributed process was lost, so every rank stopped ({err}). "
+                "Resume with --ckpt_path runs/<name>/version_N/checkpoints/last.ckpt.",
+                file=sys.stderr,
+            )
             raise SystemExit(1) from err
         config_error = find_config_error(err)
         if config_error is None:
@@ -199,8 +221,12 @@ def run(args: ArgsType = None) -> None:
         raise SystemExit(2) from err
 
 
-LOST_PEER = ("Connection reset by peer", "Connection closed by peer",
-             "NCCL communicator was aborted", "Socket Timeout")
+LOST_PEER = (
+    "Connection reset by peer",
+    "Connection closed by peer",
+    "NCCL communicator was aborted",
+    "Socket Timeout",
+)
 
 
 def lost_process(err: BaseException) -> bool:

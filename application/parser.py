@@ -8,8 +8,10 @@ from typing import NoReturn
 from lightning.pytorch.cli import LightningArgumentParser
 
 KEY = re.compile(r'Parser key "([^"]+)":')
-CLASS = re.compile(r"Problem with given class_path '[^']+':"
-                   r"|expects a function or a callable class:")
+CLASS = re.compile(
+    r"Problem with given class_path '[^']+':"
+    r"|expects a function or a callable class:"
+)
 LEAF = re.compile(r"Not of type (\w+): (.+?)(?:\. Got value: .*)?$")
 GIVEN = re.compile(r"Given value: (.*)$")
 
@@ -29,7 +31,7 @@ def summarise(message: str) -> str | None:
         if leaf:
             problem = leaf.group(2)
             if problem.startswith("does not conform"):  # jsonargparse left the value out
-                given = next(filter(None, map(GIVEN.search, lines[number + 1:])), None)
+                given = next(filter(None, map(GIVEN.search, lines[number + 1 :])), None)
                 problem = f"{given.group(1)} {problem}" if given else problem
             dotted = _dotted([key for i, key in stack if i < indent])
             return f"{dotted}: {problem} ({leaf.group(1)})" if dotted else None

@@ -41,12 +41,15 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.models:
         known = hub_weights(name)
         if constants.HF_HUB_OFFLINE and known is not None and missing_files(known):
-            parser.error(f"{name}: HF_HUB_OFFLINE=1 here, so nothing can be downloaded. Run "
-                         "it on a machine with network, without HF_HUB_OFFLINE.")
+            parser.error(
+                f"{name}: HF_HUB_OFFLINE=1 here, so nothing can be downloaded. Run "
+                "it on a machine with network, without HF_HUB_OFFLINE."
+            )
         try:
             weights = prefetch(name)
         except LocalEntryNotFoundError as err:
-            parser.error(f"{name}: the hub did not answer ({err}). Run it where "
-                         "huggingface.co is reachable.")
+            parser.error(
+                f"{name}: the hub did not answer ({err}). Run it where huggingface.co is reachable."
+            )
         where = weights.repo_id if weights else "timm's download cache"
         print(f"{name}: cached ({where} in {constants.HF_HUB_CACHE})")

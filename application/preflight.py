@@ -63,8 +63,9 @@ def prepare_wandb(loggers: Any) -> None:
         config.init_args.offline = False
 
 
-def label_wandb_run(loggers: Any, *, group: str | None, job_type: str | None,
-                    seed: int | bool | None) -> None:
+def label_wandb_run(
+    loggers: Any, *, group: str | None, job_type: str | None, seed: int | bool | None
+) -> None:
     """Give the wandb run its sweep ``group``, its arm as ``job_type`` and ``seed<N>`` as a tag.
 
     They go to ``wandb.init`` through ``WandbLogger``'s keyword arguments, so wandb's UI groups
@@ -91,21 +92,33 @@ def read_checkpoint(ckpt_path: str | None) -> dict[str, Any] | None:
         return None
     path = Path(ckpt_path)
     if not path.is_file():
-        raise ConfigError("ckpt_path", f"{ckpt_path!r} does not exist. Point it at a .ckpt file "
-                          "under runs/<name>/version_N/checkpoints/, or use `last`.")
+        raise ConfigError(
+            "ckpt_path",
+            f"{ckpt_path!r} does not exist. Point it at a .ckpt file "
+            "under runs/<name>/version_N/checkpoints/, or use `last`.",
+        )
     if not zipfile.is_zipfile(path):
-        raise ConfigError("ckpt_path", f"{ckpt_path!r} is not a Lightning checkpoint (not a "
-                          "torch.save zip archive); point it at a .ckpt file the trainer wrote.")
+        raise ConfigError(
+            "ckpt_path",
+            f"{ckpt_path!r} is not a Lightning checkpoint (not a "
+            "torch.save zip archive); point it at a .ckpt file the trainer wrote.",
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ConfigError("ckpt_path", f"{ckpt_path!r} does not load with weights_only=True "
-                          f"({str(err).splitlines()[-1][:200]}); only checkpoints of tensors and "
-                          "plain values are loaded, so no code from the file runs.") from err
+        raise ConfigError(
+            "ckpt_path",
+            f"{ckpt_path!r} does not load with weights_only=True "
+            f"({str(err).splitlines()[-1][:200]}); only checkpoints of tensors and "
+            "plain values are loaded, so no code from the file runs.",
+        ) from err
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
-        raise ConfigError("ckpt_path", f"{ckpt_path!r} has no state_dict: it is not a Lightning "
-                          "checkpoint (a weights file goes in model.weights instead).")
+        raise ConfigError(
+            "ckpt_path",
+            f"{ckpt_path!r} has no state_dict: it is not a Lightning "
+            "checkpoint (a weights file goes in model.weights instead).",
+        )
     return state
 
 
@@ -117,12 +130,17 @@ def check_state_fits(ckpt_path: str, state: dict[str, Any], model: nn.Module) ->
     """
     expected = without_adapters(model.state_dict())
     state = without_adapters(state)
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-             if k in state and hasattr(state[k], "shape") and v.numel()
-             and state[k].shape != v.shape]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and hasattr(state[k], "shape") and v.numel() and state[k].shape != v.shape
+    ]
     missing = [k for k in expected if k not in state and not k.endswith("_extra_state")]
     if wrong or missing:
         detail = "; ".join(wrong[:3]) or f"missing {', '.join(missing[:3])}"
-        raise ConfigError("ckpt_path", f"{ckpt_path!r} does not fit this model ({detail}). Use "
-                          "the model, data (num_classes, img_size) and method config it was "
-                          "trained with.")
+        raise ConfigError(
+            "ckpt_path",
+            f"{ckpt_path!r} does not fit this model ({detail}). Use "
+            "the model, data (num_classes, img_size) and method config it was "
+            "trained with.",
+        )

@@ -27,8 +27,10 @@ def markdown_table(records: dict[str, dict[str, Any]], keys: list[str] | None = 
     if keys is None:
         found = {k for metrics in flat.values() for k in metrics}
         keys = sorted(k for k in found if k.startswith(("test/", "val/")))
-    lines = ["| run | " + " | ".join(map(metric_label, keys)) + " |",
-             "|---" * (len(keys) + 1) + "|"]
+    lines = [
+        "| run | " + " | ".join(map(metric_label, keys)) + " |",
+        "|---" * (len(keys) + 1) + "|",
+    ]
     for name, metrics in flat.items():
         cells = [f"{metrics[k]:.4f}" if k in metrics else "-" for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -39,8 +41,10 @@ def robustness_sections(records: dict[str, dict[str, Any]], plot_dir: Path | Non
     """The adversarial and corruption tables of every record (and their plots in ``plot_dir``)."""
     parts = []
     for name, record in records.items():
-        for section, table in (("adversarial", adversarial_table),
-                               ("corruptions", corruption_table)):
+        for section, table in (
+            ("adversarial", adversarial_table),
+            ("corruptions", corruption_table),
+        ):
             for stage, result in (record.get(section) or {}).items():
                 parts.append(f"\n### {name}: {section} ({stage})\n\n{table(result)}")
                 if plot_dir is not None:
@@ -48,8 +52,9 @@ def robustness_sections(records: dict[str, dict[str, Any]], plot_dir: Path | Non
     return "\n".join(parts)
 
 
-def plot_section(section: str, result: dict[str, Any], name: str, stage: str,
-                 plot_dir: Path) -> Path:
+def plot_section(
+    section: str, result: dict[str, Any], name: str, stage: str, plot_dir: Path
+) -> Path:
     """Write the section's plot (accuracy vs epsilon, or the corruption heatmap)."""
     from robust_vit.plots import SECTION_PLOTS
 
@@ -67,8 +72,12 @@ def default_keys(metrics: dict[str, dict[str, float]]) -> list[str]:
     return ["test/acc", *robust, *corrupt]
 
 
-def grouped_report(records: dict[str, dict[str, Any]], keys: list[str] | None,
-                   baseline: str | None, plot_dir: Path | None = None) -> str:
+def grouped_report(
+    records: dict[str, dict[str, Any]],
+    keys: list[str] | None,
+    baseline: str | None,
+    plot_dir: Path | None = None,
+) -> str:
     """Per-group means with 95% intervals over seeds, and paired deltas against ``baseline``."""
     from robust_vit.plots import group_means
 
@@ -79,8 +88,11 @@ def grouped_report(records: dict[str, dict[str, Any]], keys: list[str] | None,
     if baseline is not None:
         parts.append(delta_table(groups, baseline, keys))
     if plot_dir is not None:
-        path = group_means(group_summary(groups, keys), plot_dir / "groups.png",
-                           "mean and 95% interval across seeds")
+        path = group_means(
+            group_summary(groups, keys),
+            plot_dir / "groups.png",
+            "mean and 95% interval across seeds",
+        )
         parts.append(f"plot: {path}")
     return "\n\n".join(parts)
 
@@ -98,15 +110,28 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="robust-vit report", description=__doc__)
     parser.add_argument("records", nargs="+", type=Path, help="results.json files or run folders")
     parser.add_argument("--keys", nargs="*", help="metric keys to show (default: test/ and val/)")
-    parser.add_argument("--latest", action="store_true",
-                        help="for each folder, only its most recently written record")
-    parser.add_argument("--group", action="store_true",
-                        help="aggregate runs in .../<group>/seed<N>/ folders: mean and 95%% "
-                        "interval across seeds per group")
-    parser.add_argument("--baseline", default=None,
-                        help="with --group: also print each group minus this group, paired by seed")
-    parser.add_argument("--plots", type=Path, default=None,
-                        help="folder to write accuracy-vs-epsilon and corruption heatmap PNGs to")
+    parser.add_argument(
+        "--latest",
+        action="store_true",
+        help="for each folder, only its most recently written record",
+    )
+    parser.add_argument(
+        "--group",
+        action="store_true",
+        help="aggregate runs in .../<group>/seed<N>/ folders: mean and 95%% "
+        "interval across seeds per group",
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="with --group: also print each group minus this group, paired by seed",
+    )
+    parser.add_argument(
+        "--plots",
+        type=Path,
+        default=None,
+        help="folder to write accuracy-vs-epsilon and corruption heatmap PNGs to",
+    )
     ns = parser.parse_args(argv)
     records = {}
     for path in ns.records:

@@ -41,13 +41,20 @@ def plan_options() -> argparse.ArgumentParser:
 
 def parser() -> argparse.ArgumentParser:
     """``robust-vit sweep`` and its subcommands."""
-    top = argparse.ArgumentParser(prog="robust-vit sweep", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top = argparse.ArgumentParser(
+        prog="robust-vit sweep",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = top.add_subparsers(dest="command", required=True)
     shared = [plan_options()]
     commands.add_parser("show", parents=shared, help="print the runs, each with its command")
-    run = commands.add_parser("run", parents=shared, allow_abbrev=False,
-                              help="run one entry of the plan unless its .done marker exists")
+    run = commands.add_parser(
+        "run",
+        parents=shared,
+        allow_abbrev=False,
+        help="run one entry of the plan unless its .done marker exists",
+    )
     run.add_argument("--index", type=int, help="the entry's index (SLURM_ARRAY_TASK_ID)")
     run.add_argument("--method", help="the entry's method (with --seed; wandb's agent)")
     run.add_argument("--seed", type=int, help="the entry's seed (with --method)")
@@ -63,7 +70,7 @@ def split_extra(argv: list[str]) -> tuple[list[str], list[str]]:
     if "--" not in argv:
         return argv, []
     cut = argv.index("--")
-    return argv[:cut], argv[cut + 1:]
+    return argv[:cut], argv[cut + 1 :]
 
 
 def rerun_args(ns: argparse.Namespace) -> list[str]:
@@ -79,15 +86,16 @@ def rerun_args(ns: argparse.Namespace) -> list[str]:
 def show(plan: Plan, runs: list[PlannedRun], ns: argparse.Namespace, extra: list[str]) -> None:
     """Print each run (index, done or todo, command)."""
     done = sum(run.marker.exists() for run in runs)
-    print(f"# sweep {plan.name}: {len(runs)} runs ({len(plan.methods)} methods x "
-          f"{len(plan.seeds)} seeds), {done} done")
+    print(
+        f"# sweep {plan.name}: {len(runs)} runs ({len(plan.methods)} methods x "
+        f"{len(plan.seeds)} seeds), {done} done"
+    )
     for run in runs:
         state = "done" if run.marker.exists() else "todo"
         print(f"{run.index:3d} {state} {' '.join(map(shlex.quote, run.argv))}")
 
 
-def run_entry(plan: Plan, runs: list[PlannedRun], ns: argparse.Namespace,
-              extra: list[str]) -> None:
+def run_entry(plan: Plan, runs: list[PlannedRun], ns: argparse.Namespace, extra: list[str]) -> None:
     """Run the chosen entry in this process, then write its marker; skip it if it finished."""
     from application import cli
 
@@ -105,27 +113,36 @@ def run_entry(plan: Plan, runs: list[PlannedRun], ns: argparse.Namespace,
     run.marker.touch()
 
 
-def write_makefile(plan: Plan, runs: list[PlannedRun], ns: argparse.Namespace,
-                   extra: list[str]) -> None:
+def write_makefile(
+    plan: Plan, runs: list[PlannedRun], ns: argparse.Namespace, extra: list[str]
+) -> None:
     """Print the makefile of the plan's markers."""
     print(makefile(plan, runs), end="")
 
 
-def write_wandb(plan: Plan, runs: list[PlannedRun], ns: argparse.Namespace,
-                extra: list[str]) -> None:
+def write_wandb(
+    plan: Plan, runs: list[PlannedRun], ns: argparse.Namespace, extra: list[str]
+) -> None:
     """Write the wandb sweep YAML and say how to start it."""
-    out = write(ns.out or RUNS_DIR / plan.name / "wandb_sweep.yaml",
-                yaml.safe_dump(wandb_sweep(plan, rerun_args(ns), extra), sort_keys=False))
-    print(f"{out}: create the sweep with `wandb sweep --project robust-vit {out}`, then run "
-          "`WANDB_MODE=online wandb agent ENTITY/robust-vit/SWEEP_ID` from the repository root "
-          "on each machine.")
+    out = write(
+        ns.out or RUNS_DIR / plan.name / "wandb_sweep.yaml",
+        yaml.safe_dump(wandb_sweep(plan, rerun_args(ns), extra), sort_keys=False),
+    )
+    print(
+        f"{out}: create the sweep with `wandb sweep --project robust-vit {out}`, then run "
+        "`WANDB_MODE=online wandb agent ENTITY/robust-vit/SWEEP_ID` from the repository root "
+        "on each machine."
+    )
 
 
-def write_slurm(plan: Plan, runs: list[PlannedRun], ns: argparse.Namespace,
-                extra: list[str]) -> None:
+def write_slurm(
+    plan: Plan, runs: list[PlannedRun], ns: argparse.Namespace, extra: list[str]
+) -> None:
     """Write the sbatch job-array script and say how to submit it."""
-    out = write(ns.out or RUNS_DIR / plan.name / "sweep.sbatch",
-                slurm_script(plan, runs, rerun_args(ns), extra))
+    out = write(
+        ns.out or RUNS_DIR / plan.name / "sweep.sbatch",
+        slurm_script(plan, runs, rerun_args(ns), extra),
+    )
     print(f"{out}: edit its #SBATCH resources, then `sbatch {out}` from the repository root.")
 
 
@@ -136,7 +153,10 @@ def write(path: Path, text: str) -> Path:
 
 
 COMMANDS: dict[str, Callable[[Plan, list[PlannedRun], argparse.Namespace, list[str]], None]] = {
-    "show": show, "run": run_entry, "make": write_makefile, "wandb": write_wandb,
+    "show": show,
+    "run": run_entry,
+    "make": write_makefile,
+    "wandb": write_wandb,
     "slurm": write_slurm,
 }
 
@@ -145,8 +165,9 @@ def main(argv: list[str]) -> None:
     """Entry point of ``robust-vit sweep``."""
     args, extra = split_extra(argv)
     ns = parser().parse_args(args)
-    overrides: dict[str, Any] = {field: getattr(ns, field) for field in OVERRIDES
-                                 if getattr(ns, field) is not None}
+    overrides: dict[str, Any] = {
+        field: getattr(ns, field) for field in OVERRIDES if getattr(ns, field) is not None
+    }
     try:
         plan = load_plan(ns.plan, overrides, extra)
         COMMANDS[ns.command](plan, expand(plan), ns, extra)

@@ -26,10 +26,15 @@ def makefile(plan: Plan, runs: list[PlannedRun]) -> str:
     report's paired differences.
     """
     markers = " ".join(make_quote(str(run.marker)) for run in runs)
-    lines = [f"# The {len(runs)} runs of sweep {plan.name}, written by `robust-vit sweep make`.",
-             "CLI ?= robust-vit", "", ".PHONY: sweep", f"sweep: {markers}",
-             f"\t$(CLI) report {make_quote(str(RUNS_DIR / plan.name))} --group "
-             "$(if $(BASELINE),--baseline $(BASELINE))"]
+    lines = [
+        f"# The {len(runs)} runs of sweep {plan.name}, written by `robust-vit sweep make`.",
+        "CLI ?= robust-vit",
+        "",
+        ".PHONY: sweep",
+        f"sweep: {markers}",
+        f"\t$(CLI) report {make_quote(str(RUNS_DIR / plan.name))} --group "
+        "$(if $(BASELINE),--baseline $(BASELINE))",
+    ]
     for run in runs:
         command = " ".join(["$(CLI)", *map(make_quote, run.argv[1:])])
         lines += ["", f"{make_quote(str(run.marker))}:", f"\t{command}", "\ttouch $@"]
@@ -45,11 +50,13 @@ def wandb_sweep(plan: Plan, rerun: list[str], extra: list[str]) -> dict[str, Any
     return {
         "name": plan.name,
         "description": f"robust-vit sweep plan {plan.name}: each method x seed once, its run in "
-                       f"{RUNS_DIR / plan.name}/<method>/seed<seed>/.",
+        f"{RUNS_DIR / plan.name}/<method>/seed<seed>/.",
         "program": "robust-vit",
         "method": "grid",
-        "parameters": {"method": {"values": list(plan.methods)},
-                       "seed": {"values": list(plan.seeds)}},
+        "parameters": {
+            "method": {"values": list(plan.methods)},
+            "seed": {"values": list(plan.seeds)},
+        },
         "command": ["${env}", "${program}", "sweep", "run", *rerun, "${args}", *separator],
     }
 
@@ -58,25 +65,28 @@ def slurm_script(plan: Plan, runs: list[PlannedRun], rerun: list[str], extra: li
     """An ``sbatch`` job array whose task ``i`` runs plan entry ``i`` under ``srun``."""
     command = ["srun", "robust-vit", "sweep", "run", *rerun]
     tail = ["--", *extra] if extra else []
-    run_line = " ".join([*map(shlex.quote, command), '--index "$SLURM_ARRAY_TASK_ID"',
-                         *map(shlex.quote, tail)])
+    run_line = " ".join(
+        [*map(shlex.quote, command), '--index "$SLURM_ARRAY_TASK_ID"', *map(shlex.quote, tail)]
+    )
     folder = RUNS_DIR / plan.name
-    return "\n".join([
-        "#!/bin/bash",
-        f"# Sweep {plan.name} as a SLURM job array: task i runs entry i of "
-        f"`robust-vit sweep show {' '.join(map(shlex.quote, rerun))}`.",
-        f"# Submit from the repository root, robust-vit on PATH: sbatch {folder}/sweep.sbatch",
-        "# A finished run (its .done marker exists) is skipped: resubmitting reruns the rest.",
-        "# Edit the resources to your cluster:",
-        f"#SBATCH --job-name={plan.name}",
-        f"#SBATCH --array=0-{len(runs) - 1}",
-        "#SBATCH --ntasks=1",
-        "#SBATCH --gpus=1",
-        "#SBATCH --cpus-per-task=8",
-        "#SBATCH --time=04:00:00",
-        f"#SBATCH --output={folder}/slurm-%A_%a.out",
-        "set -euo pipefail",
-        "# srun makes the task a SLURM step: Lightning's SLURMEnvironment reads its variables.",
-        run_line,
-        "",
-    ])
+    return "\n".join(
+        [
+            "#!/bin/bash",
+            f"# Sweep {plan.name} as a SLURM job array: task i runs entry i of "
+            f"`robust-vit sweep show {' '.join(map(shlex.quote, rerun))}`.",
+            f"# Submit from the repository root, robust-vit on PATH: sbatch {folder}/sweep.sbatch",
+            "# A finished run (its .done marker exists) is skipped: resubmitting reruns the rest.",
+            "# Edit the resources to your cluster:",
+            f"#SBATCH --job-name={plan.name}",
+            f"#SBATCH --array=0-{len(runs) - 1}",
+            "#SBATCH --ntasks=1",
+            "#SBATCH --gpus=1",
+            "#SBATCH --cpus-per-task=8",
+            "#SBATCH --time=04:00:00",
+            f"#SBATCH --output={folder}/slurm-%A_%a.out",
+            "set -euo pipefail",
+            "# srun makes the task a SLURM step: Lightning's SLURMEnvironment reads its variables.",
+            run_line,
+            "",
+        ]
+    )

@@ -93,8 +93,10 @@ class Plan:
             values = getattr(self, key)
             repeated = sorted({str(v) for v in values if values.count(v) > 1})
             if repeated:
-                raise ConfigError(key, f"lists {', '.join(repeated)} more than once; each run "
-                                  "must be planned once.")
+                raise ConfigError(
+                    key,
+                    f"lists {', '.join(repeated)} more than once; each run must be planned once.",
+                )
         if self.threads is not None and self.threads < 1:
             raise ConfigError("threads", f"must be at least 1, got {self.threads}.")
 
@@ -129,10 +131,13 @@ class PlannedRun:
     def check_inputs(self) -> None:
         """Fail before any compute when the weights file is missing, naming what makes it."""
         if not self.weights.is_file():
-            raise ConfigError(self.weights_field, f"{self.weights} does not exist. Build it "
-                              f"first (`make {self.weights}`: the Makefile has a rule for each "
-                              "weights file the committed plans use), or point the plan at an "
-                              "existing file.")
+            raise ConfigError(
+                self.weights_field,
+                f"{self.weights} does not exist. Build it "
+                f"first (`make {self.weights}`: the Makefile has a rule for each "
+                "weights file the committed plans use), or point the plan at an "
+                "existing file.",
+            )
 
 
 def plan_path(plan: str) -> Path:
@@ -140,13 +145,17 @@ def plan_path(plan: str) -> Path:
     path = Path(plan) if plan.endswith((".yaml", ".yml")) else PLANS_DIR / f"{plan}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PLANS_DIR.glob("*.yaml")))
-        raise ConfigError("plan", f"no plan file {path}. Name a plan in {PLANS_DIR}/ "
-                          f"({known or 'none found here'}) or give the path of a plan YAML.")
+        raise ConfigError(
+            "plan",
+            f"no plan file {path}. Name a plan in {PLANS_DIR}/ "
+            f"({known or 'none found here'}) or give the path of a plan YAML.",
+        )
     return path
 
 
-def load_plan(plan: str, overrides: dict[str, Any] | None = None,
-              extra_args: list[str] | None = None) -> Plan:
+def load_plan(
+    plan: str, overrides: dict[str, Any] | None = None, extra_args: list[str] | None = None
+) -> Plan:
     """Read and check the plan ``plan`` names, then apply ``overrides`` (field: value).
 
     The name defaults to the file's stem; ``extra_args`` go after the plan's ``args``. Every
@@ -161,8 +170,9 @@ def load_plan(plan: str, overrides: dict[str, Any] | None = None,
         raise ConfigError("plan", f"{path} must hold a mapping of plan fields.")
     data = {"name": path.stem, **data}
     check_references(build_plan(data, path))
-    return build_plan({**data, **(overrides or {}),
-                       "args": [*data.get("args", []), *(extra_args or [])]}, path)
+    return build_plan(
+        {**data, **(overrides or {}), "args": [*data.get("args", []), *(extra_args or [])]}, path
+    )
 
 
 def build_plan(data: dict[str, Any], path: Path) -> Plan:
@@ -186,11 +196,16 @@ def check_references(plan: Plan) -> None:
     for number, overlay in enumerate(plan.overlays):
         for pattern in overlay.arms:
             if not any(fnmatch(method, pattern) for method in plan.methods):
-                raise ConfigError(f"overlays[{number}].arms", f"{pattern!r} matches none of "
-                                  f"the methods ({', '.join(plan.methods)}).")
+                raise ConfigError(
+                    f"overlays[{number}].arms",
+                    f"{pattern!r} matches none of the methods ({', '.join(plan.methods)}).",
+                )
     if plan.test_only is not None and plan.test_only.arm not in plan.methods:
-        raise ConfigError("test_only.arm", f"{plan.test_only.arm!r} is not among the methods "
-                          f"({', '.join(plan.methods)}); add it where it should run.")
+        raise ConfigError(
+            "test_only.arm",
+            f"{plan.test_only.arm!r} is not among the methods "
+            f"({', '.join(plan.methods)}); add it where it should run.",
+        )
 
 
 def method_configs(method: str) -> list[str]:
@@ -201,9 +216,12 @@ def method_configs(method: str) -> list[str]:
 
 def overlay_args(plan: Plan, method: str) -> list[str]:
     """The arguments the overlays matching ``method`` add, in the plan's order."""
-    return [arg for overlay in plan.overlays
-            if any(fnmatch(method, pattern) for pattern in overlay.arms)
-            for arg in overlay.args]
+    return [
+        arg
+        for overlay in plan.overlays
+        if any(fnmatch(method, pattern) for pattern in overlay.arms)
+        for arg in overlay.args
+    ]
 
 
 def expand(plan: Plan) -> list[PlannedRun]:
@@ -228,17 +246,39 @@ def planned_run(plan: Plan, index: int, method: str, seed: int) -> PlannedRun:
     argv = ["robust-vit", subcommand]
     for layer in layers:
         argv += ["--config", layer]
-    argv += ["--model.weights", weights, "--name", name, "--group", plan.name,
-             "--job_type", method, "--seed_everything", str(seed)]
+    argv += [
+        "--model.weights",
+        weights,
+        "--name",
+        name,
+        "--group",
+        plan.name,
+        "--job_type",
+        method,
+        "--seed_everything",
+        str(seed),
+    ]
     if plan.threads is not None:
         argv += ["--threads", str(plan.threads)]
     argv += ["--trainer.enable_progress_bar", "false", *plan.args, *overlay_args(plan, method)]
-    return PlannedRun(index=index, method=method, seed=seed, name=name, argv=tuple(argv),
-                      weights=Path(weights), weights_field=weights_field)
+    return PlannedRun(
+        index=index,
+        method=method,
+        seed=seed,
+        name=name,
+        argv=tuple(argv),
+        weights=Path(weights),
+        weights_field=weights_field,
+    )
 
 
-def find_run(runs: list[PlannedRun], *, index: int | None = None, method: str | None = None,
-             seed: int | None = None) -> PlannedRun:
+def find_run(
+    runs: list[PlannedRun],
+    *,
+    index: int | None = None,
+    method: str | None = None,
+    seed: int | None = None,
+) -> PlannedRun:
     """The run at ``index``, or the run of ``method`` with ``seed``."""
     if index is not None:
         if not 0 <= index < len(runs):
@@ -249,7 +289,8 @@ def find_run(runs: list[PlannedRun], *, index: int | None = None, method: str | 
             return run
     methods = sorted({run.method for run in runs})
     seeds = sorted({run.seed for run in runs})
-    raise ConfigError("method" if method not in methods else "seed",
-                      f"the plan has no run of method {method!r} with seed {seed} "
-                      f"(methods: {', '.join(methods)}; seeds: {', '.join(map(str, seeds))}).")
-
+    raise ConfigError(
+        "method" if method not in methods else "seed",
+        f"the plan has no run of method {method!r} with seed {seed} "
+        f"(methods: {', '.join(methods)}; seeds: {', '.join(map(str, seeds))}).",
+    )

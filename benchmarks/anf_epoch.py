@@ -25,8 +25,9 @@ FULL_EPOCH_BATCHES = 54000 // 128
 SPEC_BUDGET = math.ceil(0.3 * FULL_EPOCH_BATCHES)  # budget_fraction 0.3 of a full epoch
 
 
-def epoch_rate(method: str, batches: int, threads: int, weights: str | None,
-               extra: list[str]) -> float:
+def epoch_rate(
+    method: str, batches: int, threads: int, weights: str | None, extra: list[str]
+) -> float:
     """Images/s of one training epoch of ``method`` (from ``weights`` when given)."""
     start = [f"--model.weights={Path(weights).resolve()}"] if weights else []
     return fit_epoch_rate(method, batches, threads, [*start, *extra])
@@ -38,9 +39,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=120, help="a multiple of steps_per_round")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--weights", default="artifacts/vit_cpu_fashion_mnist.safetensors",
-                        help="start from these weights when the file exists (synthesis stops "
-                             "early more often on a trained model)")
+    parser.add_argument(
+        "--weights",
+        default="artifacts/vit_cpu_fashion_mnist.safetensors",
+        help="start from these weights when the file exists (synthesis stops "
+        "early more often on a trained model)",
+    )
     ns = parser.parse_args()
     torch.set_num_threads(ns.threads)
     os.environ.setdefault("WANDB_MODE", "disabled")
@@ -53,17 +57,24 @@ def main() -> None:
         erm_rates.append(epoch_rate("erm", ns.batches, ns.threads, weights, []))
         anf_rates.append(epoch_rate("anf", ns.batches, ns.threads, weights, anf))
         train_only.append(epoch_rate("anf", ns.batches, ns.threads, weights, one_step))
-    print(f"{ns.batches} batches of 128, {ns.threads} threads, weights: "
-          f"{weights or 'random init'}; ANF: rounds of 40 steps, synthesis budget "
-          f"{SPEC_BUDGET} steps per round")
+    print(
+        f"{ns.batches} batches of 128, {ns.threads} threads, weights: "
+        f"{weights or 'random init'}; ANF: rounds of 40 steps, synthesis budget "
+        f"{SPEC_BUDGET} steps per round"
+    )
     print(f"ERM epoch: {max(erm_rates):8.1f} img/s  (runs: {[round(v) for v in erm_rates]})")
     print(f"ANF epoch: {max(anf_rates):8.1f} img/s  (runs: {[round(v) for v in anf_rates]})")
-    print(f"ANF, 1 synthesis step per round: {max(train_only):8.1f} img/s  "
-          f"(runs: {[round(v) for v in train_only]})")
-    print(f"ANF epoch time / ERM epoch time: {max(erm_rates) / max(anf_rates):.2f}x "
-          "(target <= 2.2x)")
-    print(f"the same with 1 synthesis step per round (the clean + noisy training alone): "
-          f"{max(erm_rates) / max(train_only):.2f}x")
+    print(
+        f"ANF, 1 synthesis step per round: {max(train_only):8.1f} img/s  "
+        f"(runs: {[round(v) for v in train_only]})"
+    )
+    print(
+        f"ANF epoch time / ERM epoch time: {max(erm_rates) / max(anf_rates):.2f}x (target <= 2.2x)"
+    )
+    print(
+        f"the same with 1 synthesis step per round (the clean + noisy training alone): "
+        f"{max(erm_rates) / max(train_only):.2f}x"
+    )
 
 
 if __name__ == "__main__":

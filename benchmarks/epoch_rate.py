@@ -16,10 +16,17 @@ def fit_args(method: str, batches: int, threads: int, extra: list[str]) -> list[
     """`robust-vit fit` arguments: one epoch of ``batches`` batches of ``method``, no validation."""
     layers = ("base", "data/fashion_mnist", "model/vit_cpu", f"method/{method}")
     configs = [a for c in layers for a in ("--config", str(REPO / "experiments" / f"{c}.yaml"))]
-    return ["fit", *configs, f"--trainer.limit_train_batches={batches}",
-            "--trainer.limit_val_batches=0", "--trainer.max_epochs=1",
-            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-            f"--threads={threads}", *extra]
+    return [
+        "fit",
+        *configs,
+        f"--trainer.limit_train_batches={batches}",
+        "--trainer.limit_val_batches=0",
+        "--trainer.max_epochs=1",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        f"--threads={threads}",
+        *extra,
+    ]
 
 
 def fit_epoch_rate(method: str, batches: int, threads: int, extra: list[str]) -> float:
@@ -28,8 +35,7 @@ def fit_epoch_rate(method: str, batches: int, threads: int, extra: list[str]) ->
     The run happens in a temporary folder; the rate is the Throughput callback's (validation
     excluded), read from the run's record.
     """
-    args = fit_args(method, batches, threads,
-                    ["--trainer.callbacks+=callbacks.Throughput", *extra])
+    args = fit_args(method, batches, threads, ["--trainer.callbacks+=callbacks.Throughput", *extra])
     with tempfile.TemporaryDirectory() as tmp:
         cwd = os.getcwd()
         os.chdir(tmp)

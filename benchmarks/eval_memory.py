@@ -43,11 +43,18 @@ def peak_rss_mib(n: int, threads: int, work: Path) -> tuple[float, float]:
     suite.write_text(SUITE.format(n=n, cache=work / f"cache_{n}"))
     layers = ("base", "data/fashion_mnist", "model/vit_cpu", "method/erm")
     configs = [a for c in layers for a in ("--config", str(REPO / "experiments" / f"{c}.yaml"))]
-    cmd = [sys.executable, "-c",
-           "import resource, sys; from application.cli import main; main(sys.argv[1:]); "
-           "print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)",
-           "test", *configs,
-           "--config", str(suite), "--trainer.enable_progress_bar=false", f"--threads={threads}"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import resource, sys; from application.cli import main; main(sys.argv[1:]); "
+        "print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)",
+        "test",
+        *configs,
+        "--config",
+        str(suite),
+        "--trainer.enable_progress_bar=false",
+        f"--threads={threads}",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled"}
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=True)

@@ -21,8 +21,14 @@ from benchmarks.epoch_rate import fit_epoch_rate
 from datamodules import FashionMNISTDataModule
 from lightning_modules import ViTClassifier
 
-MODEL = dict(model_name="vit_tiny_patch16_224", num_classes=10, img_size=32, in_chans=1,
-             patch_size=8, model_kwargs={"embed_dim": 48, "depth": 4, "num_heads": 3})
+MODEL = dict(
+    model_name="vit_tiny_patch16_224",
+    num_classes=10,
+    img_size=32,
+    in_chans=1,
+    patch_size=8,
+    model_kwargs={"embed_dim": 48, "depth": 4, "num_heads": 3},
+)
 
 
 def plain_loop(batches: int, batch_size: int) -> float:

@@ -78,8 +78,13 @@ REPO = Path(__file__).resolve().parents[1]
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, from NVIDIA's data sheets (H100 and H200
 # Tensor Core GPU data sheets, A100 data sheet: half the "with sparsity" figure), matched in this
 # order as case-insensitive substrings of torch.cuda.get_device_name(). Other GPUs: --peak_tflops.
-PEAK_BF16_TFLOPS = (("H200", 989.4), ("H100 PCIe", 756.0), ("H100 SXM", 989.4),
-                    ("H100 80GB HBM3", 989.4), ("A100", 312.0))
+PEAK_BF16_TFLOPS = (
+    ("H200", 989.4),
+    ("H100 PCIe", 756.0),
+    ("H100 SXM", 989.4),
+    ("H100 80GB HBM3", 989.4),
+    ("A100", 312.0),
+)
 
 
 def synthetic_images(spec: ModelSpec, n: int) -> TensorImageDataset:
@@ -105,20 +110,56 @@ def setup(tiny: bool, batch_size: int | None) -> Setup:
     """The GPU check's sizes (ViT-S/16 and ViT-B/16, 224 px), or the tiny CPU ones."""
     precision = experiment("gpu.yaml")["trainer"]["precision"]
     if tiny:
-        vit = ModelSpec("tiny ViT", {
-            "model_name": "vit_tiny_patch16_224", "num_classes": 10, "img_size": 32,
-            "in_chans": 3, "patch_size": 8,
-            "model_kwargs": {"embed_dim": 32, "depth": 2, "num_heads": 2}})
-        return Setup("cpu", precision, (vit,), batch_size or 8, warmup=2, steps=2,
-                     synthesis_steps=2, eval_batch=16, repeats=1, radii=(1 / 255, 8 / 255))
+        vit = ModelSpec(
+            "tiny ViT",
+            {
+                "model_name": "vit_tiny_patch16_224",
+                "num_classes": 10,
+                "img_size": 32,
+                "in_chans": 3,
+                "patch_size": 8,
+                "model_kwargs": {"embed_dim": 32, "depth": 2, "num_heads": 2},
+            },
+        )
+        return Setup(
+            "cpu",
+            precision,
+            (vit,),
+            batch_size or 8,
+            warmup=2,
+            steps=2,
+            synthesis_steps=2,
+            eval_batch=16,
+            repeats=1,
+            radii=(1 / 255, 8 / 255),
+        )
     models = tuple(
-        ModelSpec(label, {**experiment(f"model/{name}.yaml")["model"], "num_classes": 1000,
-                          "img_size": 224, "in_chans": 3})
-        for label, name in (("ViT-S/16", "vit_small_patch16_224"),
-                            ("ViT-B/16", "vit_base_patch16_224")))
-    return Setup("cuda", precision, models, batch_size or 128, warmup=3, steps=20,
-                 synthesis_steps=10, eval_batch=128, repeats=3,
-                 radii=tuple(r / 255 for r in (0.25, 0.5, 1, 2, 4, 8)))
+        ModelSpec(
+            label,
+            {
+                **experiment(f"model/{name}.yaml")["model"],
+                "num_classes": 1000,
+                "img_size": 224,
+                "in_chans": 3,
+            },
+        )
+        for label, name in (
+            ("ViT-S/16", "vit_small_patch16_224"),
+            ("ViT-B/16", "vit_base_patch16_224"),
+        )
+    )
+    return Setup(
+        "cuda",
+        precision,
+        models,
+        batch_size or 128,
+        warmup=3,
+        steps=20,
+        synthesis_steps=10,
+        eval_batch=128,
+        repeats=3,
+        radii=tuple(r / 255 for r in (0.25, 0.5, 1, 2, 4, 8)),
+    )
 
 
 def step_methods(s: Setup) -> dict[str, Callable[[], FinetuneMethod]]:
@@ -133,8 +174,7 @@ def step_methods(s: Setup) -> dict[str, Callable[[], FinetuneMethod]]:
         "ERM": ERM,
         "PGD-10-AT": lambda: PGDAT(steps=10),
         "ANF": lambda: ANF(max_synthesis_steps=1, rounds=1, steps_per_round=total),
-        "SAFER": lambda: SAFER(steps=10, score_batches=1,
-                               score_batch_size=min(s.batch_size, 32)),
+        "SAFER": lambda: SAFER(steps=10, score_batches=1, score_batch_size=min(s.batch_size, 32)),
     }
 
 
@@ -153,14 +193,31 @@ def measure_step(spec: ModelSpec, kind: str, method: FinetuneMethod, s: Setup) -
     data = synthetic_images(spec, (s.warmup + s.steps) * s.batch_size)
     meter = StepMeter(s.warmup, s.device)
     with tempfile.TemporaryDirectory() as root:  # SAFER's layer chart lands there
-        trainer = L.Trainer(accelerator=s.device, devices=1, precision=s.precision,
-                            max_steps=s.warmup + s.steps, limit_val_batches=0, logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, log_every_n_steps=1, callbacks=[meter],
-                            default_root_dir=root)
+        trainer = L.Trainer(
+            accelerator=s.device,
+            devices=1,
+            precision=s.precision,
+            max_steps=s.warmup + s.steps,
+            limit_val_batches=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            log_every_n_steps=1,
+            callbacks=[meter],
+            default_root_dir=root,
+        )
         trainer.fit(module, DataLoader(data, batch_size=s.batch_size))
-    rows = [Measured(spec.label, kind, statistics.median(meter.seconds), meter.flops,
-                     s.batch_size, meter.peak_bytes / 2**30 if s.device == "cuda" else None)]
+    rows = [
+        Measured(
+            spec.label,
+            kind,
+            statistics.median(meter.seconds),
+            meter.flops,
+            s.batch_size,
+            meter.peak_bytes / 2**30 if s.device == "cuda" else None,
+        )
+    ]
     if isinstance(method, ANF):
         x = torch.stack([data[i][0] for i in range(s.batch_size)])
         rows.append(measure_synthesis(spec, module, x, s))
@@ -180,8 +237,14 @@ def measure_synthesis(spec: ModelSpec, module: ViTClassifier, x: Tensor, s: Setu
 
     def synthesis(x: Tensor, _: Tensor) -> None:
         with autocast(s.device, s.bf16):
-            synthesize_noise(model, iter_forever(x), shape, eps=0.0, max_steps=s.synthesis_steps,
-                             generator=torch.Generator().manual_seed(0))
+            synthesize_noise(
+                model,
+                iter_forever(x),
+                shape,
+                eps=0.0,
+                max_steps=s.synthesis_steps,
+                generator=torch.Generator().manual_seed(0),
+            )
 
     synthesis(x, x)  # warm-up
     with flop_counter() as counter:
@@ -189,11 +252,16 @@ def measure_synthesis(spec: ModelSpec, module: ViTClassifier, x: Tensor, s: Setu
     synchronize(s.device)
     if s.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    seconds = statistics.median(timed(synthesis, x, x, s.device)
-                                for _ in range(s.repeats))
+    seconds = statistics.median(timed(synthesis, x, x, s.device) for _ in range(s.repeats))
     peak = torch.cuda.max_memory_allocated() / 2**30 if s.device == "cuda" else None
-    return Measured(spec.label, "ANF synthesis update", seconds / s.synthesis_steps,
-                    counter.get_total_flops() / s.synthesis_steps, len(x), peak)
+    return Measured(
+        spec.label,
+        "ANF synthesis update",
+        seconds / s.synthesis_steps,
+        counter.get_total_flops() / s.synthesis_steps,
+        len(x),
+        peak,
+    )
 
 
 def iter_forever(x: Tensor) -> Iterator[Tensor]:
@@ -211,8 +279,12 @@ def free_device_memory() -> None:
 
 def labelled_batch(spec: ModelSpec, model: nn.Module, s: Setup) -> tuple[Tensor, Tensor]:
     """Random images labelled with the model's fp32 prediction, kept where bf16 agrees."""
-    shape = (s.eval_batch, spec.kwargs["in_chans"], spec.kwargs["img_size"],
-             spec.kwargs["img_size"])
+    shape = (
+        s.eval_batch,
+        spec.kwargs["in_chans"],
+        spec.kwargs["img_size"],
+        spec.kwargs["img_size"],
+    )
     x = torch.rand(shape, generator=torch.Generator().manual_seed(1)).to(s.device)
     with torch.no_grad():
         fp32 = model(x).argmax(1)
@@ -222,8 +294,9 @@ def labelled_batch(spec: ModelSpec, model: nn.Module, s: Setup) -> tuple[Tensor,
     return x[keep], fp32[keep]
 
 
-def measure_pgd(spec: ModelSpec, model: nn.Module, x: Tensor, y: Tensor,
-                s: Setup) -> list[Throughput]:
+def measure_pgd(
+    spec: ModelSpec, model: nn.Module, x: Tensor, y: Tensor, s: Setup
+) -> list[Throughput]:
     """PGD-20 at 8/255 on one batch in the check's precision: ours (early exit or not), theirs.
 
     Interleaved ``repeats`` times after one warm-up round; median seconds of each.
@@ -232,8 +305,9 @@ def measure_pgd(spec: ModelSpec, model: nn.Module, x: Tensor, y: Tensor,
     ta = torchattacks.PGD(model, eps=eps, alpha=eps / 4, steps=20, random_start=True)
     runs: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
         "ours, early exit": lambda x, y: PGD(eps=eps)(model, x, y, seeds).robust,
-        "ours, all 20 steps": lambda x, y: PGD(eps=eps, early_exit=False)(model, x, y,
-                                                                          seeds).robust,
+        "ours, all 20 steps": lambda x, y: (
+            PGD(eps=eps, early_exit=False)(model, x, y, seeds).robust
+        ),
         "torchattacks.PGD": lambda x, y: theirs_flags(model, ta, x, y, 0),
     }
     seconds: dict[str, list[float]] = {name: [] for name in runs}
@@ -244,12 +318,15 @@ def measure_pgd(spec: ModelSpec, model: nn.Module, x: Tensor, y: Tensor,
         for _ in range(s.repeats):
             for name, run in runs.items():
                 seconds[name].append(timed(run, x, y, s.device))
-    return [Throughput(spec.label, name, statistics.median(seconds[name]), len(x), robust[name])
-            for name in runs]
+    return [
+        Throughput(spec.label, name, statistics.median(seconds[name]), len(x), robust[name])
+        for name in runs
+    ]
 
 
-def measure_precision(spec: ModelSpec, model: nn.Module, x: Tensor, y: Tensor,
-                      s: Setup) -> list[Precision]:
+def measure_precision(
+    spec: ModelSpec, model: nn.Module, x: Tensor, y: Tensor, s: Setup
+) -> list[Precision]:
     """PGD-20 and FGSM robust counts at every radius: fp32, bf16, bf16 attack scored in fp32."""
     seeds = torch.arange(len(x))
     rows = []
@@ -261,8 +338,17 @@ def measure_precision(spec: ModelSpec, model: nn.Module, x: Tensor, y: Tensor,
                 bf16 = attack(model, x, y, seeds)
             with torch.no_grad():
                 rescored = is_correct(model, bf16.x_adv, y)
-            rows.append(Precision(spec.label, attack.name, eps, len(x), int(fp32.robust.sum()),
-                                  int(bf16.robust.sum()), int(rescored.sum())))
+            rows.append(
+                Precision(
+                    spec.label,
+                    attack.name,
+                    eps,
+                    len(x),
+                    int(fp32.robust.sum()),
+                    int(bf16.robust.sum()),
+                    int(rescored.sum()),
+                )
+            )
     return rows
 
 
@@ -314,14 +400,30 @@ def arguments() -> argparse.ArgumentParser:
     """The check's options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny ViT on the CPU, seconds (CI)")
-    parser.add_argument("--out", type=Path, default=REPO / "runs" / "gpu_check.md",
-                        help="the markdown report (and the same with .json beside it)")
-    parser.add_argument("--peak_tflops", type=float, default=None,
-                        help="dense bf16 peak in TFLOP/s (default: from the GPU's name)")
-    parser.add_argument("--batch_size", type=int, default=None,
-                        help="training batch (default: 128 on the GPU, 8 with --tiny)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads for torch (the tiny model gains nothing from more)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "runs" / "gpu_check.md",
+        help="the markdown report (and the same with .json beside it)",
+    )
+    parser.add_argument(
+        "--peak_tflops",
+        type=float,
+        default=None,
+        help="dense bf16 peak in TFLOP/s (default: from the GPU's name)",
+    )
+    parser.add_argument(
+        "--batch_size",
+        type=int,
+        default=None,
+        help="training batch (default: 128 on the GPU, 8 with --tiny)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for torch (the tiny model gains nothing from more)",
+    )
     return parser
 
 
@@ -334,8 +436,10 @@ def check(ns: argparse.Namespace) -> None:
     if ns.threads < 1:
         raise ConfigError("--threads", f"must be at least 1, got {ns.threads}.")
     if not ns.tiny and not torch.cuda.is_available():
-        raise ConfigError("--tiny", "no CUDA device here: run on a GPU, or pass --tiny for the "
-                                    "CPU run of every code path.")
+        raise ConfigError(
+            "--tiny",
+            "no CUDA device here: run on a GPU, or pass --tiny for the CPU run of every code path.",
+        )
 
 
 @contextmanager
@@ -366,8 +470,9 @@ def main(argv: list[str] | None = None) -> Report:
     page = markdown(report)
     print(page)
     write_text_atomic(ns.out, page)
-    write_text_atomic(ns.out.with_suffix(".json"),
-                      json.dumps(dataclasses.asdict(report), indent=1, default=str))
+    write_text_atomic(
+        ns.out.with_suffix(".json"), json.dumps(dataclasses.asdict(report), indent=1, default=str)
+    )
     return report
 
 

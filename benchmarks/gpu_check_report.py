@@ -129,12 +129,22 @@ def evaluate_targets(report: Report) -> list[Target]:
     by = {(r.model, r.kind): r for r in report.steps}
     largest = report.setup.models[-1].label
     mfu = by[(largest, "ERM")].mfu
-    targets = [Target(f"{largest} ERM step MFU >= {MFU_TARGET:.0%}", mfu,
-                      None if mfu is None else mfu >= MFU_TARGET)]
+    targets = [
+        Target(
+            f"{largest} ERM step MFU >= {MFU_TARGET:.0%}",
+            mfu,
+            None if mfu is None else mfu >= MFU_TARGET,
+        )
+    ]
     for spec in report.setup.models:
         ratio = by[(spec.label, "SAFER")].seconds / by[(spec.label, "PGD-10-AT")].seconds
-        targets.append(Target(f"{spec.label} SAFER step / PGD-10-AT step <= {SAFER_TARGET:.2f}x",
-                              ratio, ratio <= SAFER_TARGET))
+        targets.append(
+            Target(
+                f"{spec.label} SAFER step / PGD-10-AT step <= {SAFER_TARGET:.2f}x",
+                ratio,
+                ratio <= SAFER_TARGET,
+            )
+        )
     return targets
 
 
@@ -163,8 +173,10 @@ def markdown(report: Report) -> str:
     for r in report.steps:
         mfu = "n/a" if r.mfu is None else f"{r.mfu:.1%}"
         gib = "n/a" if r.peak_gib is None else f"{r.peak_gib:.2f}"
-        lines.append(f"| {r.model} | {r.kind} | {r.seconds * 1e3:.1f} | {r.images_per_s:.1f} "
-                     f"| {r.flops / 1e9:.2f} | {r.flops / r.seconds / 1e12:.3f} | {mfu} | {gib} |")
+        lines.append(
+            f"| {r.model} | {r.kind} | {r.seconds * 1e3:.1f} | {r.images_per_s:.1f} "
+            f"| {r.flops / 1e9:.2f} | {r.flops / r.seconds / 1e12:.3f} | {mfu} | {gib} |"
+        )
     lines += anf_round(report)
     lines += [
         "\n### PGD-20 evaluation against torchattacks\n",
@@ -175,8 +187,10 @@ def markdown(report: Report) -> str:
     ]
     theirs = {t.model: t.seconds for t in report.throughput if t.attack == "torchattacks.PGD"}
     for t in report.throughput:
-        lines.append(f"| {t.model} | {t.attack} | {t.examples} | {t.robust} | {t.seconds:.3f} "
-                     f"| {t.examples / t.seconds:.1f} | {theirs[t.model] / t.seconds:.2f}x |")
+        lines.append(
+            f"| {t.model} | {t.attack} | {t.examples} | {t.robust} | {t.seconds:.3f} "
+            f"| {t.examples / t.seconds:.1f} | {theirs[t.model] / t.seconds:.2f}x |"
+        )
     slack = f"{TOLERANCE:.0%} of the examples (at least 1)"
     lines += [
         "\n### Attacks under bf16 autocast against fp32\n",
@@ -189,18 +203,25 @@ def markdown(report: Report) -> str:
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for p in report.precision:
-        lines.append(f"| {p.model} | {p.attack} | {p.eps * 255:g}/255 | {p.examples} | {p.fp32} "
-                     f"| {p.bf16} | {p.bf16_scored_fp32} | {'yes' if p.agree else 'no'} |")
+        lines.append(
+            f"| {p.model} | {p.attack} | {p.eps * 255:g}/255 | {p.examples} | {p.fp32} "
+            f"| {p.bf16} | {p.bf16_scored_fp32} | {'yes' if p.agree else 'no'} |"
+        )
     informative = [p for p in report.precision if 0 < p.fp32 < p.examples]
-    lines.append(f"\nbf16 attacks reach fp32's robust accuracy: "
-                 f"{'yes' if all(p.agree for p in report.precision) else 'no'} at every radius "
-                 f"({len(informative)} of {len(report.precision)} rows have an fp32 robust "
-                 "accuracy strictly between 0 and 1, where the comparison can show a gap).\n")
+    lines.append(
+        f"\nbf16 attacks reach fp32's robust accuracy: "
+        f"{'yes' if all(p.agree for p in report.precision) else 'no'} at every radius "
+        f"({len(informative)} of {len(report.precision)} rows have an fp32 robust "
+        "accuracy strictly between 0 and 1, where the comparison can show a gap).\n"
+    )
     lines += ["### Targets\n"]
     for target in report.targets:
         value = "n/a" if target.value is None else f"{target.value:.3f}"
-        state = ("not evaluated (no bf16 peak: pass --peak_tflops)" if target.met is None
-                 else verdict(target.met))
+        state = (
+            "not evaluated (no bf16 peak: pass --peak_tflops)"
+            if target.met is None
+            else verdict(target.met)
+        )
         lines.append(f"- {target.name}: {value}, {state}")
     return "\n".join(lines) + "\n"
 
@@ -208,10 +229,12 @@ def markdown(report: Report) -> str:
 def anf_round(report: Report) -> list[str]:
     """One ANF round (SPEC_BUDGET synthesis updates, ROUND_STEPS training steps) against ERM."""
     by = {(r.model, r.kind): r for r in report.steps}
-    lines = [f"\nAn ANF round, amortised: {SPEC_BUDGET} synthesis updates (the budget of "
-             "benchmarks/anf_epoch.py, budget_fraction 0.3 of a Fashion-MNIST epoch) and "
-             f"{ROUND_STEPS} training steps; its seconds, and its time over {ROUND_STEPS} ERM "
-             "steps':"]
+    lines = [
+        f"\nAn ANF round, amortised: {SPEC_BUDGET} synthesis updates (the budget of "
+        "benchmarks/anf_epoch.py, budget_fraction 0.3 of a Fashion-MNIST epoch) and "
+        f"{ROUND_STEPS} training steps; its seconds, and its time over {ROUND_STEPS} ERM "
+        "steps':"
+    ]
     for spec in report.setup.models:
         erm, train = by[(spec.label, "ERM")], by[(spec.label, "ANF")]
         synthesis = by[(spec.label, "ANF synthesis update")]

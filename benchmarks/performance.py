@@ -24,19 +24,38 @@ from robust_vit.records import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS: list[tuple[str, str, list[str], str | None]] = [
-    ("Framework overhead", "framework_overhead.py", [],
-     "a `robust-vit fit` ERM epoch at least 0.95 of a plain PyTorch loop's throughput"),
-    ("ANF epoch against ERM epoch", "anf_epoch.py", [],
-     "an ANF epoch, synthesis included, at most 2.2x an ERM epoch"),
-    ("SAFER step against PGD-AT step", "safer_step.py",
-     ["--repeats", "20", "--batch_size", "128"],
-     "a SAFER step at most 1.10x the time and 1.0x the peak memory of a full PGD-AT step"),
-    ("PGD-20 against torchattacks", "pgd_vs_torchattacks.py", [],
-     "on the pretrained model at 2/255, 4/255 and 8/255, ours as strong (equal robust accuracy "
-     "within random-start noise), never slower, at least 1.5x faster at 8/255, and within 1.3x "
-     "of the floor at every radius"),
-    ("Evaluation memory as examples grow 10x", "eval_memory.py", [],
-     "peak memory at 10x the examples within 10% of the small run"),
+    (
+        "Framework overhead",
+        "framework_overhead.py",
+        [],
+        "a `robust-vit fit` ERM epoch at least 0.95 of a plain PyTorch loop's throughput",
+    ),
+    (
+        "ANF epoch against ERM epoch",
+        "anf_epoch.py",
+        [],
+        "an ANF epoch, synthesis included, at most 2.2x an ERM epoch",
+    ),
+    (
+        "SAFER step against PGD-AT step",
+        "safer_step.py",
+        ["--repeats", "20", "--batch_size", "128"],
+        "a SAFER step at most 1.10x the time and 1.0x the peak memory of a full PGD-AT step",
+    ),
+    (
+        "PGD-20 against torchattacks",
+        "pgd_vs_torchattacks.py",
+        [],
+        "on the pretrained model at 2/255, 4/255 and 8/255, ours as strong (equal robust accuracy "
+        "within random-start noise), never slower, at least 1.5x faster at 8/255, and within 1.3x "
+        "of the floor at every radius",
+    ),
+    (
+        "Evaluation memory as examples grow 10x",
+        "eval_memory.py",
+        [],
+        "peak memory at 10x the examples within 10% of the small run",
+    ),
     ("Profiles behind the ratios", "profile_targets.py", [], None),
 ]
 
@@ -53,12 +72,20 @@ def cpu_name() -> str:
 
 def run(script: str, args: list[str], threads: int) -> tuple[str, float]:
     """The benchmark's standard output (its last 40 lines) and its wall time."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled",
-           "OMP_NUM_THREADS": str(threads)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "WANDB_MODE": "disabled",
+        "OMP_NUM_THREADS": str(threads),
+    }
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args,
-                           "--threads", str(threads)], cwd=REPO, env=env, capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args, "--threads", str(threads)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         return f"FAILED (exit {done.returncode}):\n{done.stderr[-2000:]}", seconds
@@ -71,8 +98,16 @@ def noise(line: str) -> bool:
     return any(c in line for c in "┃┏┡│└") or line.startswith(NOISE)
 
 
-NOISE = ("wandb", "\x1b", "Trainable", "Non-trainable", "Total", "Modules in", "Result record",
-         "Seed set")
+NOISE = (
+    "wandb",
+    "\x1b",
+    "Trainable",
+    "Non-trainable",
+    "Total",
+    "Modules in",
+    "Result record",
+    "Seed set",
+)
 
 
 def main() -> None:
@@ -97,8 +132,9 @@ def main() -> None:
         output, seconds = run(script, args, ns.threads)
         print(output, flush=True)
         aim = f"Target: {target}." if target else "Not a target: where the time goes."
-        parts.append(f"## {title}\n\n{aim} `benchmarks/{script}` "
-                     f"({seconds:.0f} s):\n\n```\n{output}\n```\n")
+        parts.append(
+            f"## {title}\n\n{aim} `benchmarks/{script}` ({seconds:.0f} s):\n\n```\n{output}\n```\n"
+        )
     for kept in ("_gpu", "_analysis"):  # kept by hand: the GPU check's page, the analysis
         page = ns.out.with_name(f"{ns.out.stem}{kept}.md")
         if page.is_file():

@@ -73,8 +73,10 @@ class Radius:
 def load_model(weights: Path) -> nn.Module:
     """The pretrained CPU ViT in eval mode, or a clear failure naming the make target."""
     if not weights.is_file():
-        raise SystemExit(f"{weights} is missing: run `make artifacts/vit_cpu_fashion_mnist"
-                         ".safetensors` (pretrains the CPU ViT, several minutes) first.")
+        raise SystemExit(
+            f"{weights} is missing: run `make artifacts/vit_cpu_fashion_mnist"
+            ".safetensors` (pretrains the CPU ViT, several minutes) first."
+        )
     return ViTClassifier(**MODEL, weights=str(weights)).model.eval()
 
 
@@ -98,8 +100,9 @@ def timed(seconds: list[float], fn: Callable[..., T], *args: object) -> T:
     return out
 
 
-def theirs_flags(model: nn.Module, attack: torchattacks.PGD, x: Tensor, y: Tensor,
-                 seed: int) -> Tensor:
+def theirs_flags(
+    model: nn.Module, attack: torchattacks.PGD, x: Tensor, y: Tensor, seed: int
+) -> Tensor:
     """Robust flags of torchattacks' PGD on one batch, scored with one forward."""
     torch.manual_seed(seed)  # its random start draws from the global generator
     x_adv = attack(x, y)
@@ -136,11 +139,26 @@ def floor_steps(model: nn.Module, attack: PGD, batches: Batches, ours: Tensor) -
         steps[0] += int((logits.argmax(1) == y).sum())
         return ce_loss(logits, y)
 
-    robust = torch.cat([
-        is_correct(model, pgd(model, x, y, eps=attack.eps, alpha=attack.rel_step * attack.eps,
-                              steps=attack.steps, early_exit=True, seeds=seeds,
-                              loss_fn=counting_ce), y)
-        for x, y, seeds in batches])
+    robust = torch.cat(
+        [
+            is_correct(
+                model,
+                pgd(
+                    model,
+                    x,
+                    y,
+                    eps=attack.eps,
+                    alpha=attack.rel_step * attack.eps,
+                    steps=attack.steps,
+                    early_exit=True,
+                    seeds=seeds,
+                    loss_fn=counting_ce,
+                ),
+                y,
+            )
+            for x, y, seeds in batches
+        ]
+    )
     if not torch.equal(robust, ours):
         raise RuntimeError("the counted run of our PGD gave other flags than the timed runs")
     return steps[0]
@@ -149,10 +167,13 @@ def floor_steps(model: nn.Module, attack: PGD, batches: Batches, ours: Tensor) -
 def measure(model: nn.Module, eps: int, batches: Batches, repeats: int) -> Radius:
     """Interleave ours and theirs batch by batch, then the floor's timings, ``repeats`` times."""
     ours_attack = PGD(eps=eps / 255, steps=STEPS, rel_step=0.25)
-    theirs_attack = torchattacks.PGD(model, eps=eps / 255, alpha=eps / 255 / 4, steps=STEPS,
-                                     random_start=True)
-    seconds: dict[str, list[list[float]]] = {"ours": [[] for _ in batches],
-                                             "theirs": [[] for _ in batches]}
+    theirs_attack = torchattacks.PGD(
+        model, eps=eps / 255, alpha=eps / 255 / 4, steps=STEPS, random_start=True
+    )
+    seconds: dict[str, list[list[float]]] = {
+        "ours": [[] for _ in batches],
+        "theirs": [[] for _ in batches],
+    }
     ours: list[Tensor] = []
     theirs: list[Tensor] = []
     fwd, fwd_bwd = [], []
@@ -166,8 +187,16 @@ def measure(model: nn.Module, eps: int, batches: Batches, repeats: int) -> Radiu
         fwd_bwd.append(forward_seconds(model, x, y, backward=True))
     steps = floor_steps(model, ours_attack, batches, torch.cat(ours))
     best = {name: sum(min(runs) for runs in per_batch) for name, per_batch in seconds.items()}
-    return Radius(eps, torch.cat(ours), torch.cat(theirs), best["ours"], best["theirs"], steps,
-                  min(fwd), min(fwd_bwd))
+    return Radius(
+        eps,
+        torch.cat(ours),
+        torch.cat(theirs),
+        best["ours"],
+        best["theirs"],
+        steps,
+        min(fwd),
+        min(fwd_bwd),
+    )
 
 
 def clean_flags(model: nn.Module, batches: Batches) -> Tensor:
@@ -179,25 +208,33 @@ def clean_flags(model: nn.Module, batches: Batches) -> Tensor:
 def report(rows: list[Radius], clean: Tensor, ns: argparse.Namespace) -> None:
     """Print the table and the reading against the targets."""
     n = len(clean)
-    print(f"pretrained CPU ViT ({ns.weights}), n={n} test examples, batches of {ns.batch_size}, "
-          f"{ns.threads} threads, PGD-{STEPS} L-inf, step eps/4, 1 random start, "
-          f"each batch the best of {ns.repeats} interleaved runs; F, FB: ms per example")
-    print(f"{'radius':>7}{'clean':>7}{'robust ours':>12}{'robust TA':>10}{'steps/ex':>9}"
-          f"{'F':>6}{'FB':>6}{'ours s':>8}{'TA s':>7}{'speed-up':>9}{'floor s':>8}"
-          f"{'ours/floor':>11}{'TA/floor':>9}")
+    print(
+        f"pretrained CPU ViT ({ns.weights}), n={n} test examples, batches of {ns.batch_size}, "
+        f"{ns.threads} threads, PGD-{STEPS} L-inf, step eps/4, 1 random start, "
+        f"each batch the best of {ns.repeats} interleaved runs; F, FB: ms per example"
+    )
+    print(
+        f"{'radius':>7}{'clean':>7}{'robust ours':>12}{'robust TA':>10}{'steps/ex':>9}"
+        f"{'F':>6}{'FB':>6}{'ours s':>8}{'TA s':>7}{'speed-up':>9}{'floor s':>8}"
+        f"{'ours/floor':>11}{'TA/floor':>9}"
+    )
     speed, to_floor = [], []
     for r in rows:
         floor = r.floor(n)
         speed.append(r.seconds_theirs / r.seconds_ours)
         to_floor.append(r.seconds_ours / floor)
-        print(f"{f'{r.eps}/255':>7}{clean.float().mean():7.3f}{r.ours.float().mean():12.3f}"
-              f"{r.theirs.float().mean():10.3f}{r.steps / n:9.2f}{r.f * 1e3:6.3f}"
-              f"{r.fb * 1e3:6.3f}{r.seconds_ours:8.2f}{r.seconds_theirs:7.2f}{speed[-1]:8.2f}x"
-              f"{floor:8.2f}{to_floor[-1]:10.2f}x{r.seconds_theirs / floor:8.2f}x")
-    print(f"targets: never slower than torchattacks: {verdict(min(speed) >= 1)} "
-          f"(lowest {min(speed):.2f}x); at least 1.5x at 8/255: {verdict(speed[-1] >= 1.5)}; "
-          f"ours within 1.3x of the floor at every radius: {verdict(max(to_floor) <= 1.3)} "
-          f"(highest {max(to_floor):.2f}x)")
+        print(
+            f"{f'{r.eps}/255':>7}{clean.float().mean():7.3f}{r.ours.float().mean():12.3f}"
+            f"{r.theirs.float().mean():10.3f}{r.steps / n:9.2f}{r.f * 1e3:6.3f}"
+            f"{r.fb * 1e3:6.3f}{r.seconds_ours:8.2f}{r.seconds_theirs:7.2f}{speed[-1]:8.2f}x"
+            f"{floor:8.2f}{to_floor[-1]:10.2f}x{r.seconds_theirs / floor:8.2f}x"
+        )
+    print(
+        f"targets: never slower than torchattacks: {verdict(min(speed) >= 1)} "
+        f"(lowest {min(speed):.2f}x); at least 1.5x at 8/255: {verdict(speed[-1] >= 1.5)}; "
+        f"ours within 1.3x of the floor at every radius: {verdict(max(to_floor) <= 1.3)} "
+        f"(highest {max(to_floor):.2f}x)"
+    )
 
 
 def verdict(met: bool) -> str:
@@ -207,8 +244,9 @@ def verdict(met: bool) -> str:
 
 def main() -> None:
     """Measure every radius and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--examples", type=int, default=1000)
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)

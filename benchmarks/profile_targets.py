@@ -69,10 +69,15 @@ def profile_safer_step(batch_size: int, repeats: int) -> None:
     """Print the regions, matrix products and FLOPs of PGD-AT, SAFER and every-gradient SAFER."""
     args = safer_step.arguments().parse_args(["--batch_size", str(batch_size), "--device", "cpu"])
     names = ("attack", "forward + backward", "SAM forward + backward")
-    print(f"1. SAFER step, per step (torch.profiler, {repeats} steps each, batch {batch_size}, "
-          f"PGD-{args.steps}; profiled ms include the profiler's own overhead)")
-    print(f"{'variant':<18}{'ms':>8}" + "".join(f"{n + ' ms':>26}" for n in names)
-          + f"{'matmuls':>9}{'GFLOP':>8}{'vs PGD-AT':>11}")
+    print(
+        f"1. SAFER step, per step (torch.profiler, {repeats} steps each, batch {batch_size}, "
+        f"PGD-{args.steps}; profiled ms include the profiler's own overhead)"
+    )
+    print(
+        f"{'variant':<18}{'ms':>8}"
+        + "".join(f"{n + ' ms':>26}" for n in names)
+        + f"{'matmuls':>9}{'GFLOP':>8}{'vs PGD-AT':>11}"
+    )
     reference = None
     for variant in ("pgd_at", "safer", "safer_every_grad"):
         model, x, y = safer_step.build(args)
@@ -82,8 +87,10 @@ def profile_safer_step(batch_size: int, repeats: int) -> None:
         seen = profiled(step, names, repeats)
         reference = reference or seen.gflop
         cells = "".join(f"{seen.ms[n]:>26.1f}" if n in seen.ms else f"{'-':>26}" for n in names)
-        print(f"{variant:<18}{seen.ms['total']:>8.1f}{cells}{seen.matmuls:>9}{seen.gflop:>8.2f}"
-              f"{seen.gflop / reference:>10.3f}x")
+        print(
+            f"{variant:<18}{seen.ms['total']:>8.1f}{cells}{seen.matmuls:>9}{seen.gflop:>8.2f}"
+            f"{seen.gflop / reference:>10.3f}x"
+        )
 
 
 def profile_anf_round(weights: Path | None, budget: int) -> None:
@@ -93,7 +100,8 @@ def profile_anf_round(weights: Path | None, budget: int) -> None:
     data = FashionMNISTDataModule(batch_size=128, augment=False)
     data.setup("fit")
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = itertools.cycle(
-        list(itertools.islice(data.train_dataloader(), budget + ROUND_STEPS + 1)))
+        list(itertools.islice(data.train_dataloader(), budget + ROUND_STEPS + 1))
+    )
     images = (x for x, _ in batches)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.05)
     shape = noise_shape(model, next(batches)[0], "token")
@@ -108,37 +116,53 @@ def profile_anf_round(weights: Path | None, budget: int) -> None:
             optimizer.step()
 
     def synthesize() -> SynthesisResult:
-        return synthesize_noise(model, images, shape, max_steps=budget,
-                                generator=torch.Generator().manual_seed(0))
+        return synthesize_noise(
+            model, images, shape, max_steps=budget, generator=torch.Generator().manual_seed(0)
+        )
 
     model.train()
     train(None)  # warm-up
     result = synthesize()
-    parts = {"ANF synthesis": (profiled(synthesize), max(result.steps, 1)),
-             f"ANF training ({ROUND_STEPS} steps)": (profiled(partial(train, result.noise)),
-                                                     ROUND_STEPS),
-             f"ERM training ({ROUND_STEPS} steps)": (profiled(partial(train, None)), ROUND_STEPS)}
+    parts = {
+        "ANF synthesis": (profiled(synthesize), max(result.steps, 1)),
+        f"ANF training ({ROUND_STEPS} steps)": (
+            profiled(partial(train, result.noise)),
+            ROUND_STEPS,
+        ),
+        f"ERM training ({ROUND_STEPS} steps)": (profiled(partial(train, None)), ROUND_STEPS),
+    }
     erm, _ = parts[f"ERM training ({ROUND_STEPS} steps)"]
-    print(f"\n2. ANF round (torch.profiler; weights: {weights or 'random init'}; budget {budget} "
-          f"synthesis steps; used {result.steps}, eps reached: {result.reached})")
-    print(f"{'region':<26}{'ms':>9}{'steps':>7}{'ms/step':>9}{'GFLOP/step':>12}"
-          f"{'x ERM step':>12}")
+    print(
+        f"\n2. ANF round (torch.profiler; weights: {weights or 'random init'}; budget {budget} "
+        f"synthesis steps; used {result.steps}, eps reached: {result.reached})"
+    )
+    print(f"{'region':<26}{'ms':>9}{'steps':>7}{'ms/step':>9}{'GFLOP/step':>12}{'x ERM step':>12}")
     for name, (seen, steps) in parts.items():
-        print(f"{name:<26}{seen.ms['total']:>9.0f}{steps:>7}{seen.ms['total'] / steps:>9.1f}"
-              f"{seen.gflop / steps:>12.2f}{seen.gflop / erm.gflop * ROUND_STEPS / steps:>11.2f}x")
+        print(
+            f"{name:<26}{seen.ms['total']:>9.0f}{steps:>7}{seen.ms['total'] / steps:>9.1f}"
+            f"{seen.gflop / steps:>12.2f}{seen.gflop / erm.gflop * ROUND_STEPS / steps:>11.2f}x"
+        )
     anf = [seen for seen, _ in list(parts.values())[:2]]
-    print("round (synthesis + ANF training) / ERM training: "
-          f"{sum(a.gflop for a in anf) / erm.gflop:.2f}x in FLOPs, "
-          f"{sum(a.ms['total'] for a in anf) / erm.ms['total']:.2f}x in profiled time")
+    print(
+        "round (synthesis + ANF training) / ERM training: "
+        f"{sum(a.gflop for a in anf) / erm.gflop:.2f}x in FLOPs, "
+        f"{sum(a.ms['total'] for a in anf) / erm.ms['total']:.2f}x in profiled time"
+    )
 
 
 def profile_framework(batches: int, threads: int) -> None:
     """Print the Lightning actions that take at least 0.5% of a `robust-vit fit` ERM epoch."""
     with tempfile.TemporaryDirectory() as tmp:
-        args = fit_args("erm", batches, threads, [
-            "--trainer.profiler=lightning.pytorch.profilers.SimpleProfiler",
-            f"--trainer.profiler.init_args.dirpath={tmp}",
-            "--trainer.profiler.init_args.filename=profile"])
+        args = fit_args(
+            "erm",
+            batches,
+            threads,
+            [
+                "--trainer.profiler=lightning.pytorch.profilers.SimpleProfiler",
+                f"--trainer.profiler.init_args.dirpath={tmp}",
+                "--trainer.profiler.init_args.filename=profile",
+            ],
+        )
         cwd = os.getcwd()
         os.chdir(tmp)
         try:
@@ -147,8 +171,10 @@ def profile_framework(batches: int, threads: int) -> None:
         finally:
             os.chdir(cwd)
         report = next(Path(tmp).glob("*profile*.txt")).read_text().splitlines()
-    print(f"\n3. `robust-vit fit` ERM epoch, {batches} batches of 128 (Lightning SimpleProfiler; "
-          "actions of at least 0.5% of the total)")
+    print(
+        f"\n3. `robust-vit fit` ERM epoch, {batches} batches of 128 (Lightning SimpleProfiler; "
+        "actions of at least 0.5% of the total)"
+    )
     totals = {}
     for line in report:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -157,8 +183,10 @@ def profile_framework(batches: int, threads: int) -> None:
             totals[cells[0]] = cells[3]
     epoch = float(totals["run_training_epoch"])
     step = float(totals["[LightningModule]ViTClassifier.optimizer_step"])
-    print(f"the epoch outside optimizer_step (forward, backward, update): "
-          f"{100 * (epoch - step) / epoch:.1f}%")
+    print(
+        f"the epoch outside optimizer_step (forward, backward, update): "
+        f"{100 * (epoch - step) / epoch:.1f}%"
+    )
 
 
 def is_share(cell: str, at_least: float) -> bool:
@@ -175,8 +203,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="SAFER steps profiled per variant")
     parser.add_argument("--batches", type=int, default=100, help="ERM batches under Lightning")
-    parser.add_argument("--weights", type=Path,
-                        default=Path("artifacts/vit_cpu_fashion_mnist.safetensors"))
+    parser.add_argument(
+        "--weights", type=Path, default=Path("artifacts/vit_cpu_fashion_mnist.safetensors")
+    )
     ns = parser.parse_args()
     torch.set_num_threads(ns.threads)
     os.environ.setdefault("WANDB_MODE", "disabled")

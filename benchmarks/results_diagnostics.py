@@ -42,10 +42,12 @@ def anf_reach(records: dict[str, dict]) -> dict[str, Any]:
         rounds = summary["rounds"]
         arm = out.setdefault(found[0], {"noise_units": summary.get("noise_units"), "seeds": {}})
         arm["seeds"][found[1]] = {
-            "reach_rate": summary["reach_rate"], "rounds": len(rounds),
+            "reach_rate": summary["reach_rate"],
+            "rounds": len(rounds),
             "mean_noise_l2": statistics.fmean(r["noise_norm"] for r in rounds),
             "mean_synth_steps": statistics.fmean(r["synth_steps"] for r in rounds),
-            "mean_token_rms": statistics.fmean(r["token_rms"] for r in rounds)}
+            "mean_token_rms": statistics.fmean(r["token_rms"] for r in rounds),
+        }
     for arm in out.values():
         seeds = arm["seeds"].values()
         reached = sum(s["reach_rate"] * s["rounds"] for s in seeds)
@@ -66,11 +68,23 @@ def overfitting_curve(record: dict) -> dict[str, Any] | None:
     train = last.get("train", {}).get("robust", {}).get("acc")
     return {
         "attack": record["robust_validation"].get("attack"),
-        "epochs": len(points), "peak_epoch": points[peak]["epoch"], "peak_val_robust": val[peak],
-        "last_epoch": last["epoch"], "last_val_robust": val[-1], "fall": val[peak] - val[-1],
-        "last_train_robust": train, "gap": None if train is None else train - val[-1],
-        "max_gap": max((p["train"]["robust"]["acc"] - p["val"]["robust"]["acc"]
-                        for p in points if "train" in p), default=None)}
+        "epochs": len(points),
+        "peak_epoch": points[peak]["epoch"],
+        "peak_val_robust": val[peak],
+        "last_epoch": last["epoch"],
+        "last_val_robust": val[-1],
+        "fall": val[peak] - val[-1],
+        "last_train_robust": train,
+        "gap": None if train is None else train - val[-1],
+        "max_gap": max(
+            (
+                p["train"]["robust"]["acc"] - p["val"]["robust"]["acc"]
+                for p in points
+                if "train" in p
+            ),
+            default=None,
+        ),
+    }
 
 
 def safer_selections(records: dict[str, dict]) -> dict[str, Any]:
@@ -84,9 +98,16 @@ def safer_selections(records: dict[str, dict]) -> dict[str, Any]:
         out.setdefault(found[0], {})[found[1]] = {
             "num_candidates": summary["num_candidates"],
             "reselections": summary["reselections"],
-            "selections": [{"epoch": s["epoch"], "global_step": s["global_step"],
-                            "selected": s["selected"], "changed": s["changed"]}
-                           for s in summary["selections"]]}
+            "selections": [
+                {
+                    "epoch": s["epoch"],
+                    "global_step": s["global_step"],
+                    "selected": s["selected"],
+                    "changed": s["changed"],
+                }
+                for s in summary["selections"]
+            ],
+        }
     return out
 
 
@@ -119,8 +140,15 @@ def arm_costs(records: dict[str, dict]) -> dict[str, Any]:
         fit = record.get("fit") or {}
         if found is not None and fit.get("global_step"):
             by_arm.setdefault(found[0], []).append(fit)
-    return {arm: {
-        "trainable_params": (round(statistics.fmean(f["trainable_params"] for f in fits))
-                             if all("trainable_params" in f for f in fits) else None),
-        "seconds_per_step": statistics.fmean(f["seconds"] / f["global_step"] for f in fits),
-        "seeds": len(fits)} for arm, fits in by_arm.items()}
+    return {
+        arm: {
+            "trainable_params": (
+                round(statistics.fmean(f["trainable_params"] for f in fits))
+                if all("trainable_params" in f for f in fits)
+                else None
+            ),
+            "seconds_per_step": statistics.fmean(f["seconds"] / f["global_step"] for f in fits),
+            "seeds": len(fits),
+        }
+        for arm, fits in by_arm.items()
+    }

@@ -34,8 +34,15 @@ from robust_vit.models import NormalizedViT
 from robust_vit.sam import SAM
 from robust_vit.sharpness import layer_sharpness, num_selected, select_layers
 
-VARIANTS = ("baseline", "pgd_at", "safer", "safer_every_grad", "safer_base", "safer_lora",
-            "scoring")
+VARIANTS = (
+    "baseline",
+    "pgd_at",
+    "safer",
+    "safer_every_grad",
+    "safer_base",
+    "safer_lora",
+    "scoring",
+)
 SAFER_VARIANTS = ("safer", "safer_every_grad", "safer_lora")
 LORA = AdapterConfig("lora", rank=8, alpha=16.0, dropout=0.0)  # method/safer_lora.yaml
 
@@ -43,9 +50,16 @@ LORA = AdapterConfig("lora", rank=8, alpha=16.0, dropout=0.0)  # method/safer_lo
 def build(args: argparse.Namespace) -> tuple[NormalizedViT, torch.Tensor, torch.Tensor]:
     """The model and one fixed batch."""
     torch.manual_seed(0)
-    vit = timm.create_model(args.model, num_classes=10, img_size=args.img_size, in_chans=1,
-                            patch_size=args.patch_size, embed_dim=args.embed_dim,
-                            depth=args.depth, num_heads=args.num_heads)
+    vit = timm.create_model(
+        args.model,
+        num_classes=10,
+        img_size=args.img_size,
+        in_chans=1,
+        patch_size=args.patch_size,
+        embed_dim=args.embed_dim,
+        depth=args.depth,
+        num_heads=args.num_heads,
+    )
     model = NormalizedViT(vit, (0.5,), (0.5,)).to(args.device)
     x = torch.rand(args.batch_size, 1, args.img_size, args.img_size, device=args.device)
     y = torch.randint(0, 10, (args.batch_size,), device=args.device)
@@ -66,8 +80,10 @@ def make_step(variant: str, model: NormalizedViT, args: argparse.Namespace) -> t
     sgd = partial(torch.optim.SGD, lr=0.01, momentum=0.9, weight_decay=1e-4)
     layers = candidate_layers(model)
     if variant == "scoring":
+
         def score(x: torch.Tensor, y: torch.Tensor) -> None:
             layer_sharpness(model, layers, [(x, y)], attack=attack)
+
         return score, 0
     if variant in ("baseline", "pgd_at"):
         opt = sgd(weight_decay_groups(model))
@@ -132,8 +148,7 @@ def interleaved_times(args: argparse.Namespace) -> tuple[dict[str, float], dict[
     for _ in range(args.repeats):
         for variant, step in steps.items():
             times[variant].append(timed(step, x, y, args.device))
-    return ({v: statistics.median(t) for v, t in times.items()},
-            trained)
+    return ({v: statistics.median(t) for v, t in times.items()}, trained)
 
 
 def measure_memory(variant: str, args: argparse.Namespace, queue: mp.Queue) -> None:
@@ -190,24 +205,33 @@ def main() -> None:
     seconds = {"baseline": float("nan"), **medians}
     results = {v: (seconds[v], memory[v]) for v in VARIANTS}
     unit = "peak CUDA MiB" if args.device == "cuda" else "peak RSS MiB"
-    print(f"device={args.device} threads={args.threads} batch={args.batch_size} "
-          f"PGD steps={args.steps} model={args.model} dim={args.embed_dim} depth={args.depth}")
-    print(f"{'variant':<28}{'median s':>10}{'vs PGD-AT':>11}{unit:>16}{'vs PGD-AT':>11}"
-          f"{'trained':>10}")
-    labels = {"baseline": "model + batch only", "pgd_at": "PGD-AT step (all layers)",
-              "safer": "SAFER step (SAM, top 5%)",
-              "safer_every_grad": "  same, every layer's grad",
-              "safer_base": "selected layers, no SAM",
-              "safer_lora": "SAFER-LoRA step (r 8)",
-              "scoring": "one scoring of all layers"}
+    print(
+        f"device={args.device} threads={args.threads} batch={args.batch_size} "
+        f"PGD steps={args.steps} model={args.model} dim={args.embed_dim} depth={args.depth}"
+    )
+    print(
+        f"{'variant':<28}{'median s':>10}{'vs PGD-AT':>11}{unit:>16}{'vs PGD-AT':>11}"
+        f"{'trained':>10}"
+    )
+    labels = {
+        "baseline": "model + batch only",
+        "pgd_at": "PGD-AT step (all layers)",
+        "safer": "SAFER step (SAM, top 5%)",
+        "safer_every_grad": "  same, every layer's grad",
+        "safer_base": "selected layers, no SAM",
+        "safer_lora": "SAFER-LoRA step (r 8)",
+        "scoring": "one scoring of all layers",
+    }
     ref, ref_mb = results["pgd_at"]
     for variant in VARIANTS:
         secs, mb = results[variant]
         ratio = "" if secs != secs else f"{secs / ref:.2f}x"
         shown = "-" if secs != secs else f"{secs:.4f}"
         count = "-" if variant in ("baseline", "scoring") else f"{trained[variant]:,}"
-        print(f"{labels[variant]:<28}{shown:>10}{ratio:>11}{mb:>16.1f}{mb / ref_mb:>10.3f}x"
-              f"{count:>10}")
+        print(
+            f"{labels[variant]:<28}{shown:>10}{ratio:>11}{mb:>16.1f}{mb / ref_mb:>10.3f}x"
+            f"{count:>10}"
+        )
 
 
 if __name__ == "__main__":

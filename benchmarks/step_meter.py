@@ -55,8 +55,9 @@ class StepMeter(L.Callback):
         self._calls, self._start = 0, 0.0
         self._counter: FlopCounterMode | None = None
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                             batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         """Count FLOPs on the last warm-up step; start the clock (and the peak) after warm-up."""
         synchronize(self.device)
         if self._calls == self.warmup - 1:
@@ -66,8 +67,14 @@ class StepMeter(L.Callback):
             torch.cuda.reset_peak_memory_stats()
         self._start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
         """Stop the clock, or close the FLOP count."""
         synchronize(self.device)
         seconds = time.perf_counter() - self._start

@@ -71,16 +71,25 @@ class AdversarialEval(StagedEvaluation):
     """
 
     @check_ranges("adversarial")
-    def __init__(self, attacks: list[Attack], epsilons: list[NonNegativeFloat] | None = None,
-                 num_examples: PositiveInt = 1000, seed: int = 0, every_n_epochs: PositiveInt = 1,
-                 stages: list[Stage] = ["test"],  # noqa: B006 (jsonargparse needs a literal)
-                 batch_size: PositiveInt = 256, section: str = "adversarial") -> None:
+    def __init__(
+        self,
+        attacks: list[Attack],
+        epsilons: list[NonNegativeFloat] | None = None,
+        num_examples: PositiveInt = 1000,
+        seed: int = 0,
+        every_n_epochs: PositiveInt = 1,
+        stages: list[Stage] = ["test"],  # noqa: B006 (jsonargparse needs a literal)
+        batch_size: PositiveInt = 256,
+        section: str = "adversarial",
+    ) -> None:
         check_stages("adversarial", list(stages))
         if not attacks:
             raise ConfigError("adversarial.attacks", "needs at least one attack.")
         if epsilons is not None and not epsilons:
-            raise ConfigError("adversarial.epsilons", "must list at least one radius, or be "
-                              "null to run each attack at its own eps.")
+            raise ConfigError(
+                "adversarial.epsilons",
+                "must list at least one radius, or be null to run each attack at its own eps.",
+            )
         self.suites = self._suites(attacks, epsilons)
         self.num_examples, self.seed = num_examples, seed
         self.every_n_epochs, self.stages = every_n_epochs, list(stages)
@@ -101,8 +110,9 @@ class AdversarialEval(StagedEvaluation):
         if stage in self.stages:
             check_gradients_enabled(trainer, stage, "AdversarialEval")
 
-    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                 stage: str) -> dict[str, Any]:
+    def evaluate(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str
+    ) -> dict[str, Any]:
         """Attack this rank's shard, sum the counts over ranks, log and record the result."""
         dataset = eval_dataset(trainer, stage)
         if dataset is None:
@@ -131,19 +141,33 @@ class AdversarialEval(StagedEvaluation):
         prefix = "test" if stage == "test" else "val"
         scalars = {f"{prefix}/{self.section}/{CLEAN}": result["clean"]["acc"]}
         for name, by_threat in {**result["attacks"], WORST: result["worst_case"]}.items():
-            scalars.update({f"{prefix}/{self.section}/{name}@{t.split('@')[1]}": v["acc"]
-                            for t, v in by_threat.items()})
+            scalars.update(
+                {
+                    f"{prefix}/{self.section}/{name}@{t.split('@')[1]}": v["acc"]
+                    for t, v in by_threat.items()
+                }
+            )
         log_scalars(pl_module, scalars)
         record = record_path(trainer)
         if trainer.is_global_zero:
             table = adversarial_table(result)
             for warning in result["sanity"]["warnings"]:
                 rank_zero_warn(f"AdversarialEval: {warning}")
-            rows = [[name, t, v["acc"], *v["ci"]] for name, by_t in
-                    {**result["attacks"], WORST: result["worst_case"]}.items()
-                    for t, v in by_t.items()]
-            md = write_outputs(trainer, record, self.section, stage, result, table, rows,
-                               ["attack", "threat", "acc", "ci_low", "ci_high"])
+            rows = [
+                [name, t, v["acc"], *v["ci"]]
+                for name, by_t in {**result["attacks"], WORST: result["worst_case"]}.items()
+                for t, v in by_t.items()
+            ]
+            md = write_outputs(
+                trainer,
+                record,
+                self.section,
+                stage,
+                result,
+                table,
+                rows,
+                ["attack", "threat", "acc", "ci_low", "ci_high"],
+            )
             rank_zero_info(f"\n{table}\n(written to {md})")
         log_plot(trainer, self.section, stage, result, accuracy_vs_epsilon)
         return result
@@ -167,12 +191,22 @@ class AdversarialEval(StagedEvaluation):
             target[threat] = proportion(robust, n)
         order = list(self.suites)
         names = list(dict.fromkeys(a.name for suite in self.suites.values() for a in suite))
-        attacks = {name: dict(sorted(attacks[name].items(), key=lambda kv: order.index(kv[0])))
-                   for name in names}
-        fgsm = list(dict.fromkeys(a.name for suite in self.suites.values() for a in suite
-                                  if isinstance(a, FGSM)))
+        attacks = {
+            name: dict(sorted(attacks[name].items(), key=lambda kv: order.index(kv[0])))
+            for name in names
+        }
+        fgsm = list(
+            dict.fromkeys(
+                a.name for suite in self.suites.values() for a in suite if isinstance(a, FGSM)
+            )
+        )
         sanity["warnings"] = masking_warnings(sanity, attacks, fgsm)
-        return {"n": n, "seed": self.seed, "seconds": round(seconds, 2),
-                "clean": proportion(totals[(CLEAN,)], n), "attacks": attacks,
-                "worst_case": dict(sorted(worst.items(), key=lambda kv: order.index(kv[0]))),
-                "sanity": sanity}
+        return {
+            "n": n,
+            "seed": self.seed,
+            "seconds": round(seconds, 2),
+            "clean": proportion(totals[(CLEAN,)], n),
+            "attacks": attacks,
+            "worst_case": dict(sorted(worst.items(), key=lambda kv: order.index(kv[0]))),
+            "sanity": sanity,
+        }

@@ -67,19 +67,29 @@ class CorruptionEval(StagedEvaluation):
     """
 
     @check_ranges("corruptions")
-    def __init__(self, data_dir: str | None = None, cache_dir: str = "data/corruption_cache",
-                 corruptions: list[str] | None = None, severities: list[OneToFive] | None = None,
-                 num_examples: PositiveInt = 1000, seed: NonNegativeInt = 0,
-                 reference: str | None = None, every_n_epochs: PositiveInt = 1,
-                 stages: list[Stage] = ["test"],  # noqa: B006 (jsonargparse needs a literal)
-                 batch_size: PositiveInt = 256, section: str = "corruptions") -> None:
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        cache_dir: str = "data/corruption_cache",
+        corruptions: list[str] | None = None,
+        severities: list[OneToFive] | None = None,
+        num_examples: PositiveInt = 1000,
+        seed: NonNegativeInt = 0,
+        reference: str | None = None,
+        every_n_epochs: PositiveInt = 1,
+        stages: list[Stage] = ["test"],  # noqa: B006 (jsonargparse needs a literal)
+        batch_size: PositiveInt = 256,
+        section: str = "corruptions",
+    ) -> None:
         check_stages("corruptions", list(stages))
         self.corruptions = list(corruptions or CORRUPTIONS)
         check_corruptions(self.corruptions, "corruptions.corruptions")
         self.severities = list(severities or SEVERITIES)
         if reference not in (None, "alexnet") and not Path(str(reference)).is_file():
-            raise ConfigError("corruptions.reference",
-                              f"{reference!r} is neither 'alexnet' nor a results.json file.")
+            raise ConfigError(
+                "corruptions.reference",
+                f"{reference!r} is neither 'alexnet' nor a results.json file.",
+            )
         if data_dir is not None and not Path(data_dir).is_dir():
             raise ConfigError("corruptions.data_dir", f"{data_dir!r} is not a directory.")
         for name in self.corruptions if data_dir is not None else []:
@@ -97,19 +107,28 @@ class CorruptionEval(StagedEvaluation):
         if dataset is None:
             raise ConfigError("data", f"CorruptionEval needs a {stage} dataset; none was found.")
         n = min(self.num_examples, len(dataset))  # type: ignore[arg-type]
-        key = json.dumps([type(dataset).__name__, stage, n, self.seed, trainer.datamodule.__class__
-                          .__name__ if trainer.datamodule else None])
+        key = json.dumps(
+            [
+                type(dataset).__name__,
+                stage,
+                n,
+                self.seed,
+                trainer.datamodule.__class__.__name__ if trainer.datamodule else None,
+            ]
+        )
         folder = self.cache_dir / hashlib.sha1(key.encode()).hexdigest()[:12]
         if trainer.is_global_zero:
             images, labels = zip(*(dataset[i] for i in range(n)), strict=True)
             x = torch.stack(images).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-            render_corruptions(x, np.asarray([int(v) for v in labels]), folder, self.corruptions,
-                               self.seed)
+            render_corruptions(
+                x, np.asarray([int(v) for v in labels]), folder, self.corruptions, self.seed
+            )
         trainer.strategy.barrier("corruption_cache")
         return folder
 
-    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                 stage: str) -> dict[str, Any]:
+    def evaluate(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str
+    ) -> dict[str, Any]:
         """Score this rank's share of every corruption x severity, sum over ranks, record."""
         start = time.perf_counter()
         folder = self.source_folder(trainer, stage)
@@ -125,13 +144,19 @@ class CorruptionEval(StagedEvaluation):
         if clean is not None:
             counts[("clean",)], _ = self._count(trainer, pl_module, clean)
         totals = reduce_counts(trainer, counts)
-        accuracy = {c: {str(s): proportion(totals[(c, str(s))], n) for s in self.severities}
-                    for c in self.corruptions}
+        accuracy = {
+            c: {str(s): proportion(totals[(c, str(s))], n) for s in self.severities}
+            for c in self.corruptions
+        }
         clean_acc = totals[("clean",)] / n if ("clean",) in totals else float("nan")
         result: dict[str, Any] = {
-            "n": n, "seed": self.seed, "severities": self.severities, "source": str(folder),
+            "n": n,
+            "seed": self.seed,
+            "severities": self.severities,
+            "source": str(folder),
             "clean": proportion(totals.get(("clean",), 0), n if ("clean",) in totals else 0),
-            "accuracy": accuracy, "seconds": round(time.perf_counter() - start, 2),
+            "accuracy": accuracy,
+            "seconds": round(time.perf_counter() - start, 2),
         }
         acc_values = {c: {s: v["acc"] for s, v in by.items()} for c, by in accuracy.items()}
         result.update(corruption_metrics(acc_values, clean_acc, self._reference()))
@@ -143,16 +168,26 @@ class CorruptionEval(StagedEvaluation):
         record = record_path(trainer)
         if trainer.is_global_zero:
             table = corruption_table(result)
-            rows = [[c, int(s), v["acc"], *v["ci"]] for c, by in accuracy.items()
-                    for s, v in by.items()]
-            md = write_outputs(trainer, record, self.section, stage, result, table, rows,
-                               ["corruption", "severity", "acc", "ci_low", "ci_high"])
+            rows = [
+                [c, int(s), v["acc"], *v["ci"]] for c, by in accuracy.items() for s, v in by.items()
+            ]
+            md = write_outputs(
+                trainer,
+                record,
+                self.section,
+                stage,
+                result,
+                table,
+                rows,
+                ["corruption", "severity", "acc", "ci_low", "ci_high"],
+            )
             rank_zero_info(f"\n{table}\n(written to {md})")
         log_plot(trainer, self.section, stage, result, corruption_heatmap)
         return result
 
-    def _count(self, trainer: L.Trainer, pl_module: L.LightningModule,
-               dataset: Dataset) -> tuple[Tensor, int]:
+    def _count(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, dataset: Dataset
+    ) -> tuple[Tensor, int]:
         """Correct predictions on this rank's every ``world_size``-th of the first images."""
         n = min(self.num_examples, len(dataset))  # type: ignore[arg-type]
         shard = Subset(dataset, list(range(trainer.global_rank, n, trainer.world_size)))
@@ -171,5 +206,6 @@ class CorruptionEval(StagedEvaluation):
             return None
         if self.reference == "alexnet":
             return alexnet_reference()
-        return reference_from_record(json.loads(Path(self.reference).read_text()),
-                                     section=self.section)
+        return reference_from_record(
+            json.loads(Path(self.reference).read_text()), section=self.section
+        )

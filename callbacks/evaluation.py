@@ -24,8 +24,9 @@ def check_stages(field: str, stages: list[str]) -> None:
     """Fail on stages other than fit/test, and on none."""
     bad = [s for s in stages if s not in STAGES]
     if bad or not stages:
-        raise ConfigError(field + ".stages", f"must be a non-empty subset of {STAGES}, "
-                          f"got {stages}.")
+        raise ConfigError(
+            field + ".stages", f"must be a non-empty subset of {STAGES}, got {stages}."
+        )
 
 
 def check_gradients_enabled(trainer: L.Trainer, stage: str, field: str) -> None:
@@ -47,8 +48,9 @@ def eval_dataset(trainer: L.Trainer, stage: str) -> Dataset | None:
     return loaders.dataset if isinstance(loaders, DataLoader) else None
 
 
-def rank_shard(dataset: Dataset, num_examples: int, trainer: L.Trainer,
-               batch_size: int) -> tuple[DataLoader, int]:
+def rank_shard(
+    dataset: Dataset, num_examples: int, trainer: L.Trainer, batch_size: int
+) -> tuple[DataLoader, int]:
     """This rank's share (every ``world_size``-th) of the first ``num_examples`` examples.
 
     No padding or duplicates, so the per-rank counts sum exactly to the single-process counts.
@@ -88,8 +90,12 @@ def reduce_counts(trainer: L.Trainer, counts: dict[Key, Tensor]) -> dict[Key, in
 
 def proportion(successes: int, n: int) -> dict[str, Any]:
     """Accuracy, its count, and the 95% Wilson interval."""
-    return {"acc": successes / n if n else float("nan"), "correct": successes, "n": n,
-            "ci": list(wilson_interval(successes, n))}
+    return {
+        "acc": successes / n if n else float("nan"),
+        "correct": successes,
+        "n": n,
+        "ci": list(wilson_interval(successes, n)),
+    }
 
 
 def log_scalars(pl_module: L.LightningModule, values: dict[str, float]) -> None:
@@ -98,9 +104,16 @@ def log_scalars(pl_module: L.LightningModule, values: dict[str, float]) -> None:
         pl_module.log(key, value, rank_zero_only=True)
 
 
-def write_outputs(trainer: L.Trainer, path: Path, section: str, stage: str,
-                  result: dict[str, Any], table: str, rows: list[list[Any]],
-                  columns: list[str]) -> Path:
+def write_outputs(
+    trainer: L.Trainer,
+    path: Path,
+    section: str,
+    stage: str,
+    result: dict[str, Any],
+    table: str,
+    rows: list[list[Any]],
+    columns: list[str],
+) -> Path:
     """Merge ``result`` into the record at ``path``, save the markdown table, send loggers a table.
 
     Rank zero only; ``path`` comes from :func:`callbacks.results.record_path`, which every rank
@@ -116,15 +129,20 @@ def write_outputs(trainer: L.Trainer, path: Path, section: str, stage: str,
 Plot = Callable[[dict[str, Any], Path, str], Path]
 
 
-def log_plot(trainer: L.Trainer, section: str, stage: str, result: dict[str, Any],
-             plot: Plot) -> Path | None:
+def log_plot(
+    trainer: L.Trainer, section: str, stage: str, result: dict[str, Any], plot: Plot
+) -> Path | None:
     """Draw ``result`` as ``<log_dir>/<section>_<stage>.png``; log it as ``<stage>/<section>/plot``.
 
     Call it on every rank (see :func:`lightning_modules.logger_media.log_png`).
     """
     title = f"{section}, {stage}" + (f" (epoch {trainer.current_epoch})" if stage == "fit" else "")
-    return log_png(trainer, f"{section}_{stage}.png", f"{stage}/{section}/plot",
-                   lambda path: plot(result, path, title))
+    return log_png(
+        trainer,
+        f"{section}_{stage}.png",
+        f"{stage}/{section}/plot",
+        lambda path: plot(result, path, title),
+    )
 
 
 class StagedEvaluation(L.Callback, ABC):
@@ -138,8 +156,9 @@ class StagedEvaluation(L.Callback, ABC):
     every_n_epochs: int
 
     @abstractmethod
-    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                 stage: str) -> dict[str, Any]:
+    def evaluate(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str
+    ) -> dict[str, Any]:
         """Score the model for ``stage``, record and log the result."""
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -150,8 +169,12 @@ class StagedEvaluation(L.Callback, ABC):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Evaluate on validation data every ``every_n_epochs`` epochs of fit."""
         due = (trainer.current_epoch + 1) % self.every_n_epochs == 0
-        if "fit" in self.stages and not trainer.sanity_checking and trainer.state.fn == "fit" \
-                and due:
+        if (
+            "fit" in self.stages
+            and not trainer.sanity_checking
+            and trainer.state.fn == "fit"
+            and due
+        ):
             device = pl_module.device
             cuda = [device.index or 0] if device.type == "cuda" else []
             with torch.random.fork_rng(devices=cuda):  # training's RNG stream stays untouched

@@ -37,8 +37,13 @@ class ExportWeights(L.Callback):
         monitor: the metric ``best`` ranks by (None: the first monitored ``ModelCheckpoint``'s).
     """
 
-    def __init__(self, path: str = "artifacts/weights.safetensors", overwrite: bool = False,
-                 select: Rule = "last", monitor: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str = "artifacts/weights.safetensors",
+        overwrite: bool = False,
+        select: Rule = "last",
+        monitor: str | None = None,
+    ) -> None:
         self.path = Path(path)
         self.overwrite = overwrite
         self.select, self.monitor = select, monitor
@@ -67,20 +72,36 @@ class ExportWeights(L.Callback):
         weights = select_weights(trainer, self.select, "ExportWeights.select", self.monitor)
         source = f"{weights.rule} weights, step {weights.global_step}"
         if weights.rule == "best" and weights.checkpoint:
-            state = torch.load(weights.checkpoint, map_location="cpu",
-                               weights_only=True)["state_dict"]
-            vit = merged_copy(vit, {k[len(VIT_PREFIX):]: v for k, v in state.items()
-                                    if k.startswith(VIT_PREFIX)}, adapters)
+            state = torch.load(weights.checkpoint, map_location="cpu", weights_only=True)[
+                "state_dict"
+            ]
+            vit = merged_copy(
+                vit,
+                {k[len(VIT_PREFIX) :]: v for k, v in state.items() if k.startswith(VIT_PREFIX)},
+                adapters,
+            )
             source += f" ({weights.monitor} {weights.value:.4g}, {weights.checkpoint})"
         elif has_adapters(vit):
             vit = merged_copy(vit)
         if adapters is not None:
             source += f", {adapters.kind} adapters merged"
         hp = pl_module.hparams
-        metadata = {k: hp.get(k) for k in ("model_name", "num_classes", "img_size", "in_chans",
-                                            "patch_size", "model_kwargs")}
-        metadata.update(mean=pl_module.model.mean.flatten().tolist(),
-                        std=pl_module.model.std.flatten().tolist(), source=source)
+        metadata = {
+            k: hp.get(k)
+            for k in (
+                "model_name",
+                "num_classes",
+                "img_size",
+                "in_chans",
+                "patch_size",
+                "model_kwargs",
+            )
+        }
+        metadata.update(
+            mean=pl_module.model.mean.flatten().tolist(),
+            std=pl_module.model.std.flatten().tolist(),
+            source=source,
+        )
         for target in (self.path, log_dir / self.path.name):
             save_vit_weights(vit, target, metadata)
         rank_zero_info(f"Exported the {source} to {self.path}")

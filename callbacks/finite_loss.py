@@ -22,8 +22,9 @@ class FiniteLossGuard(L.Callback):
     stays the last checkpoint with finite weights.
     """
 
-    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           loss: Tensor) -> None:
+    def on_before_backward(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor
+    ) -> None:
         """Check the loss; on failure, protect the checkpoints and stop the run."""
         if bool(torch.isfinite(loss.detach()).all()):
             return

@@ -29,8 +29,13 @@ class NullspaceAnalysis(L.Callback):
     """
 
     @check_ranges("trainer.callbacks.NullspaceAnalysis")
-    def __init__(self, num_images: PositiveInt = 256, noise_scale: PositiveFloat = 1.0,
-                 eps: PositiveAtMost2 = 0.03, max_steps: PositiveInt = 100) -> None:
+    def __init__(
+        self,
+        num_images: PositiveInt = 256,
+        noise_scale: PositiveFloat = 1.0,
+        eps: PositiveAtMost2 = 0.03,
+        max_steps: PositiveInt = 100,
+    ) -> None:
         self.num_images, self.noise_scale = num_images, noise_scale
         self.eps, self.max_steps = eps, max_steps
 
@@ -61,8 +66,13 @@ class NullspaceAnalysis(L.Callback):
                 if sum(len(i) for i in images) >= self.num_images:
                     break
             x = torch.cat(images)[: self.num_images].to(pl_module.device)
-            report = nullspace_report(pl_module.model, x, noise_scale=self.noise_scale,
-                                      eps=self.eps, max_steps=self.max_steps)
+            report = nullspace_report(
+                pl_module.model,
+                x,
+                noise_scale=self.noise_scale,
+                eps=self.eps,
+                max_steps=self.max_steps,
+            )
         path = record_path(trainer)
         if not trainer.is_global_zero:
             return

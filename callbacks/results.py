@@ -29,18 +29,25 @@ def record_path(trainer: L.Trainer) -> Path:
 def latest_checkpoint(trainer: L.Trainer) -> str:
     """The most recently written ``last`` checkpoint of any checkpoint callback ("" if none)."""
     candidates = [getattr(cb, "last_model_path", "") for cb in trainer.checkpoint_callbacks]
-    candidates += [getattr(cb, "best_model_path", "") for cb in trainer.checkpoint_callbacks
-                   if getattr(cb, "monitor", None) is None]
+    candidates += [
+        getattr(cb, "best_model_path", "")
+        for cb in trainer.checkpoint_callbacks
+        if getattr(cb, "monitor", None) is None
+    ]
     existing = [p for p in candidates if p and Path(p).is_file()]
     return max(existing, key=lambda p: Path(p).stat().st_mtime, default="")
 
 
-
 def trainable_params(trainer: L.Trainer) -> int:
     """Elements of the parameters the optimizers hold at the end of fit (what was trained)."""
-    params = {id(p): p for optimizer in trainer.optimizers for group in optimizer.param_groups
-              for p in group["params"]}
+    params = {
+        id(p): p
+        for optimizer in trainer.optimizers
+        for group in optimizer.param_groups
+        for p in group["params"]
+    }
     return sum(p.numel() for p in params.values())
+
 
 class ResultRecord(L.Callback):
     """Merge the run's config, versions, seed, checkpoints and final metrics into its JSON record.
@@ -87,8 +94,9 @@ class ResultRecord(L.Callback):
         if trainer.is_global_zero:
             self._write_record(trainer, pl_module, stage, path)
 
-    def _write_record(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str,
-                      path: Path) -> None:
+    def _write_record(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, path: Path
+    ) -> None:
         config_file = path.parent / "config.yaml"
         config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else None
         ckpt = trainer.checkpoint_callback
@@ -100,8 +108,10 @@ class ResultRecord(L.Callback):
             "config": config,
         }
         if ckpt is not None and stage == "fit":
-            paths = {"best": getattr(ckpt, "best_model_path", ""),
-                     "last": latest_checkpoint(trainer)}
+            paths = {
+                "best": getattr(ckpt, "best_model_path", ""),
+                "last": latest_checkpoint(trainer),
+            }
             run["checkpoints"] = {k: str(Path(v).resolve()) for k, v in paths.items() if v}
         update_record(path, "run", run)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
@@ -114,8 +124,11 @@ class ResultRecord(L.Callback):
         }
         if stage == "fit":
             ledger = find_ledger(trainer)
-            section.update(global_step=trainer.global_step, epoch=trainer.current_epoch,
-                           validations=ledger.state_dict()["validations"] if ledger else [])
+            section.update(
+                global_step=trainer.global_step,
+                epoch=trainer.current_epoch,
+                validations=ledger.state_dict()["validations"] if ledger else [],
+            )
             section["trainable_params"] = trainable_params(trainer)
             method = getattr(pl_module, "method", None)
             if hasattr(method, "summary"):

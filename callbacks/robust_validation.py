@@ -63,9 +63,15 @@ class RobustValidation(StagedEvaluation):
     """
 
     @check_ranges("robust_validation")
-    def __init__(self, attack: Attack | None = None, num_examples: PositiveInt = 500,
-                 train_examples: NonNegativeInt = 500, seed: int = 0,
-                 every_n_epochs: PositiveInt = 1, batch_size: PositiveInt = 256) -> None:
+    def __init__(
+        self,
+        attack: Attack | None = None,
+        num_examples: PositiveInt = 500,
+        train_examples: NonNegativeInt = 500,
+        seed: int = 0,
+        every_n_epochs: PositiveInt = 1,
+        batch_size: PositiveInt = 256,
+    ) -> None:
         self.attack = attack if attack is not None else default_attack()
         self.num_examples, self.train_examples = num_examples, train_examples
         self.seed, self.every_n_epochs, self.batch_size = seed, every_n_epochs, batch_size
@@ -81,7 +87,8 @@ class RobustValidation(StagedEvaluation):
                     "robust_validation.every_n_epochs",
                     f"is {self.every_n_epochs} but the ModelCheckpoint monitoring "
                     f"{callback.monitor} checks every {every} epochs, and would find no value in "
-                    "the others: give both the same every_n_epochs.")
+                    "the others: give both the same every_n_epochs.",
+                )
 
     def state_dict(self) -> dict[str, Any]:
         """The curve so far, so that a resumed fit continues it."""
@@ -91,8 +98,9 @@ class RobustValidation(StagedEvaluation):
         """Restore the checkpoint's curve."""
         self.curve = list(state_dict.get("curve", []))
 
-    def _score(self, trainer: L.Trainer, pl_module: L.LightningModule, dataset: Dataset,
-               num_examples: int) -> dict[str, Any]:
+    def _score(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, dataset: Dataset, num_examples: int
+    ) -> dict[str, Any]:
         loader, n = rank_shard(dataset, num_examples, trainer, self.batch_size)
         counts: dict[CountKey, Tensor] = {}
         for x, y, index in loader:
@@ -103,34 +111,57 @@ class RobustValidation(StagedEvaluation):
         totals = reduce_counts(trainer, counts)
         return {"clean": proportion(totals[(CLEAN,)], n), "robust": proportion(totals[(WORST,)], n)}
 
-    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                 stage: str) -> dict[str, Any]:
+    def evaluate(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str
+    ) -> dict[str, Any]:
         """Attack both subsets, log their robust accuracy, add the point to the curve."""
         start = time.perf_counter()
-        datasets = {"val": eval_dataset(trainer, "fit"),
-                    "train": getattr(trainer.datamodule, "plain_train_set", None)}
+        datasets = {
+            "val": eval_dataset(trainer, "fit"),
+            "train": getattr(trainer.datamodule, "plain_train_set", None),
+        }
         sizes = {"val": self.num_examples, "train": self.train_examples}
-        point: dict[str, Any] = {"epoch": trainer.current_epoch,
-                                 "global_step": trainer.global_step}
+        point: dict[str, Any] = {"epoch": trainer.current_epoch, "global_step": trainer.global_step}
         for split in SPLITS:
             if sizes[split] == 0:
                 continue
             dataset = datasets[split]
             if dataset is None:
-                fix = ("set data.val_fraction > 0" if split == "val" else "set train_examples: 0 "
-                       "or use a robust-vit datamodule (they keep plain_train_set)")
-                raise ConfigError(f"robust_validation.{SIZE_OPTION[split]}",
-                                  f"needs a {split} split, and there is none: {fix}.")
+                fix = (
+                    "set data.val_fraction > 0"
+                    if split == "val"
+                    else "set train_examples: 0 "
+                    "or use a robust-vit datamodule (they keep plain_train_set)"
+                )
+                raise ConfigError(
+                    f"robust_validation.{SIZE_OPTION[split]}",
+                    f"needs a {split} split, and there is none: {fix}.",
+                )
             point[split] = self._score(trainer, pl_module, dataset, sizes[split])
             pl_module.log(f"{split}/robust_acc", point[split]["robust"]["acc"])
         point["seconds"] = round(time.perf_counter() - start, 2)
         self.curve.append(point)
         path = record_path(trainer)
         if trainer.is_global_zero:
-            update_record(path, SECTION, {"attack": self.attack.name, "eps": self.attack.eps,
-                                          "norm": self.attack.norm, "seed": self.seed,
-                                          "curve": self.curve})
-        log_png(trainer, f"{SECTION}.png", f"fit/{SECTION}/plot",
-                partial(robust_overfitting, self.curve,
-                        title=f"{self.attack.name}: robust accuracy, train vs validation"))
+            update_record(
+                path,
+                SECTION,
+                {
+                    "attack": self.attack.name,
+                    "eps": self.attack.eps,
+                    "norm": self.attack.norm,
+                    "seed": self.seed,
+                    "curve": self.curve,
+                },
+            )
+        log_png(
+            trainer,
+            f"{SECTION}.png",
+            f"fit/{SECTION}/plot",
+            partial(
+                robust_overfitting,
+                self.curve,
+                title=f"{self.attack.name}: robust accuracy, train vs validation",
+            ),
+        )
         return point

@@ -77,8 +77,11 @@ class ValidationLedger(L.Callback):
         """Note the validation with the metrics it logged (not the sanity check's)."""
         if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return
-        fresh = {name: float(value) for name, value in trainer.callback_metrics.items()
-                 if self._before.get(name) is not value and value.numel() == 1}
+        fresh = {
+            name: float(value)
+            for name, value in trainer.callback_metrics.items()
+            if self._before.get(name) is not value and value.numel() == 1
+        }
         self.validations.append(Validation(trainer.global_step, trainer.current_epoch, fresh))
         self._before = {}
 
@@ -96,20 +99,27 @@ def find_ledger(trainer: L.Trainer) -> ValidationLedger | None:
     return next((cb for cb in trainer.callbacks if isinstance(cb, ValidationLedger)), None)
 
 
-def monitored_checkpoint(trainer: L.Trainer, field: str,
-                         monitor: str | None = None) -> ModelCheckpoint:
+def monitored_checkpoint(
+    trainer: L.Trainer, field: str, monitor: str | None = None
+) -> ModelCheckpoint:
     """The ``ModelCheckpoint`` monitoring ``monitor`` (None: the first with any monitor).
 
     Fails naming ``field`` when there is none.
     """
     for callback in trainer.checkpoint_callbacks:
-        if isinstance(callback, ModelCheckpoint) and callback.monitor is not None \
-                and monitor in (None, callback.monitor):
+        if (
+            isinstance(callback, ModelCheckpoint)
+            and callback.monitor is not None
+            and monitor in (None, callback.monitor)
+        ):
             return callback
     wanted = f"monitor: {monitor}" if monitor else "a monitor"
-    raise ConfigError(field, f"'best' needs a ModelCheckpoint callback with {wanted} (as in "
-                      "experiments/base.yaml: monitor: val/acc, mode: max) and validation; use "
-                      "'last' to take the weights at the end of training.")
+    raise ConfigError(
+        field,
+        f"'best' needs a ModelCheckpoint callback with {wanted} (as in "
+        "experiments/base.yaml: monitor: val/acc, mode: max) and validation; use "
+        "'last' to take the weights at the end of training.",
+    )
 
 
 def checkpoint_position(path: str) -> tuple[int, int]:
@@ -121,8 +131,11 @@ def checkpoint_position(path: str) -> tuple[int, int]:
 def final_weights(trainer: L.Trainer) -> SelectedWeights:
     """The weights at the end of training, with a checkpoint that holds them if one does."""
     paths = {getattr(cb, "last_model_path", "") for cb in trainer.checkpoint_callbacks}
-    paths |= {getattr(cb, "best_model_path", "") for cb in trainer.checkpoint_callbacks
-              if getattr(cb, "monitor", None) is None}
+    paths |= {
+        getattr(cb, "best_model_path", "")
+        for cb in trainer.checkpoint_callbacks
+        if getattr(cb, "monitor", None) is None
+    }
     for path in sorted(p for p in paths if p and Path(p).is_file()):
         step, epoch = checkpoint_position(path)
         if step == trainer.global_step:
@@ -130,8 +143,11 @@ def final_weights(trainer: L.Trainer) -> SelectedWeights:
     return SelectedWeights("last", None, trainer.global_step, trainer.current_epoch)
 
 
-def best_evaluated(trainer: L.Trainer, field: str, monitor: str | None = None,
-                   ) -> SelectedWeights:
+def best_evaluated(
+    trainer: L.Trainer,
+    field: str,
+    monitor: str | None = None,
+) -> SelectedWeights:
     """The checkpoint of the best ``monitor`` value among the validations that ran.
 
     ``monitor`` None takes the first monitored ``ModelCheckpoint``'s. Ties go to the earliest
@@ -142,22 +158,28 @@ def best_evaluated(trainer: L.Trainer, field: str, monitor: str | None = None,
     ledger = find_ledger(trainer)
     evaluated = [v for v in ledger.validations if monitor in v.metrics] if ledger else []
     if not evaluated:
-        raise TrainingFault(f"{field}: no validation of this fit logged {monitor!r}, so there is "
-                            "no best checkpoint; validate during fit or use 'last'.")
+        raise TrainingFault(
+            f"{field}: no validation of this fit logged {monitor!r}, so there is "
+            "no best checkpoint; validate during fit or use 'last'."
+        )
     sign = 1.0 if callback.mode == "max" else -1.0
     pick = max(evaluated, key=lambda v: sign * v.metrics[monitor])
     for path in callback.best_k_models:
         step, epoch = checkpoint_position(str(path))
         if step == pick.global_step:
-            return SelectedWeights("best", str(Path(path).resolve()), step, epoch, monitor,
-                                   pick.metrics[monitor])
-    raise TrainingFault(f"{field}: the best {monitor} ({pick.metrics[monitor]:.4g}, validated at "
-                        f"step {pick.global_step}) has no checkpoint among {callback.dirpath}'s "
-                        "saved ones; keep the ModelCheckpoint's save_on_train_epoch_end unset.")
+            return SelectedWeights(
+                "best", str(Path(path).resolve()), step, epoch, monitor, pick.metrics[monitor]
+            )
+    raise TrainingFault(
+        f"{field}: the best {monitor} ({pick.metrics[monitor]:.4g}, validated at "
+        f"step {pick.global_step}) has no checkpoint among {callback.dirpath}'s "
+        "saved ones; keep the ModelCheckpoint's save_on_train_epoch_end unset."
+    )
 
 
-def select_weights(trainer: L.Trainer, rule: Rule, field: str,
-                   monitor: str | None = None) -> SelectedWeights:
+def select_weights(
+    trainer: L.Trainer, rule: Rule, field: str, monitor: str | None = None
+) -> SelectedWeights:
     """The weights ``rule`` picks at the end of a fit (``field`` names the option in errors)."""
     return final_weights(trainer) if rule == "last" else best_evaluated(trainer, field, monitor)
 

@@ -77,17 +77,27 @@ class LayerSharpness(L.Callback):
     def score(self, pl_module: L.LightningModule, dataset: Dataset) -> dict[str, float]:
         """Scores of every candidate layer of ``pl_module.model`` on the fixed subset."""
         model = pl_module.model
-        batches = [(x.to(pl_module.device), y.to(pl_module.device)) for x, y in
-                   fixed_batches(dataset, self.num_batches, self.batch_size, self.seed)]
+        batches = [
+            (x.to(pl_module.device), y.to(pl_module.device))
+            for x, y in fixed_batches(dataset, self.num_batches, self.batch_size, self.seed)
+        ]
         attack = None
         if self.eps > 0:
             attack = partial(pgd, eps=self.eps, alpha=self.alpha, steps=self.steps, norm=self.norm)
-        return layer_sharpness(model, candidate_layers(model, self.granularity), batches,
-                               rho=self.rho, radius=self.radius, variant=self.variant,
-                               ascent_steps=self.ascent_steps, attack=attack)
+        return layer_sharpness(
+            model,
+            candidate_layers(model, self.granularity),
+            batches,
+            rho=self.rho,
+            radius=self.radius,
+            variant=self.variant,
+            ascent_steps=self.ascent_steps,
+            attack=attack,
+        )
 
-    def _run(self, trainer: L.Trainer, pl_module: L.LightningModule,
-             dataset: Dataset, epoch: int) -> None:
+    def _run(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, dataset: Dataset, epoch: int
+    ) -> None:
         """Score on every rank (same fixed batches, same weights), write on rank zero."""
         with torch.inference_mode(False), torch.enable_grad():
             scores = self.score(pl_module, dataset)
@@ -99,9 +109,19 @@ class LayerSharpness(L.Callback):
         metrics = {f"sharpness/{name}": value for name, value in scores.items()}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
-        update_record(record, "sharpness", {
-            f"epoch_{epoch}": {"scores": scores, "ranked": ranked, "rho": self.rho,
-                               "variant": self.variant.value, "radius": self.radius.value}})
+        update_record(
+            record,
+            "sharpness",
+            {
+                f"epoch_{epoch}": {
+                    "scores": scores,
+                    "ranked": ranked,
+                    "rho": self.rho,
+                    "variant": self.variant.value,
+                    "radius": self.radius.value,
+                }
+            },
+        )
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Score after every ``every_n_epochs``-th epoch, on the training set."""

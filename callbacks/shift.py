@@ -50,65 +50,107 @@ class ShiftEval(StagedEvaluation):
     """
 
     @check_ranges("shifts")
-    def __init__(self, sets: dict[str, str], class_index: str,
-                 num_examples: PositiveInt | None = None,
-                 crop_fraction: LeftOpenUnitInterval = 0.875, every_n_epochs: PositiveInt = 1,
-                 stages: list[Stage] = ["test"],  # noqa: B006 (jsonargparse needs a literal)
-                 batch_size: PositiveInt = 256, section: str = "shifts") -> None:
+    def __init__(
+        self,
+        sets: dict[str, str],
+        class_index: str,
+        num_examples: PositiveInt | None = None,
+        crop_fraction: LeftOpenUnitInterval = 0.875,
+        every_n_epochs: PositiveInt = 1,
+        stages: list[Stage] = ["test"],  # noqa: B006 (jsonargparse needs a literal)
+        batch_size: PositiveInt = 256,
+        section: str = "shifts",
+    ) -> None:
         check_stages("shifts", list(stages))
         unknown = sorted(set(sets) - set(SHIFT_SETS))
         if not sets or unknown:
-            raise ConfigError("shifts.sets", f"needs sets named from {list(SHIFT_SETS)}; "
-                              f"got {sorted(sets)}.")
-        self.sets, self.class_index = dict(sets), imagenet_class_index(class_index,
-                                                                        "shifts.class_index")
+            raise ConfigError(
+                "shifts.sets", f"needs sets named from {list(SHIFT_SETS)}; got {sorted(sets)}."
+            )
+        self.sets, self.class_index = (
+            dict(sets),
+            imagenet_class_index(class_index, "shifts.class_index"),
+        )
         self.num_examples, self.crop_fraction = num_examples, crop_fraction
         self.every_n_epochs, self.stages = every_n_epochs, list(stages)
         self.batch_size, self.section = batch_size, section
 
-    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                 stage: str) -> dict[str, Any]:
+    def evaluate(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str
+    ) -> dict[str, Any]:
         """Score this rank's share of every set, sum over ranks, log and record."""
         start = time.perf_counter()
         hp = pl_module.hparams
         counts: dict[str, Tensor] = {}
         entries: dict[str, dict[str, Any]] = {}
         for name, root in self.sets.items():
-            data = ShiftFolder(root, self.class_index, hp.img_size, self.crop_fraction,
-                               hp.in_chans, field=f"shifts.sets.{name}")
+            data = ShiftFolder(
+                root,
+                self.class_index,
+                hp.img_size,
+                self.crop_fraction,
+                hp.in_chans,
+                field=f"shifts.sets.{name}",
+            )
             loader, n = rank_shard(data, self.num_examples or len(data), trainer, self.batch_size)
             mask = data.class_mask(len(self.class_index)) if SHIFT_SETS[name] else None
             counts[name] = self._count(pl_module, loader, mask)
             classes = int(mask.sum()) if mask is not None else len(self.class_index)
-            entries[name] = {"n": n, "classes": classes, "masked": SHIFT_SETS[name],
-                             "source": str(root)}
+            entries[name] = {
+                "n": n,
+                "classes": classes,
+                "masked": SHIFT_SETS[name],
+                "source": str(root),
+            }
         totals = reduce_counts(trainer, counts)
-        result = {"sets": {name: {**proportion(totals[name], e["n"]), **e}
-                           for name, e in entries.items()},
-                  "seconds": round(time.perf_counter() - start, 2)}
+        result = {
+            "sets": {
+                name: {**proportion(totals[name], e["n"]), **e} for name, e in entries.items()
+            },
+            "seconds": round(time.perf_counter() - start, 2),
+        }
         prefix = "test" if stage == "test" else "val"
-        log_scalars(pl_module, {f"{prefix}/{self.section}/{name}": entry["acc"]
-                                for name, entry in result["sets"].items()})
+        log_scalars(
+            pl_module,
+            {
+                f"{prefix}/{self.section}/{name}": entry["acc"]
+                for name, entry in result["sets"].items()
+            },
+        )
         record = record_path(trainer)
         if trainer.is_global_zero:
             table = shift_table(result)
-            rows = [[name, e["acc"], *e["ci"], e["n"], e["classes"]]
-                    for name, e in result["sets"].items()]
-            md = write_outputs(trainer, record, self.section, stage, result, table, rows,
-                               ["set", "acc", "ci_low", "ci_high", "n", "classes"])
+            rows = [
+                [name, e["acc"], *e["ci"], e["n"], e["classes"]]
+                for name, e in result["sets"].items()
+            ]
+            md = write_outputs(
+                trainer,
+                record,
+                self.section,
+                stage,
+                result,
+                table,
+                rows,
+                ["set", "acc", "ci_low", "ci_high", "n", "classes"],
+            )
             rank_zero_info(f"\n{table}\n(written to {md})")
         return result
 
-    def _count(self, pl_module: L.LightningModule, loader: DataLoader,
-               mask: Tensor | None) -> Tensor:
+    def _count(
+        self, pl_module: L.LightningModule, loader: DataLoader, mask: Tensor | None
+    ) -> Tensor:
         """Correct predictions on this rank's images, over the masked classes when given."""
         correct = torch.zeros((), dtype=torch.long)
         with eval_mode(pl_module), torch.no_grad():
             for x, y, _ in loader:
                 logits = pl_module(x.to(pl_module.device))
                 if logits.shape[1] != len(self.class_index):
-                    raise ConfigError("shifts.class_index", f"lists {len(self.class_index)} "
-                                      f"classes but the model has {logits.shape[1]} outputs.")
+                    raise ConfigError(
+                        "shifts.class_index",
+                        f"lists {len(self.class_index)} "
+                        f"classes but the model has {logits.shape[1]} outputs.",
+                    )
                 if mask is not None:
                     logits = logits.masked_fill(~mask.to(logits.device), float("-inf"))
                 correct += (logits.argmax(dim=1).cpu() == y).sum()

@@ -28,8 +28,14 @@ class Throughput(L.Callback):
         self._images = 0
         self._start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
         """Count the batch's images; the epoch ends at its last batch (validation excluded)."""
         self._images += len(batch[0])
         self._end = time.perf_counter()
@@ -38,8 +44,14 @@ class Throughput(L.Callback):
         """Stop the clock and report this rank's rate."""
         seconds = self._end - self._start
         rate = self._images / seconds if seconds > 0 else 0.0
-        self.epochs.append({"epoch": trainer.current_epoch, "images": self._images,
-                            "seconds": round(seconds, 3), "images_per_s": round(rate, 2)})
+        self.epochs.append(
+            {
+                "epoch": trainer.current_epoch,
+                "images": self._images,
+                "seconds": round(seconds, 3),
+                "images_per_s": round(rate, 2),
+            }
+        )
         pl_module.log("train/images_per_s", rate)
         path = record_path(trainer)
         if trainer.is_global_zero:

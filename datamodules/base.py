@@ -116,9 +116,14 @@ class ImageClassificationDataModule(L.LightningDataModule, ABC):
         if dataset is None:
             raise RuntimeError("setup() must run before the loaders are requested.")
         # A generator of its own: iterating a loader never draws from the global RNG.
-        return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
-                          generator=torch.Generator().manual_seed(0),
-                          persistent_workers=self.num_workers > 0, **kwargs)  # type: ignore[arg-type]
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(0),
+            persistent_workers=self.num_workers > 0,
+            **kwargs,
+        )  # type: ignore[arg-type]
 
     def train_dataloader(self) -> DataLoader:
         """This rank's shuffled training batches, fixed by the run seed and the epoch."""
@@ -126,10 +131,18 @@ class ImageClassificationDataModule(L.LightningDataModule, ABC):
             self.data_seed = torch.initial_seed() % 2**63
         trainer = self.trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
-        sampler = ResumableSampler(self.train_set, world, rank,  # type: ignore[arg-type]
-                                   self.data_seed, resume_offset=self._trained_this_epoch)
-        return self._loader(SeededItems(self.train_set, self.data_seed),  # type: ignore[arg-type]
-                            sampler=sampler, drop_last=True)
+        sampler = ResumableSampler(
+            self.train_set,
+            world,
+            rank,  # type: ignore[arg-type]
+            self.data_seed,
+            resume_offset=self._trained_this_epoch,
+        )
+        return self._loader(
+            SeededItems(self.train_set, self.data_seed),  # type: ignore[arg-type]
+            sampler=sampler,
+            drop_last=True,
+        )
 
     def _trained_this_epoch(self) -> int:
         """Examples of this rank's current epoch already trained, when fit resumes mid-epoch.

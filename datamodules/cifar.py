@@ -26,16 +26,19 @@ def read_cifar(folder: Path, num_classes: int, train: bool) -> tuple[np.ndarray,
     for name in names:
         path = folder / name
         if not path.is_file():
-            raise ConfigError("data.data_dir",
-                              f"{str(path)!r} is missing; unpack the full archive.")
+            raise ConfigError(
+                "data.data_dir", f"{str(path)!r} is missing; unpack the full archive."
+            )
         with open(path, "rb") as f:
             batch = pickle.load(f, encoding="latin1")
         images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         labels.append(np.asarray(batch["labels" if num_classes == 10 else "fine_labels"]))
     y = np.concatenate(labels).astype(np.int64)
     if y.min() < 0 or y.max() >= num_classes:
-        raise ConfigError("data.data_dir", f"labels in {folder} span {y.min()}..{y.max()}, "
-                          f"outside 0..{num_classes - 1}.")
+        raise ConfigError(
+            "data.data_dir",
+            f"labels in {folder} span {y.min()}..{y.max()}, outside 0..{num_classes - 1}.",
+        )
     return np.concatenate(images), y
 
 
@@ -65,8 +68,9 @@ class CIFARDataModule(ImageClassificationDataModule):
     ) -> None:
         super().__init__(batch_size, num_workers, val_fraction, split_seed, img_size, in_chans)
         if num_classes not in (10, 100):
-            raise ConfigError("data.num_classes",
-                              f"CIFAR has 10 or 100 classes, not {num_classes}.")
+            raise ConfigError(
+                "data.num_classes", f"CIFAR has 10 or 100 classes, not {num_classes}."
+            )
         self.num_classes = num_classes
         self.data_dir = Path(data_dir).expanduser()
         self.download = download
@@ -87,8 +91,13 @@ class CIFARDataModule(ImageClassificationDataModule):
 
     def _dataset(self, train: bool, augment: bool) -> Dataset:
         images, labels = read_cifar(self.data_dir / self.folder, self.num_classes, train)
-        return TensorImageDataset(torch.from_numpy(images), torch.from_numpy(labels),
-                                  self.img_size, self.in_chans, augment=augment)
+        return TensorImageDataset(
+            torch.from_numpy(images),
+            torch.from_numpy(labels),
+            self.img_size,
+            self.in_chans,
+            augment=augment,
+        )
 
     def build_train_set(self, augment: bool) -> Dataset:
         """The 50 000 training images."""

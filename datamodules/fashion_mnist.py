@@ -28,8 +28,18 @@ SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 
 def default_data_dir() -> Path | None:
@@ -131,7 +141,9 @@ class FashionMNISTDataModule(ImageClassificationDataModule):
         return TensorImageDataset(
             torch.from_numpy(images.copy()).unsqueeze(1),
             torch.from_numpy(labels.astype(np.int64)),
-            self.img_size, self.in_chans, augment=augment,
+            self.img_size,
+            self.in_chans,
+            augment=augment,
         )
 
     def build_train_set(self, augment: bool) -> Dataset:

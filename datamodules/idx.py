@@ -9,8 +9,14 @@ import numpy as np
 
 from robust_vit.errors import ConfigError
 
-_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-           0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_DTYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def read_idx(path: Path, field: str = "data.data_dir") -> np.ndarray:
@@ -20,8 +26,9 @@ def read_idx(path: Path, field: str = "data.data_dir") -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as err:
-        raise ConfigError(field,
-                          f"cannot read {str(path)!r} ({err}); re-fetch the dataset.") from err
+        raise ConfigError(
+            field, f"cannot read {str(path)!r} ({err}); re-fetch the dataset."
+        ) from err
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
         raise ConfigError(field, f"{str(path)!r} is not an idx file (bad magic number).")
     dtype, ndim = np.dtype(_DTYPES[raw[2]]), raw[3]

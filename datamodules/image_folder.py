@@ -28,16 +28,24 @@ def load_rgb(path: str) -> Image.Image:
         with Image.open(path) as image:
             return image.convert("RGB")
     except (UnidentifiedImageError, OSError) as err:
-        raise ConfigError("data.data_dir", f"cannot decode image {path!r} ({err}); remove or "
-                          "replace it.") from err
+        raise ConfigError(
+            "data.data_dir", f"cannot decode image {path!r} ({err}); remove or replace it."
+        ) from err
 
 
-def eval_transform(img_size: int, crop_fraction: float = 0.875,
-                   in_chans: int = 3) -> transforms.Compose:
+def eval_transform(
+    img_size: int, crop_fraction: float = 0.875, in_chans: int = 3
+) -> transforms.Compose:
     """Resize to ``img_size / crop_fraction``, centre-crop ``img_size``, to a tensor in [0, 1]."""
     grey = [transforms.Grayscale(1)] if in_chans == 1 else []
-    return transforms.Compose([transforms.Resize(round(img_size / crop_fraction)),
-                               transforms.CenterCrop(img_size), *grey, transforms.ToTensor()])
+    return transforms.Compose(
+        [
+            transforms.Resize(round(img_size / crop_fraction)),
+            transforms.CenterCrop(img_size),
+            *grey,
+            transforms.ToTensor(),
+        ]
+    )
 
 
 def verify_image_files(folder: Path) -> None:
@@ -50,8 +58,10 @@ def verify_image_files(folder: Path) -> None:
                 with Image.open(path) as image:
                     image.verify()
             except (UnidentifiedImageError, OSError, SyntaxError) as err:
-                raise ConfigError("data.data_dir", f"cannot decode image {str(path)!r} ({err}); "
-                                  "remove or replace it.") from err
+                raise ConfigError(
+                    "data.data_dir",
+                    f"cannot decode image {str(path)!r} ({err}); remove or replace it.",
+                ) from err
 
 
 class ImageFolderDataModule(ImageClassificationDataModule):
@@ -91,12 +101,16 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         for split in (train_split, test_split):
             if not (self.data_dir / split).is_dir():
                 expected = f"{self.data_dir}/{{{train_split},{test_split}}}/<class>/"
-                raise ConfigError("data.data_dir", f"{str(self.data_dir / split)!r} does not "
-                                  f"exist (expected {expected}).")
+                raise ConfigError(
+                    "data.data_dir",
+                    f"{str(self.data_dir / split)!r} does not exist (expected {expected}).",
+                )
         found = sum(1 for p in (self.data_dir / train_split).iterdir() if p.is_dir())
         if found != num_classes:
-            raise ConfigError("data.num_classes", f"is {num_classes} but "
-                              f"{self.data_dir / train_split} has {found} class folders.")
+            raise ConfigError(
+                "data.num_classes",
+                f"is {num_classes} but {self.data_dir / train_split} has {found} class folders.",
+            )
         self.num_classes = num_classes
         self.train_split, self.test_split = train_split, test_split
         self.crop_fraction = crop_fraction
@@ -117,16 +131,23 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         if not augment:
             return eval_transform(self.img_size, self.crop_fraction, self.in_chans)
         grey = [transforms.Grayscale(1)] if self.in_chans == 1 else []
-        return transforms.Compose([transforms.RandomResizedCrop(self.img_size),
-                                   transforms.RandomHorizontalFlip(), *grey,
-                                   transforms.ToTensor()])
+        return transforms.Compose(
+            [
+                transforms.RandomResizedCrop(self.img_size),
+                transforms.RandomHorizontalFlip(),
+                *grey,
+                transforms.ToTensor(),
+            ]
+        )
 
     def build_train_set(self, augment: bool) -> Dataset:
         """The training folder."""
-        return ImageFolder(str(self.data_dir / self.train_split), self._transform(augment),
-                           loader=load_rgb)
+        return ImageFolder(
+            str(self.data_dir / self.train_split), self._transform(augment), loader=load_rgb
+        )
 
     def build_test_set(self) -> Dataset:
         """The held-out folder."""
-        return ImageFolder(str(self.data_dir / self.test_split), self._transform(False),
-                           loader=load_rgb)
+        return ImageFolder(
+            str(self.data_dir / self.test_split), self._transform(False), loader=load_rgb
+        )

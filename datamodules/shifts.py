@@ -17,8 +17,13 @@ from torchvision.datasets import ImageFolder
 from datamodules.image_folder import eval_transform, load_rgb
 from robust_vit.errors import ConfigError
 
-SHIFT_SETS = {"imagenet_a": True, "imagenet_r": True, "imagenet_sketch": False,
-              "imagenetv2": False, "stylized_imagenet": False}
+SHIFT_SETS = {
+    "imagenet_a": True,
+    "imagenet_r": True,
+    "imagenet_sketch": False,
+    "imagenetv2": False,
+    "stylized_imagenet": False,
+}
 """The supported sets, each with whether it is scored over its own classes only (logit mask)."""
 
 
@@ -33,11 +38,17 @@ def imagenet_class_index(source: str | Path, field: str = "class_index") -> dict
     elif path.is_file():
         names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     else:
-        raise ConfigError(field, f"{str(path)!r} is neither the ImageNet train folder nor a text "
-                          "file of WordNet ids (one a line, in class-index order).")
+        raise ConfigError(
+            field,
+            f"{str(path)!r} is neither the ImageNet train folder nor a text "
+            "file of WordNet ids (one a line, in class-index order).",
+        )
     if not names or len(set(names)) != len(names):
-        raise ConfigError(field, f"{str(path)!r} lists {len(names)} classes with duplicates or "
-                          "none; it must name each class once.")
+        raise ConfigError(
+            field,
+            f"{str(path)!r} lists {len(names)} classes with duplicates or "
+            "none; it must name each class once.",
+        )
     return {name: i for i, name in enumerate(names)}
 
 
@@ -53,14 +64,21 @@ class ShiftFolder(ImageFolder):
         field: config key named in errors.
     """
 
-    def __init__(self, root: str | Path, class_index: dict[str, int], img_size: int,
-                 crop_fraction: float = 0.875, in_chans: int = 3,
-                 field: str = "shifts.sets") -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        class_index: dict[str, int],
+        img_size: int,
+        crop_fraction: float = 0.875,
+        in_chans: int = 3,
+        field: str = "shifts.sets",
+    ) -> None:
         if not Path(root).is_dir():
             raise ConfigError(field, f"{str(root)!r} is not a directory of class folders.")
         self.class_index, self.field = class_index, field
-        super().__init__(str(root), eval_transform(img_size, crop_fraction, in_chans),
-                         loader=load_rgb)
+        super().__init__(
+            str(root), eval_transform(img_size, crop_fraction, in_chans), loader=load_rgb
+        )
 
     def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
         """Class folder names and their indices in the full class order."""
@@ -74,9 +92,12 @@ class ShiftFolder(ImageFolder):
             return self.class_index[name]
         if name.isdigit() and int(name) < len(self.class_index):
             return int(name)
-        raise ConfigError(self.field, f"class folder {name!r} of {str(directory)!r} is neither a "
-                          "WordNet id of the class index nor an index below "
-                          f"{len(self.class_index)}.")
+        raise ConfigError(
+            self.field,
+            f"class folder {name!r} of {str(directory)!r} is neither a "
+            "WordNet id of the class index nor an index below "
+            f"{len(self.class_index)}.",
+        )
 
     def class_mask(self, num_classes: int) -> Tensor:
         """Boolean ``(num_classes,)``: the classes that have a folder in this set."""

@@ -17,8 +17,13 @@ def fit_images(images: Tensor, img_size: int, in_chans: int) -> Tensor:
             images = images.float().mean(dim=1, keepdim=True).round().to(torch.uint8)
     h, w = images.shape[-2:]
     if h > img_size or w > img_size:
-        resized = F.interpolate(images.float(), size=(img_size, img_size), mode="bilinear",
-                                antialias=True, align_corners=False)
+        resized = F.interpolate(
+            images.float(),
+            size=(img_size, img_size),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        )
         return resized.round().clamp(0, 255).to(torch.uint8).contiguous()
     top, left = (img_size - h) // 2, (img_size - w) // 2
     return F.pad(images, (left, img_size - w - left, top, img_size - h - top)).contiguous()
@@ -39,8 +44,9 @@ class TensorImageDataset(Dataset):
         self, images: Tensor, labels: Tensor, img_size: int, in_chans: int, augment: bool = False
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError("images must be uint8 (N, C, H, W), "
-                             f"got {images.dtype} {tuple(images.shape)}")
+            raise ValueError(
+                f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         self.images = fit_images(images, img_size, in_chans)

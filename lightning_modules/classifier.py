@@ -193,7 +193,8 @@ class ViTClassifier(L.LightningModule):
             old = config.scheduler
             scheduler = self._build_scheduler(optimizer)
             scheduler.load_state_dict(old.state_dict())
-            for group, old_group in zip(optimizer.param_groups, old.optimizer.param_groups,
-                                        strict=True):
+            for group, old_group in zip(
+                optimizer.param_groups, old.optimizer.param_groups, strict=True
+            ):
                 group["lr"] = old_group["lr"]
             config.scheduler = scheduler

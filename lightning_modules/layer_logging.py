@@ -13,8 +13,9 @@ from lightning_modules.logger_media import log_png, log_table
 from robust_vit.records import save_figure_atomic
 
 
-def plot_layer_scores(scores: dict[str, float], selected: list[str], path: Path,
-                      title: str = "Layer sharpness") -> Path:
+def plot_layer_scores(
+    scores: dict[str, float], selected: list[str], path: Path, title: str = "Layer sharpness"
+) -> Path:
     """A bar chart of ``scores`` in layer order, the ``selected`` layers highlighted.
 
     Args:
@@ -37,8 +38,9 @@ def plot_layer_scores(scores: dict[str, float], selected: list[str], path: Path,
     return path
 
 
-def log_layer_scores(trainer: L.Trainer, scores: dict[str, float], selected: list[str],
-                     key: str, epoch: int) -> Path | None:
+def log_layer_scores(
+    trainer: L.Trainer, scores: dict[str, float], selected: list[str], key: str, epoch: int
+) -> Path | None:
     """Write the chart under ``<log_dir>/sharpness/`` and send table and chart to the loggers.
 
     Call it on every rank (``trainer.log_dir`` is a collective under DDP); only rank zero writes.
@@ -46,9 +48,13 @@ def log_layer_scores(trainer: L.Trainer, scores: dict[str, float], selected: lis
     selected layers; every logger gets the scalars the caller logs through
     ``LightningModule.log``.
     """
-    path = log_png(trainer, Path("sharpness") / f"{key}_{epoch:03d}.png", f"{key}/chart",
-                   partial(plot_layer_scores, scores, selected, title=f"{key}, epoch {epoch}"),
-                   caption=f"epoch {epoch}, selected: {', '.join(selected)}")
+    path = log_png(
+        trainer,
+        Path("sharpness") / f"{key}_{epoch:03d}.png",
+        f"{key}/chart",
+        partial(plot_layer_scores, scores, selected, title=f"{key}, epoch {epoch}"),
+        caption=f"epoch {epoch}, selected: {', '.join(selected)}",
+    )
     if trainer.is_global_zero:
         rows = [[name, float(score), name in selected] for name, score in scores.items()]
         log_table(trainer, f"{key}/table", ["layer", "score", "selected"], rows)

@@ -16,8 +16,13 @@ def log_table(trainer: L.Trainer, key: str, columns: list[str], rows: list[list[
             logger.log_table(key=key, columns=columns, data=rows)
 
 
-def log_png(trainer: L.Trainer, name: str | Path, key: str, draw: Callable[[Path], Any],
-            caption: str | None = None) -> Path | None:
+def log_png(
+    trainer: L.Trainer,
+    name: str | Path,
+    key: str,
+    draw: Callable[[Path], Any],
+    caption: str | None = None,
+) -> Path | None:
     """Draw a PNG at ``<log_dir>/<name>`` and send it as ``key`` to every logger with ``log_image``.
 
     The file stays in the run folder, so a CSV-only run keeps its figures too. Call it on every

@@ -1,4 +1,4 @@
-"""``python -m robust_vit``: the same command as ``robust-vit`` (an entry point above the layers)."""
+"""``python -m robust_vit``: the ``robust-vit`` command (an entry point, above the layers)."""
 
 from application.cli import main
 

@@ -46,8 +46,11 @@ def _peft(field: str) -> Any:
     try:
         import peft
     except ImportError as error:
-        raise ConfigError(field, "LoRA/DoRA adapters need the `peft` package: install the extra "
-                          "with `pip install 'robust-vit[peft]'` (or `make install`).") from error
+        raise ConfigError(
+            field,
+            "LoRA/DoRA adapters need the `peft` package: install the extra "
+            "with `pip install 'robust-vit[peft]'` (or `make install`).",
+        ) from error
     return peft
 
 
@@ -56,8 +59,13 @@ def check_available(field: str) -> None:
     _peft(field)
 
 
-def inject_adapters(model: nn.Module, module_names: Iterable[str], config: AdapterConfig,
-                    seed: int, field: str = "adapter") -> None:
+def inject_adapters(
+    model: nn.Module,
+    module_names: Iterable[str],
+    config: AdapterConfig,
+    seed: int,
+    field: str = "adapter",
+) -> None:
     """Put one adapter on each named module of ``model``, in place.
 
     The adapters' random initialisation is drawn from ``seed`` (the same on every rank) without
@@ -69,8 +77,14 @@ def inject_adapters(model: nn.Module, module_names: Iterable[str], config: Adapt
     if not names:
         return
     pattern = "^(" + "|".join(re.escape(name) for name in names) + ")$"
-    lora = peft.LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                           use_dora=config.kind == "dora", target_modules=pattern, bias="none")
+    lora = peft.LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        use_dora=config.kind == "dora",
+        target_modules=pattern,
+        bias="none",
+    )
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -96,8 +110,11 @@ def has_adapters(model: nn.Module) -> bool:
 def adapter_parameter_names(model: nn.Module) -> set[str]:
     """Full names of the adapters' own parameters (A, B and DoRA's magnitude)."""
     prefixes = [f"{name}." for name in adapter_layers(model)]
-    return {n for n, _ in model.named_parameters()
-            if any(n.startswith(p) for p in prefixes) and ".base_layer." not in n}
+    return {
+        n
+        for n, _ in model.named_parameters()
+        if any(n.startswith(p) for p in prefixes) and ".base_layer." not in n
+    }
 
 
 def merge_adapters(model: nn.Module) -> list[str]:
@@ -120,8 +137,11 @@ def merge_adapters(model: nn.Module) -> list[str]:
 
 def adapted_module_names(state: Mapping[str, Tensor], prefix: str = "") -> list[str]:
     """Names (relative to ``prefix``) of the modules that hold adapters in a state dict."""
-    names = {key[len(prefix):key.index(ADAPTER_KEY)] for key in state
-             if key.startswith(prefix) and ADAPTER_KEY in key}
+    names = {
+        key[len(prefix) : key.index(ADAPTER_KEY)]
+        for key in state
+        if key.startswith(prefix) and ADAPTER_KEY in key
+    }
     return sorted(names)
 
 
@@ -130,12 +150,16 @@ def without_adapters(state: Mapping[str, Any]) -> dict[str, Any]:
 
     (Unmerged: a base weight keeps its value; this is for comparing keys and shapes.)
     """
-    return {key.replace(".base_layer.", "."): value for key, value in state.items()
-            if not ADAPTER_TENSOR.search(key)}
+    return {
+        key.replace(".base_layer.", "."): value
+        for key, value in state.items()
+        if not ADAPTER_TENSOR.search(key)
+    }
 
 
-def merged_copy(model: nn.Module, state: Mapping[str, Tensor] | None = None,
-                config: AdapterConfig | None = None) -> nn.Module:
+def merged_copy(
+    model: nn.Module, state: Mapping[str, Tensor] | None = None, config: AdapterConfig | None = None
+) -> nn.Module:
     """A CPU copy of ``model`` with plain modules, holding its weights with adapters merged.
 
     With ``state`` (e.g. a checkpoint's weights, with or without adapters), the copy first takes

@@ -121,8 +121,12 @@ class SynthesisResult:
         return float(self.noise.norm())
 
 
-def _test(model: NormalizedViT, x: Tensor, noise: Tensor, space: NoiseSpace,
-          ) -> tuple[Tensor, Tensor, Tensor]:
+def _test(
+    model: NormalizedViT,
+    x: Tensor,
+    noise: Tensor,
+    space: NoiseSpace,
+) -> tuple[Tensor, Tensor, Tensor]:
     with torch.no_grad():
         clean = model(x)
     noisy = apply_noise(model, x, noise, space)

@@ -18,9 +18,21 @@ import numpy as np
 from robust_vit.records import write_text_atomic
 
 CORRUPTIONS = (
-    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
-    "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform",
-    "pixelate", "jpeg_compression",
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
 )
 SEVERITIES = (1, 2, 3, 4, 5)
 SEEDED_BY_ARGUMENT = ("glass_blur", "impulse_noise")
@@ -28,11 +40,21 @@ SEEDED_BY_ARGUMENT = ("glass_blur", "impulse_noise")
 # AlexNet's ImageNet-C top-1 errors averaged over the 5 severities (Hendrycks & Dietterich 2019),
 # and its clean top-1 error, the reference of the published CE / mCE / relative mCE.
 ALEXNET_ERRORS = {
-    "gaussian_noise": 0.886428, "shot_noise": 0.894468, "impulse_noise": 0.922640,
-    "defocus_blur": 0.819880, "glass_blur": 0.826268, "motion_blur": 0.785948,
-    "zoom_blur": 0.798360, "snow": 0.866816, "frost": 0.826572, "fog": 0.819324,
-    "brightness": 0.564592, "contrast": 0.853204, "elastic_transform": 0.646056,
-    "pixelate": 0.717840, "jpeg_compression": 0.606500,
+    "gaussian_noise": 0.886428,
+    "shot_noise": 0.894468,
+    "impulse_noise": 0.922640,
+    "defocus_blur": 0.819880,
+    "glass_blur": 0.826268,
+    "motion_blur": 0.785948,
+    "zoom_blur": 0.798360,
+    "snow": 0.866816,
+    "frost": 0.826572,
+    "fog": 0.819324,
+    "brightness": 0.564592,
+    "contrast": 0.853204,
+    "elastic_transform": 0.646056,
+    "pixelate": 0.717840,
+    "jpeg_compression": 0.606500,
 }
 ALEXNET_CLEAN_ERROR = 0.4348
 
@@ -85,8 +107,13 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def render_corruptions(images: np.ndarray, labels: np.ndarray, out_dir: str | Path,
-                       corruptions: Sequence[str] = CORRUPTIONS, seed: int = 0) -> Path:
+def render_corruptions(
+    images: np.ndarray,
+    labels: np.ndarray,
+    out_dir: str | Path,
+    corruptions: Sequence[str] = CORRUPTIONS,
+    seed: int = 0,
+) -> Path:
     """Render and cache every corruption at the 5 severities (files already there are kept).
 
     Args:
@@ -110,14 +137,22 @@ def render_corruptions(images: np.ndarray, labels: np.ndarray, out_dir: str | Pa
         path = out / f"{name}.npy"
         if path.is_file():
             continue
-        stacked = np.stack([corrupt_image(img, name, s, image_seed(seed, name, s, i))
-                            for s in SEVERITIES for i, img in enumerate(images)])
+        stacked = np.stack(
+            [
+                corrupt_image(img, name, s, image_seed(seed, name, s, i))
+                for s in SEVERITIES
+                for i, img in enumerate(images)
+            ]
+        )
         _save_atomic(path, stacked)
     return out
 
 
-def corruption_metrics(accuracy: dict[str, dict[int, float]], clean_accuracy: float,
-                       reference: dict[str, Any] | None = None) -> dict[str, Any]:
+def corruption_metrics(
+    accuracy: dict[str, dict[int, float]],
+    clean_accuracy: float,
+    reference: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Mean corruption accuracy, and CE / mCE / relative mCE against ``reference``.
 
     Args:
@@ -137,8 +172,13 @@ def corruption_metrics(accuracy: dict[str, dict[int, float]], clean_accuracy: fl
     clean_error = 1 - clean_accuracy
     ce = {c: e / ref[c] for c, e in errors.items()}
     rel = {c: (e - clean_error) / (ref[c] - ref_clean) for c, e in errors.items()}
-    out.update(reference=reference["name"], ce=ce, mce=float(np.mean(list(ce.values()))),
-               relative_ce=rel, relative_mce=float(np.mean(list(rel.values()))))
+    out.update(
+        reference=reference["name"],
+        ce=ce,
+        mce=float(np.mean(list(ce.values()))),
+        relative_ce=rel,
+        relative_mce=float(np.mean(list(rel.values()))),
+    )
     return out
 
 
@@ -147,11 +187,14 @@ def alexnet_reference() -> dict[str, Any]:
     return {"name": "alexnet", "errors": dict(ALEXNET_ERRORS), "clean_error": ALEXNET_CLEAN_ERROR}
 
 
-def reference_from_record(record: dict[str, Any], stage: str = "test",
-                          section: str = "corruptions") -> dict[str, Any]:
+def reference_from_record(
+    record: dict[str, Any], stage: str = "test", section: str = "corruptions"
+) -> dict[str, Any]:
     """A reference run's mean errors per corruption, read from its result record."""
     result = record[section][stage]
-    errors = {c: 1 - float(np.mean([v["acc"] for v in by_sev.values()]))
-              for c, by_sev in result["accuracy"].items()}
+    errors = {
+        c: 1 - float(np.mean([v["acc"] for v in by_sev.values()]))
+        for c, by_sev in result["accuracy"].items()
+    }
     name = record.get("run", {}).get("log_dir", "reference run")
     return {"name": name, "errors": errors, "clean_error": 1 - result["clean"]["acc"]}

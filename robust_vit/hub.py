@@ -70,8 +70,10 @@ def missing_files(weights: HubWeights) -> list[str]:
 
 def prefetch_hint(model_name: str) -> str:
     """The command that fills the cache for ``model_name`` on a machine with network."""
-    return (f"On a machine with network that shares this HF_HUB_CACHE (a login node), run "
-            f"`make prefetch MODEL={model_name}` (or `robust-vit prefetch {model_name}`)")
+    return (
+        f"On a machine with network that shares this HF_HUB_CACHE (a login node), run "
+        f"`make prefetch MODEL={model_name}` (or `robust-vit prefetch {model_name}`)"
+    )
 
 
 def check_pretrained_available(model_name: str) -> None:

@@ -19,8 +19,11 @@ from robust_vit.records import save_figure_atomic
 def _change(model: NormalizedViT, x: Tensor, clean: Tensor, noise: Tensor) -> dict[str, float]:
     noisy = noisy_forward(model, x, noise)
     agree = (noisy.argmax(-1) == clean.argmax(-1)).float().mean()
-    return {"agreement": float(agree), "prob_change": float(prob_change(clean, noisy)),
-            "max_abs_logit_diff": float((noisy - clean).abs().max())}
+    return {
+        "agreement": float(agree),
+        "prob_change": float(prob_change(clean, noisy)),
+        "max_abs_logit_diff": float((noisy - clean).abs().max()),
+    }
 
 
 def nullspace_report(
@@ -53,12 +56,21 @@ def nullspace_report(
     space = patch_nullspace(model.vit, tol=tol)
     with eval_mode(model), torch.no_grad():
         clean = model(x)
-        exact = sample_nullspace_noise(space, len(x), tuple(x.shape[-2:]), scale=noise_scale,
-                                       generator=gen).to(x) * model.std
+        exact = (
+            sample_nullspace_noise(
+                space, len(x), tuple(x.shape[-2:]), scale=noise_scale, generator=gen
+            ).to(x)
+            * model.std
+        )
         unclamped, clamped = model(x + exact), model((x + exact).clamp(0, 1))
-    result = synthesize_noise(model, itertools.cycle(x.split(batch_size)),
-                              noise_shape(model, x, "token"), eps=eps, max_steps=max_steps,
-                              generator=gen)
+    result = synthesize_noise(
+        model,
+        itertools.cycle(x.split(batch_size)),
+        noise_shape(model, x, "token"),
+        eps=eps,
+        max_steps=max_steps,
+        generator=gen,
+    )
     control = torch.randn(result.noise.shape, generator=gen).to(result.noise)
     control = control * result.norm / control.norm()
     with eval_mode(model), torch.no_grad():
@@ -74,8 +86,13 @@ def nullspace_report(
         "exact_max_abs_logit_diff_unclamped": float((unclamped - clean).abs().max()),
         "exact_max_abs_logit_diff_clamped": float((clamped - clean).abs().max()),
         "exact_agreement_clamped": float((clamped.argmax(-1) == clean.argmax(-1)).float().mean()),
-        "anf_noise": {"l2": result.norm, "steps": result.steps, "reached": result.reached,
-                      "criterion": result.criterion, **anf},
+        "anf_noise": {
+            "l2": result.norm,
+            "steps": result.steps,
+            "reached": result.reached,
+            "criterion": result.criterion,
+            **anf,
+        },
         "random_same_norm": {"l2": float(control.norm()), **rand},
         "num_images": len(x),
     }
@@ -99,8 +116,10 @@ def markdown_table(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for name, row in (("ANF (synthesised)", a), ("random, same norm", c)):
-        lines.append(f"| {name} | {row['l2']:.3g} | {row['agreement']:.4f} | "
-                     f"{row['prob_change']:.4g} | {row['max_abs_logit_diff']:.3g} |")
+        lines.append(
+            f"| {name} | {row['l2']:.3g} | {row['agreement']:.4f} | "
+            f"{row['prob_change']:.4g} | {row['max_abs_logit_diff']:.3g} |"
+        )
     lines.append(f"\nANF synthesis: {a['steps']} steps, eps reached: {a['reached']}.")
     return "\n".join(lines) + "\n"
 
@@ -115,11 +134,18 @@ def plot_report(report: dict[str, Any], path: Path) -> Path:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
     s = report["singular_values"]
     left.semilogy(range(1, len(s) + 1), s, marker=".")
-    left.set(title=f"patch embedding: {report['patch_dim']} -> {report['embed_dim']}, "
-             f"nullspace {report['nullspace_dim']}", xlabel="index", ylabel="singular value")
+    left.set(
+        title=f"patch embedding: {report['patch_dim']} -> {report['embed_dim']}, "
+        f"nullspace {report['nullspace_dim']}",
+        xlabel="index",
+        ylabel="singular value",
+    )
     names = ["exact nullspace\n(clamped)", "ANF noise", "random noise\n(same norm)"]
-    values = [report["exact_agreement_clamped"], report["anf_noise"]["agreement"],
-              report["random_same_norm"]["agreement"]]
+    values = [
+        report["exact_agreement_clamped"],
+        report["anf_noise"]["agreement"],
+        report["random_same_norm"]["agreement"],
+    ]
     right.bar(names, values, color=["tab:gray", "tab:blue", "tab:orange"])
     right.set(title="unchanged predictions", ylim=(0, 1.05), ylabel="agreement")
     fig.tight_layout()

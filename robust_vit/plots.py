@@ -32,8 +32,12 @@ def accuracy_vs_epsilon(result: dict[str, Any], path: Path, title: str) -> Path:
         for norm, pts in points.items():
             pts = sorted([(0.0, result["clean"]["acc"]), *pts])
             style = "k--" if name == "worst case" else "-o"
-            ax.plot(*zip(*pts, strict=True), style, markersize=3,
-                    label=f"{name} ({NORM_LABELS.get(norm, norm)})")
+            ax.plot(
+                *zip(*pts, strict=True),
+                style,
+                markersize=3,
+                label=f"{name} ({NORM_LABELS.get(norm, norm)})",
+            )
     ticks = sorted(radii)
     ax.set_xticks(ticks, ["0", *(radius_label(eps) for eps in ticks[1:])], fontsize=7)
     ax.set(xlabel="epsilon (images in [0, 1])", ylabel="accuracy", ylim=(0, 1), title=title)
@@ -76,8 +80,14 @@ def group_means(table: dict[str, dict[str, tuple[float, float]]], path: Path, ti
     for i, group in enumerate(groups):
         means = [table[group].get(m, (float("nan"), 0.0)) for m in metrics]
         xs = [j + (i - (len(groups) - 1) / 2) * width for j in range(len(metrics))]
-        ax.bar(xs, [m for m, _ in means], width, yerr=[h for _, h in means], capsize=3,
-               label=Path(group).name)
+        ax.bar(
+            xs,
+            [m for m, _ in means],
+            width,
+            yerr=[h for _, h in means],
+            capsize=3,
+            label=Path(group).name,
+        )
     labels = [metric_label(m.replace("test/", "")) for m in metrics]
     ax.set_xticks(range(len(metrics)), labels, rotation=20, ha="right", fontsize=7)
     ax.set(ylabel="accuracy", title=title)
@@ -89,8 +99,13 @@ def group_means(table: dict[str, dict[str, tuple[float, float]]], path: Path, ti
     return path
 
 
-def series_over_steps(series: dict[str, list[tuple[float, float]]], path: Path, title: str,
-                      ylabel: str, xlabel: str = "optimizer step") -> Path:
+def series_over_steps(
+    series: dict[str, list[tuple[float, float]]],
+    path: Path,
+    title: str,
+    ylabel: str,
+    xlabel: str = "optimizer step",
+) -> Path:
     """One line per name: ``(step, value)`` points, e.g. a logged quantity per group or layer."""
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
     for name, points in series.items():
@@ -113,7 +128,8 @@ def robust_curve(curve: list[dict[str, Any]]) -> dict[str, list[tuple[float, flo
         for split in ("train", "val"):
             if split in point:
                 series.setdefault(f"{split} robust", []).append(
-                    (point["epoch"], point[split]["robust"]["acc"]))
+                    (point["epoch"], point[split]["robust"]["acc"])
+                )
     return series
 
 
@@ -122,8 +138,11 @@ def robust_overfitting(curve: list[dict[str, Any]], path: Path, title: str) -> P
     return series_over_steps(robust_curve(curve), path, title, "robust accuracy", xlabel="epoch")
 
 
-ANF_PANELS = {"noise_norm": "noise L2 norm", "synth_reached": "reached eps",
-              "synth_agreement": "agreement"}
+ANF_PANELS = {
+    "noise_norm": "noise L2 norm",
+    "synth_reached": "reached eps",
+    "synth_agreement": "agreement",
+}
 
 
 def anf_rounds(rounds: list[dict[str, float]], path: Path, title: str) -> Path:

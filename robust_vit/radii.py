@@ -38,4 +38,4 @@ def metric_label(key: str) -> str:
     match = _THREAT_SUFFIX.search(key)
     if match is None:
         return key
-    return key[:match.start()] + "@" + radius_label(float(match.group(1)))
+    return key[: match.start()] + "@" + radius_label(float(match.group(1)))

@@ -41,23 +41,42 @@ else:
         restricted_number_type,
     )
 
-    AtLeast8 = restricted_number_type("AtLeast8", int, (">=", 8),
-                                      docstring="int restricted to be >=8")
-    OneToFive = restricted_number_type("OneToFive", int, [(">=", 1), ("<=", 5)],
-                                       docstring="int restricted to be >=1 and <=5")
+    AtLeast8 = restricted_number_type(
+        "AtLeast8", int, (">=", 8), docstring="int restricted to be >=8"
+    )
+    OneToFive = restricted_number_type(
+        "OneToFive", int, [(">=", 1), ("<=", 5)], docstring="int restricted to be >=1 and <=5"
+    )
     LeftOpenUnitInterval = restricted_number_type(
-        "LeftOpenUnitInterval", float, [(">", 0), ("<=", 1)],
-        docstring="float restricted to be >0 and <=1")
+        "LeftOpenUnitInterval",
+        float,
+        [(">", 0), ("<=", 1)],
+        docstring="float restricted to be >0 and <=1",
+    )
     RightOpenUnitInterval = restricted_number_type(
-        "RightOpenUnitInterval", float, [(">=", 0), ("<", 1)],
-        docstring="float restricted to be >=0 and <1")
-    ZeroToHalf = restricted_number_type("ZeroToHalf", float, [(">=", 0), ("<=", 0.5)],
-                                        docstring="float restricted to be >=0 and <=0.5")
-    PositiveAtMost2 = restricted_number_type("PositiveAtMost2", float, [(">", 0), ("<=", 2)],
-                                             docstring="float restricted to be >0 and <=2")
+        "RightOpenUnitInterval",
+        float,
+        [(">=", 0), ("<", 1)],
+        docstring="float restricted to be >=0 and <1",
+    )
+    ZeroToHalf = restricted_number_type(
+        "ZeroToHalf",
+        float,
+        [(">=", 0), ("<=", 0.5)],
+        docstring="float restricted to be >=0 and <=0.5",
+    )
+    PositiveAtMost2 = restricted_number_type(
+        "PositiveAtMost2",
+        float,
+        [(">", 0), ("<=", 2)],
+        docstring="float restricted to be >0 and <=2",
+    )
     PositiveAtMost10 = restricted_number_type(
-        "PositiveAtMost10", float, [(">", 0), ("<=", 10)],
-        docstring="float restricted to be >0 and <=10")
+        "PositiveAtMost10",
+        float,
+        [(">", 0), ("<=", 10)],
+        docstring="float restricted to be >0 and <=10",
+    )
 
 __all__ = [
     "AtLeast8",
@@ -115,6 +134,7 @@ def check_ranges(prefix: str) -> Callable[[Init], Init]:
     An argument outside its range raises :class:`ConfigError` naming ``<prefix>.<argument>``;
     ``None`` passes (``PositiveInt | None``), and a ``list[PositiveInt]`` is checked item by item.
     """
+
     def decorate(init: Init) -> Init:
         signature = inspect.signature(init)
 
@@ -126,8 +146,11 @@ def check_ranges(prefix: str) -> Callable[[Init], Init]:
                 if value is None:
                     continue
                 field = f"{prefix}.{name}"
-                bound.arguments[name] = ([_plain(field, v, kind) for v in value] if is_sequence
-                                         else _plain(field, value, kind))
+                bound.arguments[name] = (
+                    [_plain(field, v, kind) for v in value]
+                    if is_sequence
+                    else _plain(field, value, kind)
+                )
             init(*bound.args, **bound.kwargs)
 
         return checked  # type: ignore[return-value]

@@ -12,8 +12,16 @@ from pathlib import Path
 from typing import Any
 
 RECORD_NAME = "results.json"
-TRACKED_PACKAGES = ("robust-vit", "torch", "torchvision", "timm", "lightning", "torchmetrics",
-                    "jsonargparse", "numpy")
+TRACKED_PACKAGES = (
+    "robust-vit",
+    "torch",
+    "torchvision",
+    "timm",
+    "lightning",
+    "torchmetrics",
+    "jsonargparse",
+    "numpy",
+)
 
 
 def package_versions() -> dict[str, str]:

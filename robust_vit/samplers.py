@@ -21,8 +21,9 @@ MASK = 2**63 - 1
 
 def item_seed(seed: int, epoch: int, index: int) -> int:
     """A seed per (run seed, epoch, example) that differs whenever one of them does."""
-    return (seed * 6364136223846793005 + epoch * 1442695040888963407 + index * 2862933555777941757
-            + 1) & MASK
+    return (
+        seed * 6364136223846793005 + epoch * 1442695040888963407 + index * 2862933555777941757 + 1
+    ) & MASK
 
 
 class SeededItems(Dataset):
@@ -60,10 +61,17 @@ class ResumableSampler(DistributedSampler):
             checkpoint), it returns how many of the epoch's keys were already trained.
     """
 
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int,
-                 resume_offset: Callable[[], int] | None = None) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed,
-                         drop_last=True)
+    def __init__(
+        self,
+        dataset: Dataset,
+        num_replicas: int,
+        rank: int,
+        seed: int,
+        resume_offset: Callable[[], int] | None = None,
+    ) -> None:
+        super().__init__(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
         self.resume_offset = resume_offset
 
     def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
@@ -93,8 +101,9 @@ class RoundSampler(Sampler):
         rank: this rank.
     """
 
-    def __init__(self, dataset: Dataset, seed: int, round_index: int, num_replicas: int = 1,
-                 rank: int = 0) -> None:
+    def __init__(
+        self, dataset: Dataset, seed: int, round_index: int, num_replicas: int = 1, rank: int = 0
+    ) -> None:
         self.size = len(dataset)  # type: ignore[arg-type]
         self.keyed = isinstance(dataset, SeededItems)
         self.seed, self.round_index = seed, round_index
@@ -104,7 +113,8 @@ class RoundSampler(Sampler):
         """Keys of pass after pass, each pass a new permutation."""
         for pass_index in itertools.count():
             generator = torch.Generator().manual_seed(
-                item_seed(self.seed, self.round_index, pass_index))
+                item_seed(self.seed, self.round_index, pass_index)
+            )
             order = torch.randperm(self.size, generator=generator)
-            for index in order[self.rank::self.num_replicas].tolist():
+            for index in order[self.rank :: self.num_replicas].tolist():
                 yield (index, -1 - self.round_index) if self.keyed else index

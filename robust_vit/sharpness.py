@@ -70,8 +70,14 @@ def _set(params: Sequence[Tensor], values: Sequence[Tensor]) -> None:
         p.copy_(v)
 
 
-def _one_step(model: nn.Module, params: list[nn.Parameter], grads: list[Tensor], x: Tensor,
-              y: Tensor, radius: float) -> float:
+def _one_step(
+    model: nn.Module,
+    params: list[nn.Parameter],
+    grads: list[Tensor],
+    x: Tensor,
+    y: Tensor,
+    radius: float,
+) -> float:
     saved = [p.detach().clone() for p in params]
     scale = radius / (_norm(grads) + 1e-12)
     _set(params, [w + scale * g for w, g in zip(saved, grads, strict=True)])
@@ -81,8 +87,15 @@ def _one_step(model: nn.Module, params: list[nn.Parameter], grads: list[Tensor],
     return loss
 
 
-def _multi_step(model: nn.Module, params: list[nn.Parameter], grads: list[Tensor], x: Tensor,
-                y: Tensor, radius: float, steps: int) -> float:
+def _multi_step(
+    model: nn.Module,
+    params: list[nn.Parameter],
+    grads: list[Tensor],
+    x: Tensor,
+    y: Tensor,
+    radius: float,
+    steps: int,
+) -> float:
     saved = [p.detach().clone() for p in params]
     deltas = [torch.zeros_like(p) for p in params]
     best = -float("inf")
@@ -146,7 +159,7 @@ def layer_sharpness(
                 grads = list(torch.autograd.grad(loss, flat))
             base, offset = loss.item(), 0
             for layer, params in zip(layers, groups, strict=True):
-                g = grads[offset:offset + len(params)]
+                g = grads[offset : offset + len(params)]
                 offset += len(params)
                 r = rho if radius is Radius.ABSOLUTE else rho * _norm(params).item()
                 if variant is ScoreVariant.FIRST_ORDER:
@@ -172,8 +185,11 @@ def num_selected(
     """
     if k is not None:
         if not 1 <= k <= num_candidates:
-            raise ConfigError(f"{field}.k", f"{k} is outside [1, {num_candidates}] (the number "
-                                             "of candidate layers); lower k or use fraction.")
+            raise ConfigError(
+                f"{field}.k",
+                f"{k} is outside [1, {num_candidates}] (the number "
+                "of candidate layers); lower k or use fraction.",
+            )
         return k
     if not 0 < fraction <= 1:
         raise ConfigError(f"{field}.fraction", f"{fraction} is outside (0, 1]; e.g. 0.05.")

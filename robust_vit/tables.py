@@ -17,8 +17,10 @@ def adversarial_table(result: dict[str, Any]) -> str:
     """Rows: clean, each attack, worst case; columns: threat models (``L-inf 8/255``)."""
     threats = list(result["worst_case"])
     header = f"| accuracy % [95% CI], n={result['n']}, seed={result['seed']} | "
-    lines = [header + " | ".join(threat_label(t) for t in threats) + " |",
-             "|---" * (len(threats) + 1) + "|"]
+    lines = [
+        header + " | ".join(threat_label(t) for t in threats) + " |",
+        "|---" * (len(threats) + 1) + "|",
+    ]
     lines.append("| clean | " + " | ".join(cell(result["clean"]) for _ in threats) + " |")
     rows = {**result["attacks"], "worst case": result["worst_case"]}
     for name, by_threat in rows.items():
@@ -45,11 +47,15 @@ def corruption_table(result: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(row) + " |")
     clean = result["clean"]["acc"]
     clean_text = f"{100 * clean:.1f}%" if clean is not None and clean == clean else "-"
-    summary = f"\nclean {clean_text}, mean corruption accuracy " \
-              f"{100 * result['mean_accuracy']:.1f}%, n={result['n']}"
+    summary = (
+        f"\nclean {clean_text}, mean corruption accuracy "
+        f"{100 * result['mean_accuracy']:.1f}%, n={result['n']}"
+    )
     if has_ce:
-        summary += f", mCE {100 * result['mce']:.1f}, relative mCE " \
-                   f"{100 * result['relative_mce']:.1f} (reference: {result['reference']})"
+        summary += (
+            f", mCE {100 * result['mce']:.1f}, relative mCE "
+            f"{100 * result['relative_mce']:.1f} (reference: {result['reference']})"
+        )
     return "\n".join(lines) + summary
 
 

@@ -32,8 +32,13 @@ def main() -> None:
     x_train, y_train = first_per_class(*load_split(data_dir, "train"), TRAIN_PER_CLASS)
     x_test, y_test = first_per_class(*load_split(data_dir, "test"), TEST_PER_CLASS)
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(OUT, x_train=x_train, y_train=y_train.astype(np.uint8),
-                        x_test=x_test, y_test=y_test.astype(np.uint8))
+    np.savez_compressed(
+        OUT,
+        x_train=x_train,
+        y_train=y_train.astype(np.uint8),
+        x_test=x_test,
+        y_test=y_test.astype(np.uint8),
+    )
     print(f"wrote {OUT} ({OUT.stat().st_size // 1024} kB)")
 
 

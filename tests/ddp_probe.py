@@ -23,8 +23,12 @@ class RankStateDump(L.Callback):
         self.states: list[dict[str, Any]] = []
 
     def _keep(self, pl_module: L.LightningModule) -> None:
-        self.states.append({key: value.detach().cpu().clone() if torch.is_tensor(value) else value
-                            for key, value in pl_module.state_dict().items()})
+        self.states.append(
+            {
+                key: value.detach().cpu().clone() if torch.is_tensor(value) else value
+                for key, value in pl_module.state_dict().items()
+            }
+        )
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._keep(pl_module)

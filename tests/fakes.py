@@ -34,8 +34,9 @@ def write_fashion_mnist(root: Path) -> Path:
     return root
 
 
-def write_cifar(root: Path, num_classes: int = 10, n_train: int = 40, n_test: int = 20,
-                seed: int = 0) -> Path:
+def write_cifar(
+    root: Path, num_classes: int = 10, n_train: int = 40, n_test: int = 20, seed: int = 0
+) -> Path:
     """Random images in torchvision's CIFAR-10 / CIFAR-100 python-pickle layout."""
     rng = np.random.default_rng(seed)
     folder = root / ("cifar-10-batches-py" if num_classes == 10 else "cifar-100-python")
@@ -43,8 +44,10 @@ def write_cifar(root: Path, num_classes: int = 10, n_train: int = 40, n_test: in
     label_key = "labels" if num_classes == 10 else "fine_labels"
 
     def dump(name: str, n: int) -> None:
-        batch = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                 label_key: rng.integers(0, num_classes, n).tolist()}
+        batch = {
+            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            label_key: rng.integers(0, num_classes, n).tolist(),
+        }
         with open(folder / name, "wb") as f:
             pickle.dump(batch, f)
 
@@ -58,8 +61,14 @@ def write_cifar(root: Path, num_classes: int = 10, n_train: int = 40, n_test: in
     return root
 
 
-def write_image_folder(root: Path, classes: int = 3, per_class: int = 4, size: int = 40,
-                       splits: tuple[str, ...] = ("train", "val"), seed: int = 0) -> Path:
+def write_image_folder(
+    root: Path,
+    classes: int = 3,
+    per_class: int = 4,
+    size: int = 40,
+    splits: tuple[str, ...] = ("train", "val"),
+    seed: int = 0,
+) -> Path:
     """Random RGB PNGs in the ImageNet ``split/class/image`` layout."""
     rng = np.random.default_rng(seed)
     for split in splits:
@@ -72,8 +81,9 @@ def write_image_folder(root: Path, classes: int = 3, per_class: int = 4, size: i
     return root
 
 
-def write_hub_repo(cache: Path, repo_id: str, files: dict[str, bytes],
-                   revision: str = "main") -> Path:
+def write_hub_repo(
+    cache: Path, repo_id: str, files: dict[str, bytes], revision: str = "main"
+) -> Path:
     """``files`` as a Hugging Face hub cache holds a download of ``repo_id`` at ``revision``."""
     commit = hashlib.sha1(repo_id.encode() + revision.encode()).hexdigest()
     repo = cache / ("models--" + repo_id.replace("/", "--"))

@@ -26,8 +26,9 @@ class Trained:
 
 def to_inputs(images: np.ndarray) -> Tensor:
     """uint8 ``(N, 28, 28)`` to float ``(N, 1, 32, 32)`` in [0, 1], centre-padded."""
-    return torch.nn.functional.pad(torch.from_numpy(images).float().div(255).unsqueeze(1),
-                                   (2, 2, 2, 2))
+    return torch.nn.functional.pad(
+        torch.from_numpy(images).float().div(255).unsqueeze(1), (2, 2, 2, 2)
+    )
 
 
 def train_small_model(epochs: int = 10, seed: int = 0) -> Trained:
@@ -35,8 +36,14 @@ def train_small_model(epochs: int = 10, seed: int = 0) -> Trained:
     data = np.load(SLICE)
     x, y = to_inputs(data["x_train"]), torch.from_numpy(data["y_train"].astype(np.int64))
     torch.manual_seed(seed)
-    module = ViTClassifier(model_name="vit_tiny_patch16_224", num_classes=10, img_size=32,
-                           in_chans=1, patch_size=8, model_kwargs=SMALL)
+    module = ViTClassifier(
+        model_name="vit_tiny_patch16_224",
+        num_classes=10,
+        img_size=32,
+        in_chans=1,
+        patch_size=8,
+        model_kwargs=SMALL,
+    )
     model = module.model
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)
@@ -50,8 +57,9 @@ def train_small_model(epochs: int = 10, seed: int = 0) -> Trained:
     for p in model.parameters():
         p.requires_grad_(False)
         p.grad = None
-    return Trained(model, to_inputs(data["x_test"]),
-                   torch.from_numpy(data["y_test"].astype(np.int64)))
+    return Trained(
+        model, to_inputs(data["x_test"]), torch.from_numpy(data["y_test"].astype(np.int64))
+    )
 
 
 @pytest.fixture(scope="session")

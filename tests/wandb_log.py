@@ -24,7 +24,7 @@ FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 def read_records(path: Path) -> list[pb.Record]:
     """Every record of the log, in order."""
     data = path.read_bytes()
-    assert data[:len(FILE_HEADER)] == FILE_HEADER, f"{path} is not a wandb transaction log"
+    assert data[: len(FILE_HEADER)] == FILE_HEADER, f"{path} is not a wandb transaction log"
     records, pieces, pos = [], b"", len(FILE_HEADER)
     while pos + CHUNK.size <= len(data):
         left = BLOCK - pos % BLOCK
@@ -33,7 +33,7 @@ def read_records(path: Path) -> list[pb.Record]:
             continue
         _, length, kind = CHUNK.unpack_from(data, pos)
         assert kind in (FULL, FIRST, MIDDLE, LAST), f"chunk type {kind} at byte {pos} of {path}"
-        pieces += data[pos + CHUNK.size:pos + CHUNK.size + length]
+        pieces += data[pos + CHUNK.size : pos + CHUNK.size + length]
         pos += CHUNK.size + length
         if kind in (FULL, LAST):
             record = pb.Record()

@@ -60,11 +60,20 @@ class AdversarialMethod(FinetuneMethod):
         """Eval mode for the attack when ``attack_eval_mode`` is set."""
         return eval_mode(module.model) if self.attack_eval_mode else nullcontext()
 
-    def attack(self, module: ViTClassifier, x: Tensor, target: Tensor,
-               loss_fn: LossFn = ce_loss) -> Tensor:
+    def attack(
+        self, module: ViTClassifier, x: Tensor, target: Tensor, loss_fn: LossFn = ce_loss
+    ) -> Tensor:
         """PGD examples for ``x`` against the current weights, ascending ``loss_fn``."""
         scale = self.eps_scale(module)
         with self.attack_context(module):
-            return pgd(module.model, x, target, eps=self.eps * scale, alpha=self.alpha * scale,
-                       steps=self.steps, norm=self.norm, random_init=self.random_init,
-                       loss_fn=loss_fn)
+            return pgd(
+                module.model,
+                x,
+                target,
+                eps=self.eps * scale,
+                alpha=self.alpha * scale,
+                steps=self.steps,
+                norm=self.norm,
+                random_init=self.random_init,
+                loss_fn=loss_fn,
+            )

@@ -42,8 +42,15 @@ if TYPE_CHECKING:
     from lightning_modules.classifier import ViTClassifier
 
 FIELD = "model.method.init_args"
-STATS = ("noise_norm", "synth_steps", "synth_reached", "synth_criterion", "synth_agreement",
-         "token_rms", "synth_init_range")
+STATS = (
+    "noise_norm",
+    "synth_steps",
+    "synth_reached",
+    "synth_criterion",
+    "synth_agreement",
+    "token_rms",
+    "synth_init_range",
+)
 
 
 class ANF(FinetuneMethod):
@@ -111,8 +118,11 @@ class ANF(FinetuneMethod):
     ) -> None:
         super().__init__()
         if noise_units == "token_rms" and space != "token":
-            raise ConfigError(f"{FIELD}.noise_units", "token_rms measures the patch tokens, so "
-                              "it needs space: token; use noise_units: absolute in image space.")
+            raise ConfigError(
+                f"{FIELD}.noise_units",
+                "token_rms measures the patch tokens, so "
+                "it needs space: token; use noise_units: absolute in image space.",
+            )
         if noise not in ("learned", "random"):
             raise ConfigError(f"{FIELD}.noise", f"must be 'learned' or 'random', got {noise!r}.")
         if space not in ("token", "image"):
@@ -147,8 +157,12 @@ class ANF(FinetuneMethod):
     def summary(self) -> dict[str, Any]:
         """The units, every synthesis round's statistics and the share that reached eps."""
         reached = [entry["synth_reached"] for entry in self.history]
-        return {"noise_units": self.noise_units, "eps": self.eps, "rounds": self.history,
-                "reach_rate": sum(reached) / len(reached) if reached else None}
+        return {
+            "noise_units": self.noise_units,
+            "eps": self.eps,
+            "rounds": self.history,
+            "reach_rate": sum(reached) / len(reached) if reached else None,
+        }
 
     def on_fit_start(self, module: ViTClassifier) -> None:
         """Check that the model has a patch embedding and that the run covers every round."""
@@ -185,16 +199,23 @@ class ANF(FinetuneMethod):
         """
         trainer = module.trainer
         train = trainer.train_dataloader
-        sampler = RoundSampler(train.dataset, self.run_seed(), round_index, trainer.world_size,
-                               trainer.global_rank)
-        loader = DataLoader(train.dataset, batch_size=train.batch_size, sampler=sampler,
-                            num_workers=train.num_workers, collate_fn=train.collate_fn,
-                            pin_memory=train.pin_memory)
+        sampler = RoundSampler(
+            train.dataset, self.run_seed(), round_index, trainer.world_size, trainer.global_rank
+        )
+        loader = DataLoader(
+            train.dataset,
+            batch_size=train.batch_size,
+            sampler=sampler,
+            num_workers=train.num_workers,
+            collate_fn=train.collate_fn,
+            pin_memory=train.pin_memory,
+        )
         for x, _ in loader:
             yield x.to(module.device, non_blocking=True)
 
-    def synthesize(self, module: ViTClassifier, x: Tensor,
-                   round_index: int) -> tuple[SynthesisResult, float]:
+    def synthesize(
+        self, module: ViTClassifier, x: Tensor, round_index: int
+    ) -> tuple[SynthesisResult, float]:
         """A new noise for ``round_index`` with the current model, and the clean tokens' RMS."""
         shape = noise_shape(module.model, x, self.space)
         generator = torch.Generator().manual_seed(self.run_seed() + round_index)
@@ -202,13 +223,19 @@ class ANF(FinetuneMethod):
         first = next(images)
         rms = token_rms(module.model, first) if self.space == "token" else math.nan
         scale = rms if self.noise_units == "token_rms" else 1.0
-        kwargs = {"eps": self.eps, "max_steps": self.synthesis_budget(module),
-                  "space": self.space, "generator": generator, "scale": scale}
+        kwargs = {
+            "eps": self.eps,
+            "max_steps": self.synthesis_budget(module),
+            "space": self.space,
+            "generator": generator,
+            "scale": scale,
+        }
         images = itertools.chain([first], images)
         if self.noise_kind == "random":
             return random_noise(module.model, images, shape, **kwargs), rms
-        return synthesize_noise(module.model, images, shape, init_lim=self.init_lim,
-                                lr=self.noise_lr, **kwargs), rms
+        return synthesize_noise(
+            module.model, images, shape, init_lim=self.init_lim, lr=self.noise_lr, **kwargs
+        ), rms
 
     def round_stats(self, result: SynthesisResult, rms: float) -> dict[str, float]:
         """A synthesis's statistics by ``STATS`` name (``rms``: the clean tokens' RMS).
@@ -217,8 +244,15 @@ class ANF(FinetuneMethod):
         random control's standard deviation, in absolute units.
         """
         init_range = result.scale * (self.init_lim if self.noise_kind == "learned" else 1.0)
-        values = [result.norm, result.steps, float(result.reached), result.criterion,
-                  result.agreement, rms, init_range]
+        values = [
+            result.norm,
+            result.steps,
+            float(result.reached),
+            result.criterion,
+            result.agreement,
+            rms,
+            init_range,
+        ]
         return dict(zip(STATS, values, strict=True))
 
     def training_step(
@@ -233,15 +267,22 @@ class ANF(FinetuneMethod):
             self.current_round.fill_(round_index)
             stats = self.round_stats(result, rms)
             self.stats.copy_(torch.tensor(list(stats.values())))
-            self.history.append({"round": round_index, "global_step": module.global_step,
-                                 **stats})
-            log_png(module.trainer, "anf_rounds.png", "anf/rounds",
-                    partial(anf_rounds, self.history,
-                            title=f"ANF rounds ({self.noise_kind} noise, {self.space} space)"))
+            self.history.append({"round": round_index, "global_step": module.global_step, **stats})
+            log_png(
+                module.trainer,
+                "anf_rounds.png",
+                "anf/rounds",
+                partial(
+                    anf_rounds,
+                    self.history,
+                    title=f"ANF rounds ({self.noise_kind} noise, {self.space} space)",
+                ),
+            )
         logits = module(x)
         noisy = apply_noise(module.model, x, self.noise, self.space)
-        loss = (self.clean_weight * F.cross_entropy(logits, y)
-                + self.loss_weight * F.cross_entropy(noisy, y))
+        loss = self.clean_weight * F.cross_entropy(logits, y) + self.loss_weight * F.cross_entropy(
+            noisy, y
+        )
         if self.consistency_weight > 0:
             loss = loss + self.consistency_weight * (noisy - logits).pow(2).sum(-1).mean()
         extras = dict(zip(STATS, self.stats, strict=True))

@@ -45,20 +45,30 @@ class Composite(FinetuneMethod):
         weights: one weight per term (None: all 1).
     """
 
-    def __init__(self, terms: list[FinetuneMethod],
-                 weights: list[NonNegativeFloat] | None = None) -> None:
+    def __init__(
+        self, terms: list[FinetuneMethod], weights: list[NonNegativeFloat] | None = None
+    ) -> None:
         super().__init__()
         if len(terms) < 2:
-            raise ConfigError(f"{FIELD}.terms", f"needs at least two methods, got {len(terms)}; "
-                              "a single method is used directly as model.method.")
+            raise ConfigError(
+                f"{FIELD}.terms",
+                f"needs at least two methods, got {len(terms)}; "
+                "a single method is used directly as model.method.",
+            )
         for i, term in enumerate(terms):
             if not term.automatic_optimization:
-                raise ConfigError(f"{FIELD}.terms[{i}]", f"{type(term).__name__} steps its own "
-                                  "optimizer, so its loss cannot be added to others; make the "
-                                  "composite SAFER's `loss` instead.")
+                raise ConfigError(
+                    f"{FIELD}.terms[{i}]",
+                    f"{type(term).__name__} steps its own "
+                    "optimizer, so its loss cannot be added to others; make the "
+                    "composite SAFER's `loss` instead.",
+                )
         if weights is not None and len(weights) != len(terms):
-            raise ConfigError(f"{FIELD}.weights", f"has {len(weights)} values for {len(terms)} "
-                              "terms: give one weight per term, or leave it null.")
+            raise ConfigError(
+                f"{FIELD}.weights",
+                f"has {len(weights)} values for {len(terms)} "
+                "terms: give one weight per term, or leave it null.",
+            )
         if weights is not None and any(w < 0 for w in weights):
             raise ConfigError(f"{FIELD}.weights", f"must be non-negative, got {weights}.")
         self.terms = nn.ModuleList(terms)
@@ -67,10 +77,12 @@ class Composite(FinetuneMethod):
 
     def summary(self) -> dict[str, Any]:
         """Each term's method, weight and own summary."""
-        return {"terms": [{"name": name, "method": type(term).__name__, "weight": weight,
-                           **term.summary()}
-                          for name, term, weight in zip(self.names, self.terms, self.weights,
-                                                        strict=True)]}
+        return {
+            "terms": [
+                {"name": name, "method": type(term).__name__, "weight": weight, **term.summary()}
+                for name, term, weight in zip(self.names, self.terms, self.weights, strict=True)
+            ]
+        }
 
     def on_fit_start(self, module: ViTClassifier) -> None:
         """Let every term check and prepare itself."""
@@ -92,9 +104,14 @@ class Composite(FinetuneMethod):
     ) -> dict[str, Tensor]:
         """Every term's step on the batch; the weighted sum of their losses."""
         outs = [term.training_step(module, batch, batch_idx) for term in self.terms]
-        loss = sum((w * out["loss"] for w, out in zip(self.weights, outs, strict=True)),
-                   start=outs[0]["loss"].new_zeros(()))
-        scalars = {f"{name}/{key}": value.detach() if key == "loss" else value
-                   for name, out in zip(self.names, outs, strict=True)
-                   for key, value in out.items() if key != "logits"}
+        loss = sum(
+            (w * out["loss"] for w, out in zip(self.weights, outs, strict=True)),
+            start=outs[0]["loss"].new_zeros(()),
+        )
+        scalars = {
+            f"{name}/{key}": value.detach() if key == "loss" else value
+            for name, out in zip(self.names, outs, strict=True)
+            for key, value in out.items()
+            if key != "logits"
+        }
         return {"loss": loss, "logits": outs[0]["logits"], **scalars}

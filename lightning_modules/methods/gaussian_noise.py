@@ -25,8 +25,9 @@ class GaussianNoise(FinetuneMethod):
     """
 
     @check_ranges("model.method.init_args")
-    def __init__(self, sigma: NonNegativeFloat = 0.1, loss_weight: NonNegativeFloat = 1.0,
-                 clamp: bool = True) -> None:
+    def __init__(
+        self, sigma: NonNegativeFloat = 0.1, loss_weight: NonNegativeFloat = 1.0, clamp: bool = True
+    ) -> None:
         super().__init__()
         self.sigma, self.loss_weight, self.clamp = sigma, loss_weight, clamp
 

@@ -49,5 +49,9 @@ class PGDAT(AdversarialMethod):
             with torch.no_grad():
                 logits = module(x)
             loss = adv_loss
-        return {"loss": loss, "logits": logits, "adv_loss": adv_loss.detach(),
-                "eps": torch.tensor(self.eps * self.eps_scale(module))}
+        return {
+            "loss": loss,
+            "logits": logits,
+            "adv_loss": adv_loss.detach(),
+            "eps": torch.tensor(self.eps * self.eps_scale(module)),
+        }

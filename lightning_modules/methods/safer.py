@@ -154,15 +154,22 @@ class SAFER(AdversarialMethod):
         super().__init__(**attack)
         if adapter is not None:
             if adapter not in ("lora", "dora"):
-                raise ConfigError(f"{FIELD}.adapter", f"must be 'lora', 'dora' or null, got "
-                                  f"{adapter!r}.")
+                raise ConfigError(
+                    f"{FIELD}.adapter", f"must be 'lora', 'dora' or null, got {adapter!r}."
+                )
             check_available(f"{FIELD}.adapter")
         if loss is not None and not loss.automatic_optimization:
-            raise ConfigError(f"{FIELD}.loss", f"{type(loss).__name__} steps its own optimizer, "
-                              "so it cannot be the loss SAFER minimises; give a method that "
-                              "returns a loss (ERM, PGDAT, TRADES, ANF, Composite).")
-        self.adapter_config = None if adapter is None else AdapterConfig(
-            adapter, adapter_rank, adapter_alpha, adapter_dropout)
+            raise ConfigError(
+                f"{FIELD}.loss",
+                f"{type(loss).__name__} steps its own optimizer, "
+                "so it cannot be the loss SAFER minimises; give a method that "
+                "returns a loss (ERM, PGDAT, TRADES, ANF, Composite).",
+            )
+        self.adapter_config = (
+            None
+            if adapter is None
+            else AdapterConfig(adapter, adapter_rank, adapter_alpha, adapter_dropout)
+        )
         self.loss = loss
         self.granularity = Granularity(granularity)
         self.fraction, self.k = fraction, k
@@ -186,9 +193,12 @@ class SAFER(AdversarialMethod):
     # -- checkpointed state -------------------------------------------------------------------
     def get_extra_state(self) -> dict[str, Any]:
         """The selection, the last scores, when they were taken and every selection so far."""
-        return {"selected": list(self.selected), "scores": dict(self.scores),
-                "scored_epoch": self.scored_epoch,
-                "selections": [dict(entry) for entry in self.selections]}
+        return {
+            "selected": list(self.selected),
+            "scores": dict(self.scores),
+            "scored_epoch": self.scored_epoch,
+            "selections": [dict(entry) for entry in self.selections],
+        }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`get_extra_state` saved."""
@@ -203,14 +213,23 @@ class SAFER(AdversarialMethod):
         A scoring lists its epoch, step, selected layers and whether the set changed.
         """
         config = self.adapter_config
-        return {"num_candidates": self.num_candidates, "selections": self.selections,
-                "reselections": max(0, len(self.selections) - 1),
-                "adapter": None if config is None else {
-                    "kind": config.kind, "rank": config.rank, "alpha": config.alpha,
-                    "dropout": config.dropout},
-                "trainable_params": self.trainable_params,
-                "loss": None if self.loss is None else {
-                    "method": type(self.loss).__name__, **self.loss.summary()}}
+        return {
+            "num_candidates": self.num_candidates,
+            "selections": self.selections,
+            "reselections": max(0, len(self.selections) - 1),
+            "adapter": None
+            if config is None
+            else {
+                "kind": config.kind,
+                "rank": config.rank,
+                "alpha": config.alpha,
+                "dropout": config.dropout,
+            },
+            "trainable_params": self.trainable_params,
+            "loss": None
+            if self.loss is None
+            else {"method": type(self.loss).__name__, **self.loss.summary()},
+        }
 
     # -- layers and optimizer -------------------------------------------------------------------
     def layers(self, module: ViTClassifier) -> list[Layer]:
@@ -251,10 +270,19 @@ class SAFER(AdversarialMethod):
     def _move_adapters(self, module: ViTClassifier, epoch: int) -> None:
         """Fresh adapters on the selected layers (seeded by the scoring, equal on every rank)."""
         chosen = set(self.selected)
-        names = {param.rpartition(".")[0] for layer in self.layers(module)
-                 if layer.name in chosen for param in layer.param_names}
-        inject_adapters(module.model, names, self.adapter_config,  # type: ignore[arg-type]
-                        seed=self.score_seed + epoch, field=f"{FIELD}.adapter")
+        names = {
+            param.rpartition(".")[0]
+            for layer in self.layers(module)
+            if layer.name in chosen
+            for param in layer.param_names
+        }
+        inject_adapters(
+            module.model,
+            names,
+            self.adapter_config,  # type: ignore[arg-type]
+            seed=self.score_seed + epoch,
+            field=f"{FIELD}.adapter",
+        )
 
     # -- scoring and selection ------------------------------------------------------------------
     def score(self, module: ViTClassifier) -> dict[str, float]:
@@ -262,15 +290,31 @@ class SAFER(AdversarialMethod):
         trainer = module.trainer
         loader = trainer.train_dataloader
         batch_size = self.score_batch_size or loader.batch_size
-        batches = [(x.to(module.device), y.to(module.device)) for x, y in
-                   fixed_batches(loader.dataset, self.score_batches, batch_size, self.score_seed)]
-        attack = partial(pgd, eps=self.eps * self.eps_scale(module),
-                         alpha=self.alpha * self.eps_scale(module), steps=self.steps,
-                         norm=self.norm, random_init=self.random_init)
+        batches = [
+            (x.to(module.device), y.to(module.device))
+            for x, y in fixed_batches(
+                loader.dataset, self.score_batches, batch_size, self.score_seed
+            )
+        ]
+        attack = partial(
+            pgd,
+            eps=self.eps * self.eps_scale(module),
+            alpha=self.alpha * self.eps_scale(module),
+            steps=self.steps,
+            norm=self.norm,
+            random_init=self.random_init,
+        )
         layers = self.layers(module)
-        scores = layer_sharpness(module.model, layers, batches, rho=self.score_rho,
-                                 radius=self.score_radius, variant=self.score_variant,
-                                 ascent_steps=self.score_ascent_steps, attack=attack)
+        scores = layer_sharpness(
+            module.model,
+            layers,
+            batches,
+            rho=self.score_rho,
+            radius=self.score_radius,
+            variant=self.score_variant,
+            ascent_steps=self.score_ascent_steps,
+            attack=attack,
+        )
         values = torch.tensor(list(scores.values()), device=module.device)
         values = trainer.strategy.reduce(values, reduce_op="mean")
         return dict(zip(scores, values.tolist(), strict=True))
@@ -281,7 +325,8 @@ class SAFER(AdversarialMethod):
             self.loss.on_train_epoch_start(module)
         epoch = module.current_epoch
         due = self.scored_epoch < 0 or (
-            self.reselect and epoch - self.scored_epoch >= self.reselect_every_n_epochs)
+            self.reselect and epoch - self.scored_epoch >= self.reselect_every_n_epochs
+        )
         if not due:
             return
         if self.adapter_config is not None:
@@ -293,8 +338,14 @@ class SAFER(AdversarialMethod):
         selected = select_layers(scores, k, self.selection, generator)
         changed = set(selected) != set(self.selected)
         self.selected, self.scores, self.scored_epoch = selected, scores, epoch
-        self.selections.append({"epoch": epoch, "global_step": module.global_step,
-                                "selected": list(selected), "changed": changed})
+        self.selections.append(
+            {
+                "epoch": epoch,
+                "global_step": module.global_step,
+                "selected": list(selected),
+                "changed": changed,
+            }
+        )
         if self.adapter_config is not None:
             self._move_adapters(module, epoch)
         if changed or self.adapter_config is not None:
@@ -303,19 +354,26 @@ class SAFER(AdversarialMethod):
         trainable = sum(p.numel() for n, p in module.model.named_parameters() if n in names)
         self.trainable_params = trainable
         module.log_dict({f"sharpness/{name}": value for name, value in scores.items()})
-        module.log_dict({"safer/num_selected": float(len(selected)),
-                         "safer/trainable_params": float(trainable)})
+        module.log_dict(
+            {"safer/num_selected": float(len(selected)), "safer/trainable_params": float(trainable)}
+        )
         log_layer_scores(module.trainer, scores, selected, "safer", epoch)
-        rank_zero_info(f"SAFER epoch {epoch}: selected {selected} ({trainable} parameters)"
-                       f"{'' if changed else ', unchanged'}")
+        rank_zero_info(
+            f"SAFER epoch {epoch}: selected {selected} ({trainable} parameters)"
+            f"{'' if changed else ', unchanged'}"
+        )
 
     # -- training step --------------------------------------------------------------------------
     def _clip(self, params: list[Tensor]) -> None:
         if self.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
 
-    def _selected_backward(self, module: ViTClassifier, params: list[Tensor],
-                           loss_at_weights: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
+    def _selected_backward(
+        self,
+        module: ViTClassifier,
+        params: list[Tensor],
+        loss_at_weights: Callable[[], dict[str, Tensor]],
+    ) -> dict[str, Tensor]:
         """The loss at the current weights; its gradient for ``params`` only, not synced."""
         no_sync = getattr(module.trainer.strategy, "block_backward_sync", nullcontext)
         with no_sync():
@@ -323,8 +381,9 @@ class SAFER(AdversarialMethod):
             module.manual_backward(out["loss"], inputs=params)
         return {name: value.detach() for name, value in out.items()}
 
-    def _loss_function(self, module: ViTClassifier, batch: Batch,
-                       batch_idx: int) -> Callable[[], dict[str, Tensor]]:
+    def _loss_function(
+        self, module: ViTClassifier, batch: Batch, batch_idx: int
+    ) -> Callable[[], dict[str, Tensor]]:
         """What each pass minimises: CE on PGD examples made once here, or the base loss."""
         if self.loss is not None:
             return partial(self.loss.training_step, module, batch, batch_idx)
@@ -343,9 +402,12 @@ class SAFER(AdversarialMethod):
         module.model.zero_grad(set_to_none=True)
         first = self._selected_backward(module, params, loss_at_weights)
         loss = first["loss"]
-        out = {"adv_loss": loss, **{name: value for name, value in first.items()
-                                    if name not in ("loss", "logits")}}
+        out = {
+            "adv_loss": loss,
+            **{name: value for name, value in first.items() if name not in ("loss", "logits")},
+        }
         if self.layer_optimizer is LayerOptimizer.SAM:
+
             def closure() -> Tensor:
                 module.model.zero_grad(set_to_none=True)
                 sam_loss = self._selected_backward(module, params, loss_at_weights)["loss"]

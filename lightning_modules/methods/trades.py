@@ -33,8 +33,18 @@ def reference_start(x: Tensor) -> Tensor:
     return x + REFERENCE_START_STD * noise
 
 
-def ascend_from(model: nn.Module, x: Tensor, y: Tensor, x_start: Tensor, *, eps: float,
-                alpha: float, steps: int, norm: Norm, loss_fn: LossFn) -> Tensor:
+def ascend_from(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    x_start: Tensor,
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: Norm,
+    loss_fn: LossFn,
+) -> Tensor:
     """Ascend ``loss_fn`` from ``x_start`` for ``steps`` steps as PGD does (signed or normalised).
 
     Each step is projected onto the ``eps`` ball around ``x`` and clamped to [0, 1]; the start is
@@ -74,21 +84,33 @@ class TRADES(AdversarialMethod):
     ) -> None:
         super().__init__(**attack)
         if start is not None and not self.random_init:
-            raise ConfigError(f"{FIELD}.start", f"{start!r} is a random start but random_init is "
-                              "false: leave start unset, or set random_init: true.")
+            raise ConfigError(
+                f"{FIELD}.start",
+                f"{start!r} is a random start but random_init is "
+                "false: leave start unset, or set random_init: true.",
+            )
         self.beta = beta
         self.start: Start | None = (start or "reference") if self.random_init else None
 
-    def attack(self, module: ViTClassifier, x: Tensor, target: Tensor,
-               loss_fn: LossFn = ce_loss) -> Tensor:
+    def attack(
+        self, module: ViTClassifier, x: Tensor, target: Tensor, loss_fn: LossFn = ce_loss
+    ) -> Tensor:
         """The inner attack from TRADES' start, or PGD's (uniform or at ``x``)."""
         if self.start != "reference":
             return super().attack(module, x, target, loss_fn)
         scale = self.eps_scale(module)
         with self.attack_context(module):
-            return ascend_from(module.model, x, target, reference_start(x), eps=self.eps * scale,
-                               alpha=self.alpha * scale, steps=self.steps, norm=self.norm,
-                               loss_fn=loss_fn)
+            return ascend_from(
+                module.model,
+                x,
+                target,
+                reference_start(x),
+                eps=self.eps * scale,
+                alpha=self.alpha * scale,
+                steps=self.steps,
+                norm=self.norm,
+                loss_fn=loss_fn,
+            )
 
     def training_step(
         self, module: ViTClassifier, batch: Batch, batch_idx: int

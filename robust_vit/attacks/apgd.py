@@ -65,8 +65,14 @@ def checkpoints(steps: int) -> list[int]:
     return ckpts
 
 
-def halve_at_checkpoint(increases: Tensor, window: int, rho: float, halved_last: Tensor,
-                        best_loss: Tensor, best_loss_last: Tensor) -> Tensor:
+def halve_at_checkpoint(
+    increases: Tensor,
+    window: int,
+    rho: float,
+    halved_last: Tensor,
+    best_loss: Tensor,
+    best_loss_last: Tensor,
+) -> Tensor:
     """Which examples halve their step size at a checkpoint.
 
     Args:
@@ -92,9 +98,22 @@ def _view(t: Tensor, like: Tensor) -> Tensor:
     return t.view(-1, *([1] * (like.ndim - 1)))
 
 
-def _run(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, delta0: Tensor,
-         fooled: Tensor, best: Tensor, *, eps: float, steps: int, norm: Norm, loss: TargetLoss,
-         rho: float, early_exit: bool) -> Tensor:
+def _run(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    target: Tensor | None,
+    delta0: Tensor,
+    fooled: Tensor,
+    best: Tensor,
+    *,
+    eps: float,
+    steps: int,
+    norm: Norm,
+    loss: TargetLoss,
+    rho: float,
+    early_exit: bool,
+) -> Tensor:
     """One APGD run from ``x + delta0``; updates ``fooled``/``best``, returns best-loss points."""
     n = len(x)
     ckpts = set(checkpoints(steps))
@@ -124,8 +143,9 @@ def _run(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, delta0: 
                 x_prev[idx], x_cur[idx] = xi, moved
             tgt = target[idx] if target is not None else None
             if k < steps:
-                logits, li, gi = loss_and_grad(model, x_cur[idx], y[idx],
-                                               lambda z_, y_, t=tgt: loss(z_, y_, t))
+                logits, li, gi = loss_and_grad(
+                    model, x_cur[idx], y[idx], lambda z_, y_, t=tgt: loss(z_, y_, t)
+                )
                 grad[idx] = gi
             else:  # the last point only needs scoring
                 with torch.no_grad():
@@ -143,8 +163,9 @@ def _run(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, delta0: 
             best_loss[idx[improved]] = li[improved]
             grad_best[idx[improved]] = gi[improved]
         if k in ckpts:
-            halve = halve_at_checkpoint(increases, k - last_ckpt, rho, halved_last, best_loss,
-                                        best_at_ckpt)
+            halve = halve_at_checkpoint(
+                increases, k - last_ckpt, rho, halved_last, best_loss, best_at_ckpt
+            )
             eta = torch.where(halve, eta / 2, eta)
             x_cur = torch.where(_view(halve, x), x_max, x_cur)
             last_ckpt, halved_last, best_at_ckpt = k, halve, best_loss.clone()
@@ -219,8 +240,21 @@ def apgd(
     for target in target_list:
         for _ in range(restarts):
             noise = start_noise(x, eps, norm, generator=generator, seeds=seeds, restart=run)
-            x_max = _run(model, x, y, target, noise, fooled, best, eps=eps, steps=steps,
-                         norm=norm, loss=loss_fn, rho=rho, early_exit=early_exit)
+            x_max = _run(
+                model,
+                x,
+                y,
+                target,
+                noise,
+                fooled,
+                best,
+                eps=eps,
+                steps=steps,
+                norm=norm,
+                loss=loss_fn,
+                rho=rho,
+                early_exit=early_exit,
+            )
             run += 1
     still = ~fooled
     best[still] = x_max[still]

@@ -29,9 +29,11 @@ def load_reference() -> ModuleType:
     try:
         return importlib.import_module("pyautoattack")
     except ImportError as err:
-        raise ConfigError("attacks.AutoAttack", "needs the reference implementation "
-                          "`pyautoattack`; install it with `pip install robust-vit[oracles]`."
-                          ) from err
+        raise ConfigError(
+            "attacks.AutoAttack",
+            "needs the reference implementation "
+            "`pyautoattack`; install it with `pip install robust-vit[oracles]`.",
+        ) from err
 
 
 @contextmanager
@@ -64,18 +66,29 @@ class AutoAttack(Attack):
     """
 
     @check_ranges("adversarial.attacks.AutoAttack")
-    def __init__(self, eps: NonNegativeFloat, norm: NormName = "linf",
-                 version: Version = "standard", attacks: list[str] | None = None, seed: int = 0,
-                 name: str | None = None) -> None:
+    def __init__(
+        self,
+        eps: NonNegativeFloat,
+        norm: NormName = "linf",
+        version: Version = "standard",
+        attacks: list[str] | None = None,
+        seed: int = 0,
+        name: str | None = None,
+    ) -> None:
         super().__init__(eps, norm, name)
         load_reference()
         if (version == "custom") != bool(attacks):
-            raise ConfigError("attacks.AutoAttack.attacks", "give a non-empty list exactly when "
-                              f"version is 'custom' (version={version!r}, attacks={attacks}).")
+            raise ConfigError(
+                "attacks.AutoAttack.attacks",
+                "give a non-empty list exactly when "
+                f"version is 'custom' (version={version!r}, attacks={attacks}).",
+            )
         unknown = sorted(set(attacks or ()) - set(REFERENCE_ATTACKS))
         if unknown:
-            raise ConfigError("attacks.AutoAttack.attacks",
-                              f"unknown {unknown}; choose from {list(REFERENCE_ATTACKS)}.")
+            raise ConfigError(
+                "attacks.AutoAttack.attacks",
+                f"unknown {unknown}; choose from {list(REFERENCE_ATTACKS)}.",
+            )
         self.version, self.attacks, self.seed = version, list(attacks or ()), seed
 
     def default_name(self) -> str:
@@ -88,8 +101,14 @@ class AutoAttack(Attack):
             return x.clone()
         reference = load_reference()
         adversary = reference.AutoAttack(
-            model, attacks=self.attacks or None, device=x.device, eps=self.eps,
-            norm=REFERENCE_NORMS[self.norm], seed=self.seed, version=self.version)
+            model,
+            attacks=self.attacks or None,
+            device=x.device,
+            eps=self.eps,
+            norm=REFERENCE_NORMS[self.norm],
+            seed=self.seed,
+            version=self.version,
+        )
         devices = [x.device] if x.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), frozen_parameters(model):
             x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=len(x))

@@ -60,8 +60,13 @@ class Attack(ABC):
     """
 
     @check_ranges("adversarial.attacks")
-    def __init__(self, eps: NonNegativeFloat, norm: NormName = "linf", name: str | None = None,
-                 early_exit: bool = True) -> None:
+    def __init__(
+        self,
+        eps: NonNegativeFloat,
+        norm: NormName = "linf",
+        name: str | None = None,
+        early_exit: bool = True,
+    ) -> None:
         check_eps(eps, norm, f"{type(self).__name__}.eps")
         self.eps = eps
         self.norm = norm
@@ -88,8 +93,9 @@ class Attack(ABC):
         other.eps = eps
         return other
 
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor,
-                 seeds: Tensor | None = None) -> AttackResult:
+    def __call__(
+        self, model: nn.Module, x: Tensor, y: Tensor, seeds: Tensor | None = None
+    ) -> AttackResult:
         """Attack in eval mode, then re-score the returned examples."""
         with eval_mode(model):
             x_adv = self.perturb(model, x, y, seeds)
@@ -123,10 +129,17 @@ class PGD(Attack):
     """
 
     @check_ranges("adversarial.attacks.PGD")
-    def __init__(self, eps: NonNegativeFloat, steps: PositiveInt = 20,
-                 rel_step: PositiveFloat = 0.25, restarts: PositiveInt = 1,
-                 random_init: bool = True, norm: NormName = "linf", name: str | None = None,
-                 early_exit: bool = True) -> None:
+    def __init__(
+        self,
+        eps: NonNegativeFloat,
+        steps: PositiveInt = 20,
+        rel_step: PositiveFloat = 0.25,
+        restarts: PositiveInt = 1,
+        random_init: bool = True,
+        norm: NormName = "linf",
+        name: str | None = None,
+        early_exit: bool = True,
+    ) -> None:
         super().__init__(eps, norm, name, early_exit)
         self.steps, self.rel_step, self.restarts = steps, rel_step, restarts
         self.random_init = random_init
@@ -137,9 +150,19 @@ class PGD(Attack):
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, seeds: Tensor | None) -> Tensor:
         """First misclassified point of any restart, else the last iterate."""
-        return pgd(model, x, y, eps=self.eps, alpha=self.rel_step * self.eps, steps=self.steps,
-                   norm=self.norm, random_init=self.random_init, restarts=self.restarts,
-                   early_exit=self.early_exit, seeds=seeds)
+        return pgd(
+            model,
+            x,
+            y,
+            eps=self.eps,
+            alpha=self.rel_step * self.eps,
+            steps=self.steps,
+            norm=self.norm,
+            random_init=self.random_init,
+            restarts=self.restarts,
+            early_exit=self.early_exit,
+            seeds=seeds,
+        )
 
 
 class APGD(Attack):
@@ -157,10 +180,17 @@ class APGD(Attack):
     """
 
     @check_ranges("adversarial.attacks.APGD")
-    def __init__(self, eps: NonNegativeFloat, loss: Literal["ce", "dlr"] = "ce",
-                 steps: PositiveInt = 100, restarts: PositiveInt = 1,
-                 targets: NonNegativeInt = 0, norm: NormName = "linf",
-                 name: str | None = None, early_exit: bool = True) -> None:
+    def __init__(
+        self,
+        eps: NonNegativeFloat,
+        loss: Literal["ce", "dlr"] = "ce",
+        steps: PositiveInt = 100,
+        restarts: PositiveInt = 1,
+        targets: NonNegativeInt = 0,
+        norm: NormName = "linf",
+        name: str | None = None,
+        early_exit: bool = True,
+    ) -> None:
         super().__init__(eps, norm, name, early_exit)
         self.loss, self.steps, self.restarts, self.targets = loss, steps, restarts, targets
 
@@ -170,6 +200,16 @@ class APGD(Attack):
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, seeds: Tensor | None) -> Tensor:
         """First misclassified point, else the highest-loss point of the last run."""
-        return apgd(model, x, y, eps=self.eps, steps=self.steps, norm=self.norm, loss=self.loss,
-                    restarts=self.restarts, targets=self.targets, early_exit=self.early_exit,
-                    seeds=seeds)
+        return apgd(
+            model,
+            x,
+            y,
+            eps=self.eps,
+            steps=self.steps,
+            norm=self.norm,
+            loss=self.loss,
+            restarts=self.restarts,
+            targets=self.targets,
+            early_exit=self.early_exit,
+            seeds=seeds,
+        )

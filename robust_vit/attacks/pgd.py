@@ -23,8 +23,9 @@ from robust_vit.attacks.core import (
 __all__ = ["Norm", "ce_loss", "eval_mode", "pgd", "project", "random_start"]
 
 
-def _step_(x: Tensor, delta: Tensor, grad: Tensor, alpha: float, eps: float, norm: Norm,
-           buf: Tensor) -> None:
+def _step_(
+    x: Tensor, delta: Tensor, grad: Tensor, alpha: float, eps: float, norm: Norm, buf: Tensor
+) -> None:
     """Step ``delta`` in place: move, project onto the ball, keep ``x + delta`` in [0, 1].
 
     Every operation rounds as its out-of-place form would, so the iterates are the same bits;
@@ -108,13 +109,23 @@ def pgd(
 
     if early_exit is None:
         return _pgd_ascent(model, x, y, start, eps, alpha, steps, norm, loss_fn, restarts)
-    return _pgd_until_wrong(model, x, y, start, eps, alpha, steps, norm, loss_fn, restarts,
-                            early_exit)
+    return _pgd_until_wrong(
+        model, x, y, start, eps, alpha, steps, norm, loss_fn, restarts, early_exit
+    )
 
 
-def _pgd_ascent(model: nn.Module, x: Tensor, y: Tensor, start: Callable[[int], Tensor],
-                eps: float, alpha: float, steps: int, norm: Norm, loss_fn: LossFn,
-                restarts: int) -> Tensor:
+def _pgd_ascent(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    start: Callable[[int], Tensor],
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: Norm,
+    loss_fn: LossFn,
+    restarts: int,
+) -> Tensor:
     best, best_loss = x, None
     for restart in range(restarts):
         delta = start(restart)
@@ -133,9 +144,19 @@ def _pgd_ascent(model: nn.Module, x: Tensor, y: Tensor, start: Callable[[int], T
     return best.detach()
 
 
-def _pgd_until_wrong(model: nn.Module, x: Tensor, y: Tensor, start: Callable[[int], Tensor],
-                     eps: float, alpha: float, steps: int, norm: Norm, loss_fn: LossFn,
-                     restarts: int, early_exit: bool) -> Tensor:
+def _pgd_until_wrong(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    start: Callable[[int], Tensor],
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: Norm,
+    loss_fn: LossFn,
+    restarts: int,
+    early_exit: bool,
+) -> Tensor:
     """Evaluation semantics: one forward+backward per step on the still-correct examples only.
 
     The still-correct examples are gathered once per restart and compacted only when one of them
@@ -176,8 +197,17 @@ def _pgd_until_wrong(model: nn.Module, x: Tensor, y: Tensor, start: Callable[[in
     return best.detach()
 
 
-def _step_fooled(model: nn.Module, x: Tensor, y: Tensor, delta: Tensor, fooled: Tensor,
-                 alpha: float, eps: float, norm: Norm, loss_fn: LossFn) -> None:
+def _step_fooled(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    delta: Tensor,
+    fooled: Tensor,
+    alpha: float,
+    eps: float,
+    norm: Norm,
+    loss_fn: LossFn,
+) -> None:
     """Step the fooled examples' ``delta`` in place (the work kept without early exit)."""
     idx = fooled.nonzero().flatten()
     if idx.numel():

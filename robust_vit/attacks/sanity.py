@@ -42,23 +42,30 @@ def beaten_by_fgsm(robust: dict[str, Tensor], fgsm: list[str]) -> dict[str, Tens
     return {name: broken & flags for name, flags in robust.items() if name not in fgsm}
 
 
-def masking_warnings(sanity: dict[str, Any], attacks: dict[str, dict[str, Any]],
-                     fgsm: list[str]) -> list[str]:
+def masking_warnings(
+    sanity: dict[str, Any], attacks: dict[str, dict[str, Any]], fgsm: list[str]
+) -> list[str]:
     """Human-readable warnings from the counts in ``sanity`` and the per-attack accuracies."""
     warnings = []
-    for key, what in (("randomized_forward", "the eval-mode forward pass is randomised"),
-                      ("zero_input_gradient", "the input gradient of the loss is exactly zero")):
+    for key, what in (
+        ("randomized_forward", "the eval-mode forward pass is randomised"),
+        ("zero_input_gradient", "the input gradient of the loss is exactly zero"),
+    ):
         count, n = sanity[key]["examples"], sanity[key]["n"]
         if count:
-            warnings.append(f"{what} on {count}/{n} examples: gradient-based attacks may "
-                            "overestimate robustness (try EOT, or a gradient-free attack).")
+            warnings.append(
+                f"{what} on {count}/{n} examples: gradient-based attacks may "
+                "overestimate robustness (try EOT, or a gradient-free attack)."
+            )
     for name, by_threat in attacks.items():
         if name in fgsm:
             continue
         for threat, result in by_threat.items():
             fgsm_accs = [attacks[f][threat]["acc"] for f in fgsm if threat in attacks[f]]
             if fgsm_accs and result["acc"] > min(fgsm_accs):
-                warnings.append(f"{name} is weaker than FGSM at {threat} ({result['acc']:.4f} vs "
-                                f"{min(fgsm_accs):.4f} robust accuracy): a sign of gradient "
-                                "masking.")
+                warnings.append(
+                    f"{name} is weaker than FGSM at {threat} ({result['acc']:.4f} vs "
+                    f"{min(fgsm_accs):.4f} robust accuracy): a sign of gradient "
+                    "masking."
+                )
     return warnings

@@ -24,8 +24,9 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def run_suite(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[Attack],
-              seeds: Tensor | None = None) -> dict[str, Tensor]:
+def run_suite(
+    model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[Attack], seeds: Tensor | None = None
+) -> dict[str, Tensor]:
     """Per-example robustness flags: ``clean``, one entry per attack, and ``worst_case``.
 
     Every attack sees every example (its own accuracy is reported); an example is robust in the

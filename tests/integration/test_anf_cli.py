@@ -14,8 +14,12 @@ from tests.conftest import EXPERIMENTS
 from tests.integration.test_cli import CPU_BASE, tiny_overrides
 
 METHOD = "model.method.init_args"
-SHORT = [f"--{METHOD}.max_synthesis_steps=3", "--trainer.limit_train_batches=2",
-         "--trainer.limit_val_batches=1", "--trainer.log_every_n_steps=1"]
+SHORT = [
+    f"--{METHOD}.max_synthesis_steps=3",
+    "--trainer.limit_train_batches=2",
+    "--trainer.limit_val_batches=1",
+    "--trainer.log_every_n_steps=1",
+]
 
 
 def fit(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -47,12 +51,24 @@ def logged(run_dir: Path, key: str) -> list[float]:
 
 
 @pytest.mark.parametrize("method", ["anf", "anf_random"])
-def test_two_rounds_log_each_synthesis(method: str, tmp_path: Path, fmnist_dir: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    fit(["--config", str(EXPERIMENTS / "method" / f"{method}.yaml"), *tiny_overrides(fmnist_dir),
-         *SHORT, f"--{METHOD}.rounds=2", f"--{METHOD}.steps_per_round=2",
-         "--trainer.max_epochs=2", f"--name={method}", *every_step_checkpoints(tmp_path, "steps")],
-        tmp_path, monkeypatch)
+def test_two_rounds_log_each_synthesis(
+    method: str, tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fit(
+        [
+            "--config",
+            str(EXPERIMENTS / "method" / f"{method}.yaml"),
+            *tiny_overrides(fmnist_dir),
+            *SHORT,
+            f"--{METHOD}.rounds=2",
+            f"--{METHOD}.steps_per_round=2",
+            "--trainer.max_epochs=2",
+            f"--name={method}",
+            *every_step_checkpoints(tmp_path, "steps"),
+        ],
+        tmp_path,
+        monkeypatch,
+    )
     run_dir = tmp_path / "runs" / method
     state = method_state(tmp_path / "steps" / "step=4.ckpt")
     assert state["current_round"] == 1
@@ -64,25 +80,55 @@ def test_two_rounds_log_each_synthesis(method: str, tmp_path: Path, fmnist_dir: 
     assert all(0 <= a <= 1 for a in logged(run_dir, "train/synth_agreement"))
 
 
-def test_gaussian_noise_config_trains(tmp_path: Path, fmnist_dir: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    fit(["--config", str(EXPERIMENTS / "method" / "gaussian_noise.yaml"),
-         *tiny_overrides(fmnist_dir), "--trainer.limit_train_batches=2",
-         "--trainer.limit_val_batches=1", "--trainer.max_epochs=1", "--name=gauss"],
-        tmp_path, monkeypatch)
+def test_gaussian_noise_config_trains(
+    tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fit(
+        [
+            "--config",
+            str(EXPERIMENTS / "method" / "gaussian_noise.yaml"),
+            *tiny_overrides(fmnist_dir),
+            "--trainer.limit_train_batches=2",
+            "--trainer.limit_val_batches=1",
+            "--trainer.max_epochs=1",
+            "--name=gauss",
+        ],
+        tmp_path,
+        monkeypatch,
+    )
     assert next((tmp_path / "runs" / "gauss").rglob("last.ckpt")).is_file()
 
 
-def test_resume_continues_with_the_saved_noise_and_round(tmp_path: Path, fmnist_dir: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    common = ["--config", str(EXPERIMENTS / "method" / "anf.yaml"), *tiny_overrides(fmnist_dir),
-              *SHORT, f"--{METHOD}.rounds=1", f"--{METHOD}.steps_per_round=4"]
-    fit([*common, "--trainer.max_epochs=1", "--name=first", *every_step_checkpoints(tmp_path, "a")],
-        tmp_path, monkeypatch)
+def test_resume_continues_with_the_saved_noise_and_round(
+    tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    common = [
+        "--config",
+        str(EXPERIMENTS / "method" / "anf.yaml"),
+        *tiny_overrides(fmnist_dir),
+        *SHORT,
+        f"--{METHOD}.rounds=1",
+        f"--{METHOD}.steps_per_round=4",
+    ]
+    fit(
+        [*common, "--trainer.max_epochs=1", "--name=first", *every_step_checkpoints(tmp_path, "a")],
+        tmp_path,
+        monkeypatch,
+    )
     first = tmp_path / "a" / "step=2.ckpt"
     # Another seed: a fresh synthesis would give another noise, a restored one keeps it.
-    fit([*common, "--trainer.max_epochs=2", f"--{METHOD}.seed=7", f"--ckpt_path={first}",
-         "--name=resumed", *every_step_checkpoints(tmp_path, "b")], tmp_path, monkeypatch)
+    fit(
+        [
+            *common,
+            "--trainer.max_epochs=2",
+            f"--{METHOD}.seed=7",
+            f"--ckpt_path={first}",
+            "--name=resumed",
+            *every_step_checkpoints(tmp_path, "b"),
+        ],
+        tmp_path,
+        monkeypatch,
+    )
     resumed = tmp_path / "b" / "step=4.ckpt"
     before, after = method_state(first), method_state(resumed)
     assert torch.load(resumed, weights_only=False)["global_step"] == 4
@@ -91,13 +137,25 @@ def test_resume_continues_with_the_saved_noise_and_round(tmp_path: Path, fmnist_
     torch.testing.assert_close(after["stats"], before["stats"], rtol=0, atol=0)
 
 
-def test_nullspace_analysis_writes_table_plot_and_record(tmp_path: Path, fmnist_dir: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    fit(["--config", str(EXPERIMENTS / "method" / "erm.yaml"),
-         "--config", str(EXPERIMENTS / "analysis" / "nullspace.yaml"), *tiny_overrides(fmnist_dir),
-         "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2",
-         "--trainer.max_epochs=1", "--trainer.callbacks.init_args.max_steps=5", "--name=ns"],
-        tmp_path, monkeypatch)
+def test_nullspace_analysis_writes_table_plot_and_record(
+    tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fit(
+        [
+            "--config",
+            str(EXPERIMENTS / "method" / "erm.yaml"),
+            "--config",
+            str(EXPERIMENTS / "analysis" / "nullspace.yaml"),
+            *tiny_overrides(fmnist_dir),
+            "--trainer.limit_train_batches=2",
+            "--trainer.limit_val_batches=2",
+            "--trainer.max_epochs=1",
+            "--trainer.callbacks.init_args.max_steps=5",
+            "--name=ns",
+        ],
+        tmp_path,
+        monkeypatch,
+    )
     (record_file,) = (tmp_path / "runs" / "ns").rglob("results.json")
     report = json.loads(record_file.read_text())["nullspace"]
     # The tiny model embeds 64 patch values in 16 dimensions.
@@ -111,17 +169,39 @@ def test_nullspace_analysis_writes_table_plot_and_record(tmp_path: Path, fmnist_
     assert "| ANF (synthesised) |" in (record_file.parent / "nullspace.md").read_text()
 
 
-def test_nullspace_analysis_of_an_existing_weights_file(tmp_path: Path, fmnist_dir: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nullspace_analysis_of_an_existing_weights_file(
+    tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`robust-vit validate` with analysis/nullspace.yaml analyses a weights file once."""
     weights = tmp_path / "erm.safetensors"
-    fit(["--config", str(EXPERIMENTS / "method" / "erm.yaml"), *tiny_overrides(fmnist_dir),
-         "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
-         "--trainer.max_epochs=1", "--name=erm", "--trainer.callbacks+=callbacks.ExportWeights",
-         f"--trainer.callbacks.path={weights}"], tmp_path, monkeypatch)
-    main(["validate", *CPU_BASE, "--config", str(EXPERIMENTS / "analysis" / "nullspace.yaml"),
-          *tiny_overrides(fmnist_dir), f"--model.weights={weights}", "--name=analysis",
-          "--trainer.callbacks.num_images=32", "--trainer.callbacks.max_steps=5"])
+    fit(
+        [
+            "--config",
+            str(EXPERIMENTS / "method" / "erm.yaml"),
+            *tiny_overrides(fmnist_dir),
+            "--trainer.limit_train_batches=2",
+            "--trainer.limit_val_batches=1",
+            "--trainer.max_epochs=1",
+            "--name=erm",
+            "--trainer.callbacks+=callbacks.ExportWeights",
+            f"--trainer.callbacks.path={weights}",
+        ],
+        tmp_path,
+        monkeypatch,
+    )
+    main(
+        [
+            "validate",
+            *CPU_BASE,
+            "--config",
+            str(EXPERIMENTS / "analysis" / "nullspace.yaml"),
+            *tiny_overrides(fmnist_dir),
+            f"--model.weights={weights}",
+            "--name=analysis",
+            "--trainer.callbacks.num_images=32",
+            "--trainer.callbacks.max_steps=5",
+        ]
+    )
     (record_file,) = (tmp_path / "runs" / "analysis").rglob("results.json")
     report = json.loads(record_file.read_text())["nullspace"]
     assert report["num_images"] == 32 and report["nullspace_dim"] == 64 - 16
@@ -131,12 +211,25 @@ def test_nullspace_analysis_of_an_existing_weights_file(tmp_path: Path, fmnist_d
     assert (record_file.parent / "nullspace.png").is_file()
 
 
-def test_record_lists_each_round_in_token_units(tmp_path: Path, fmnist_dir: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    fit(["--config", str(EXPERIMENTS / "method" / "anf.yaml"), *tiny_overrides(fmnist_dir),
-         *SHORT, f"--{METHOD}.rounds=2", f"--{METHOD}.steps_per_round=2",
-         f"--{METHOD}.noise_units=token_rms", f"--{METHOD}.init_lim=3.0",
-         "--trainer.max_epochs=2", "--name=units"], tmp_path, monkeypatch)
+def test_record_lists_each_round_in_token_units(
+    tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fit(
+        [
+            "--config",
+            str(EXPERIMENTS / "method" / "anf.yaml"),
+            *tiny_overrides(fmnist_dir),
+            *SHORT,
+            f"--{METHOD}.rounds=2",
+            f"--{METHOD}.steps_per_round=2",
+            f"--{METHOD}.noise_units=token_rms",
+            f"--{METHOD}.init_lim=3.0",
+            "--trainer.max_epochs=2",
+            "--name=units",
+        ],
+        tmp_path,
+        monkeypatch,
+    )
     (path,) = (tmp_path / "runs" / "units").rglob("results.json")
     summary = json.loads(path.read_text())["fit"]["method"]
     assert summary["noise_units"] == "token_rms"

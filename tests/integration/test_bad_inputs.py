@@ -47,29 +47,50 @@ class Case:
 
 
 def fmnist_base(data: Path) -> list[str]:
-    return ["--config", str(EXPERIMENTS / "base.yaml"),
-            "--config", str(EXPERIMENTS / "data" / "fashion_mnist.yaml"),
-            "--config", str(EXPERIMENTS / "model" / "vit_cpu.yaml"),
-            f"--model.model_kwargs={TINY_MODEL}", f"--data.init_args.data_dir={data}",
-            "--data.init_args.batch_size=16"]
+    return [
+        "--config",
+        str(EXPERIMENTS / "base.yaml"),
+        "--config",
+        str(EXPERIMENTS / "data" / "fashion_mnist.yaml"),
+        "--config",
+        str(EXPERIMENTS / "model" / "vit_cpu.yaml"),
+        f"--model.model_kwargs={TINY_MODEL}",
+        f"--data.init_args.data_dir={data}",
+        "--data.init_args.batch_size=16",
+    ]
 
 
 def folder_base(root: Path) -> list[str]:
-    return ["--config", str(EXPERIMENTS / "base.yaml"),
-            "--config", str(EXPERIMENTS / "data" / "imagenet.yaml"),
-            "--config", str(EXPERIMENTS / "model" / "vit_cpu.yaml"),
-            f"--model.model_kwargs={TINY_MODEL}", f"--data.init_args.data_dir={root}",
-            "--data.init_args.num_classes=3", "--data.init_args.img_size=32",
-            "--data.init_args.num_workers=0", "--data.init_args.batch_size=4",
-            "--data.init_args.val_fraction=0.25"]
+    return [
+        "--config",
+        str(EXPERIMENTS / "base.yaml"),
+        "--config",
+        str(EXPERIMENTS / "data" / "imagenet.yaml"),
+        "--config",
+        str(EXPERIMENTS / "model" / "vit_cpu.yaml"),
+        f"--model.model_kwargs={TINY_MODEL}",
+        f"--data.init_args.data_dir={root}",
+        "--data.init_args.num_classes=3",
+        "--data.init_args.img_size=32",
+        "--data.init_args.num_workers=0",
+        "--data.init_args.batch_size=4",
+        "--data.init_args.val_fraction=0.25",
+    ]
 
 
-COMMON = ["--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false",
-          "--trainer.enable_model_summary=false", "--trainer.max_epochs=1",
-          "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", "--name=bad"]
+COMMON = [
+    "--trainer.accelerator=cpu",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=2",
+    "--trainer.limit_val_batches=1",
+    "--name=bad",
+]
 
 
 # -- builders of bad files ---------------------------------------------------------------------
+
 
 def copy_fmnist(tmp: Path, data: Path) -> Path:
     target = tmp / "fmnist_copy"
@@ -113,9 +134,11 @@ def corrupt_image(tmp: Path, data: Path) -> list[str]:
 
 def in_folder(*values: str) -> Callable[[Path, Path], list[str]]:
     """The ``values`` over a valid image folder."""
+
     def build(tmp: Path, data: Path) -> list[str]:
         image_folder(tmp)
         return list(values)
+
     return build
 
 
@@ -130,8 +153,14 @@ def missing_split(tmp: Path, data: Path) -> list[str]:
 
 
 def tiny_weights(tmp: Path, kwargs: dict, num_classes: int = 10) -> Path:
-    vit = create_vit("vit_tiny_patch16_224", num_classes=num_classes, img_size=32, in_chans=1,
-                     patch_size=8, model_kwargs=kwargs)
+    vit = create_vit(
+        "vit_tiny_patch16_224",
+        num_classes=num_classes,
+        img_size=32,
+        in_chans=1,
+        patch_size=8,
+        model_kwargs=kwargs,
+    )
     return save_vit_weights(vit, tmp / "other.safetensors", {"model_kwargs": kwargs})
 
 
@@ -146,8 +175,14 @@ def weights_not_safetensors(tmp: Path, data: Path) -> list[str]:
 
 
 def tiny_module(num_classes: int) -> ViTClassifier:
-    return ViTClassifier(model_name="vit_tiny_patch16_224", num_classes=num_classes, img_size=32,
-                         in_chans=1, patch_size=8, model_kwargs=TINY)
+    return ViTClassifier(
+        model_name="vit_tiny_patch16_224",
+        num_classes=num_classes,
+        img_size=32,
+        in_chans=1,
+        patch_size=8,
+        model_kwargs=TINY,
+    )
 
 
 def ckpt_text_file(tmp: Path, data: Path) -> list[str]:
@@ -170,8 +205,9 @@ def ckpt_with_code(tmp: Path, data: Path) -> list[str]:
 
 def ckpt_other_classes(tmp: Path, data: Path) -> list[str]:
     path = tmp / "seven_classes.ckpt"
-    torch.save({"state_dict": tiny_module(7).state_dict(), "pytorch-lightning_version": "2.6.6"},
-               path)
+    torch.save(
+        {"state_dict": tiny_module(7).state_dict(), "pytorch-lightning_version": "2.6.6"}, path
+    )
     return [f"--ckpt_path={path}"]
 
 
@@ -181,21 +217,29 @@ def bad_corruption_npy(tmp: Path, data: Path) -> list[str]:
     np.save(folder / "contrast.npy", np.zeros((10, 32, 32), np.uint8))
     np.save(folder / "labels.npy", np.zeros(10, np.int64))
     suite = tmp / "corruptions.yaml"
-    suite.write_text("trainer:\n  inference_mode: false\n  callbacks+:\n"
-                     "    - class_path: callbacks.CorruptionEval\n      init_args:\n"
-                     f"        data_dir: {folder}\n        corruptions: [contrast]\n")
+    suite.write_text(
+        "trainer:\n  inference_mode: false\n  callbacks+:\n"
+        "    - class_path: callbacks.CorruptionEval\n      init_args:\n"
+        f"        data_dir: {folder}\n        corruptions: [contrast]\n"
+    )
     return ["--config", str(suite)]
 
 
 def export_over_existing(tmp: Path, data: Path) -> list[str]:
     earlier = tmp / "work" / "artifacts" / "earlier.safetensors"
-    return ["--config", str(EXPERIMENTS / "pretrain.yaml"),
-            f"--trainer.callbacks.init_args.path={earlier}"]
+    return [
+        "--config",
+        str(EXPERIMENTS / "pretrain.yaml"),
+        f"--trainer.callbacks.init_args.path={earlier}",
+    ]
 
 
 def method(name: str, *overrides: str) -> Callable[[Path, Path], list[str]]:
-    return lambda tmp, data: ["--config", str(METHODS / f"{name}.yaml"),
-                              *(f"--model.method.init_args.{o}" for o in overrides)]
+    return lambda tmp, data: [
+        "--config",
+        str(METHODS / f"{name}.yaml"),
+        *(f"--model.method.init_args.{o}" for o in overrides),
+    ]
 
 
 def args(*values: str) -> Callable[[Path, Path], list[str]]:
@@ -207,135 +251,277 @@ def cpu_suite(*values: str) -> Callable[[Path, Path], list[str]]:
 
 
 def analysis(*values: str) -> Callable[[Path, Path], list[str]]:
-    return lambda tmp, data: ["--config", str(EXPERIMENTS / "analysis" / "nullspace.yaml"),
-                              *values]
+    return lambda tmp, data: ["--config", str(EXPERIMENTS / "analysis" / "nullspace.yaml"), *values]
 
 
-ATTACK_YAML = ("trainer:\n  inference_mode: false\n  callbacks+:\n"
-               "    - class_path: callbacks.AdversarialEval\n      init_args:\n"
-               "        epsilons: {epsilons}\n"
-               "        attacks:\n          - class_path: robust_vit.attacks.PGD\n"
-               "            init_args: {{eps: {eps}, steps: 2, restarts: {restarts}}}\n")
+ATTACK_YAML = (
+    "trainer:\n  inference_mode: false\n  callbacks+:\n"
+    "    - class_path: callbacks.AdversarialEval\n      init_args:\n"
+    "        epsilons: {epsilons}\n"
+    "        attacks:\n          - class_path: robust_vit.attacks.PGD\n"
+    "            init_args: {{eps: {eps}, steps: 2, restarts: {restarts}}}\n"
+)
 
 
-def attack_eps(eps: float, epsilons: list[float] | None = None,
-               restarts: int = 1) -> Callable[[Path, Path], list[str]]:
+def attack_eps(
+    eps: float, epsilons: list[float] | None = None, restarts: int = 1
+) -> Callable[[Path, Path], list[str]]:
     def build(tmp: Path, data: Path) -> list[str]:
         suite = tmp / "attack.yaml"
-        suite.write_text(ATTACK_YAML.format(eps=eps, epsilons=json.dumps(epsilons),
-                                            restarts=restarts))
+        suite.write_text(
+            ATTACK_YAML.format(eps=eps, epsilons=json.dumps(epsilons), restarts=restarts)
+        )
         return ["--config", str(suite)]
+
     return build
 
 
 NO_CREDENTIALS = {"WANDB_MODE": "online", "WANDB_API_KEY": None}
 
 CASES = [
-    Case("unknown timm model", args("--model.model_name=vit_does_not_exist"),
-         "model.model_name", "timm.list_models"),
-    Case("not a ViT (resnet18)", args("--model.model_name=resnet18", "--model.model_kwargs={}"),
-         "model.model_name", "vit_"),
-    Case("ANF on a model without patch embedding",
-         lambda tmp, data: [*method("anf")(tmp, data), "--model.model_name=mixer_s16_224",
-                            "--model.patch_size=null", "--model.model_kwargs={}"],
-         "model.model_name", "space=image"),
-    Case("PGD-AT eps negative", method("pgd_at", "eps=-0.01"), f"{METHOD}.eps: -0.01",
-         "v>=0 and v<=1"),
-    Case("PGD-AT eps above 1", method("pgd_at", "eps=1.5"), f"{METHOD}.eps: 1.5",
-         "v>=0 and v<=1"),
-    Case("TRADES alpha above 1", method("trades", "alpha=2.0"), f"{METHOD}.alpha: 2.0",
-         "v>=0 and v<=1"),
+    Case(
+        "unknown timm model",
+        args("--model.model_name=vit_does_not_exist"),
+        "model.model_name",
+        "timm.list_models",
+    ),
+    Case(
+        "not a ViT (resnet18)",
+        args("--model.model_name=resnet18", "--model.model_kwargs={}"),
+        "model.model_name",
+        "vit_",
+    ),
+    Case(
+        "ANF on a model without patch embedding",
+        lambda tmp, data: [
+            *method("anf")(tmp, data),
+            "--model.model_name=mixer_s16_224",
+            "--model.patch_size=null",
+            "--model.model_kwargs={}",
+        ],
+        "model.model_name",
+        "space=image",
+    ),
+    Case(
+        "PGD-AT eps negative",
+        method("pgd_at", "eps=-0.01"),
+        f"{METHOD}.eps: -0.01",
+        "v>=0 and v<=1",
+    ),
+    Case("PGD-AT eps above 1", method("pgd_at", "eps=1.5"), f"{METHOD}.eps: 1.5", "v>=0 and v<=1"),
+    Case(
+        "TRADES alpha above 1",
+        method("trades", "alpha=2.0"),
+        f"{METHOD}.alpha: 2.0",
+        "v>=0 and v<=1",
+    ),
     Case("SAFER eps negative", method("safer", "eps=-0.1"), f"{METHOD}.eps: -0.1", "v>=0"),
-    Case("SAFER fraction 0", method("safer", "fraction=0"), f"{METHOD}.fraction: 0",
-         "v>0 and v<=1"),
-    Case("SAFER fraction above 1", method("safer", "fraction=1.5"), f"{METHOD}.fraction: 1.5",
-         "v>0 and v<=1"),
+    Case(
+        "SAFER fraction 0", method("safer", "fraction=0"), f"{METHOD}.fraction: 0", "v>0 and v<=1"
+    ),
+    Case(
+        "SAFER fraction above 1",
+        method("safer", "fraction=1.5"),
+        f"{METHOD}.fraction: 1.5",
+        "v>0 and v<=1",
+    ),
     Case("SAFER k above the candidates", method("safer", "k=1000"), "init_args.k", "lower k"),
     Case("ANF eps zero", method("anf", "eps=0"), f"{METHOD}.eps: 0", "v>0 and v<=2"),
     Case("attack eps negative", attack_eps(-0.1), f"{ATTACKS}.eps: -0.1", "v>=0", "test"),
     Case("attack L-inf eps above 1", attack_eps(1.5), "adversarial.attacks", "eps", "test"),
-    Case("eval epsilons negative", attack_eps(0.01, [-0.1]), f"{CALLBACK}.epsilons: -0.1",
-         "v>=0", "test"),
-    Case("eval epsilons above 1", attack_eps(0.01, [0.01, 2.0]), "adversarial.attacks",
-         "8/255", "test"),
-    Case("attack eval with inference mode on", cpu_suite("--trainer.inference_mode=true"),
-         "trainer.inference_mode", "inference_mode: false", "test"),
-    Case("missing data directory", args("--data.init_args.data_dir=/no/such/dir"),
-         "data.data_dir", "directory"),
-    Case("data directory without the idx files", missing_idx_file, "data.data_dir",
-         "idx files"),
+    Case(
+        "eval epsilons negative",
+        attack_eps(0.01, [-0.1]),
+        f"{CALLBACK}.epsilons: -0.1",
+        "v>=0",
+        "test",
+    ),
+    Case(
+        "eval epsilons above 1",
+        attack_eps(0.01, [0.01, 2.0]),
+        "adversarial.attacks",
+        "8/255",
+        "test",
+    ),
+    Case(
+        "attack eval with inference mode on",
+        cpu_suite("--trainer.inference_mode=true"),
+        "trainer.inference_mode",
+        "inference_mode: false",
+        "test",
+    ),
+    Case(
+        "missing data directory",
+        args("--data.init_args.data_dir=/no/such/dir"),
+        "data.data_dir",
+        "directory",
+    ),
+    Case("data directory without the idx files", missing_idx_file, "data.data_dir", "idx files"),
     Case("truncated idx file", truncated_idx, "train-images-idx3-ubyte", "re-fetch"),
     Case("labels out of range", labels_out_of_range, "data.data_dir", "re-fetch"),
-    Case("validation fraction above 0.5", args("--data.init_args.val_fraction=0.9"),
-         "data.init_args.val_fraction: 0.9", "v<=0.5"),
-    Case("batch size 0", args("--data.init_args.batch_size=0"), "data.init_args.batch_size: 0",
-         "v>0"),
-    Case("corrupt image in an image folder", corrupt_image, "img_2.png", "remove or replace",
-         base="folder"),
-    Case("num_classes disagrees with the folders", wrong_class_count, "data.num_classes",
-         "class folders", base="folder"),
-    Case("image folder without its val split", missing_split, "data.data_dir", "expected",
-         base="folder"),
-    Case("corruption .npy of the wrong shape", bad_corruption_npy, "contrast.npy",
-         "expected uint8", "test"),
-    Case("weights of another architecture", weights_other_arch, "model.weights",
-         "model_kwargs the file was trained with"),
-    Case("missing weights file", args("--model.weights=/no/such/file.safetensors"),
-         "model.weights", "make pretrain"),
-    Case("weights file that is not safetensors", weights_not_safetensors, "model.weights",
-         "safetensors"),
+    Case(
+        "validation fraction above 0.5",
+        args("--data.init_args.val_fraction=0.9"),
+        "data.init_args.val_fraction: 0.9",
+        "v<=0.5",
+    ),
+    Case(
+        "batch size 0", args("--data.init_args.batch_size=0"), "data.init_args.batch_size: 0", "v>0"
+    ),
+    Case(
+        "corrupt image in an image folder",
+        corrupt_image,
+        "img_2.png",
+        "remove or replace",
+        base="folder",
+    ),
+    Case(
+        "num_classes disagrees with the folders",
+        wrong_class_count,
+        "data.num_classes",
+        "class folders",
+        base="folder",
+    ),
+    Case(
+        "image folder without its val split",
+        missing_split,
+        "data.data_dir",
+        "expected",
+        base="folder",
+    ),
+    Case(
+        "corruption .npy of the wrong shape",
+        bad_corruption_npy,
+        "contrast.npy",
+        "expected uint8",
+        "test",
+    ),
+    Case(
+        "weights of another architecture",
+        weights_other_arch,
+        "model.weights",
+        "model_kwargs the file was trained with",
+    ),
+    Case(
+        "missing weights file",
+        args("--model.weights=/no/such/file.safetensors"),
+        "model.weights",
+        "make pretrain",
+    ),
+    Case(
+        "weights file that is not safetensors",
+        weights_not_safetensors,
+        "model.weights",
+        "safetensors",
+    ),
     Case("ckpt_path missing", args("--ckpt_path=/no/such/last.ckpt"), "ckpt_path", "last"),
     Case("ckpt_path a text file", ckpt_text_file, "ckpt_path", "Lightning checkpoint"),
-    Case("ckpt_path without a state_dict", ckpt_without_state, "ckpt_path",
-         "Lightning checkpoint"),
+    Case("ckpt_path without a state_dict", ckpt_without_state, "ckpt_path", "Lightning checkpoint"),
     Case("ckpt_path that needs unpickling code", ckpt_with_code, "ckpt_path", "weights_only"),
-    Case("ckpt_path with another num_classes", ckpt_other_classes, "ckpt_path", "head.weight",
-         "test"),
-    Case("unknown config key", args("--model.no_such_option=1"), "no_such_option",
-         "model.no_such_option"),
-    Case("unknown method option", method("erm", "no_such_option=1"), "no_such_option",
-         "no_such_option"),
-    Case("wandb online without credentials", args(), "trainer.logger", "wandb login",
-         env=NO_CREDENTIALS),
+    Case(
+        "ckpt_path with another num_classes", ckpt_other_classes, "ckpt_path", "head.weight", "test"
+    ),
+    Case(
+        "unknown config key",
+        args("--model.no_such_option=1"),
+        "no_such_option",
+        "model.no_such_option",
+    ),
+    Case(
+        "unknown method option",
+        method("erm", "no_such_option=1"),
+        "no_such_option",
+        "no_such_option",
+    ),
+    Case(
+        "wandb online without credentials",
+        args(),
+        "trainer.logger",
+        "wandb login",
+        env=NO_CREDENTIALS,
+    ),
     Case("two input channels", args("--data.init_args.in_chans=2"), "data.in_chans", "1 or 3"),
     Case("negative normalisation std", args("--model.std=[-1.0]"), "model.std: -1.0", "v>0"),
-    Case("export over an existing weights file", export_over_existing, "ExportWeights.path",
-         "overwrite"),
+    Case(
+        "export over an existing weights file",
+        export_over_existing,
+        "ExportWeights.path",
+        "overwrite",
+    ),
     # Ranges declared as restricted types (robust_vit/ranges.py), one or more per class family.
     Case("threads negative", args("--threads=-3"), "threads: -3", "v>0"),
     Case("threads 0", args("--threads=0"), "threads: 0", "v>0"),
-    Case("limit_train 0", args("--data.init_args.limit_train=0"),
-         "data.init_args.limit_train: 0", "v>0"),
-    Case("limit_train below one batch", args("--data.init_args.limit_train=5"),
-         "data.batch_size", "train on nothing"),
-    Case("validation split rounds to no example",
-         args("--data.init_args.limit_train=100", "--data.init_args.val_fraction=0.001"),
-         "data.val_fraction", "validate on nothing"),
-    Case("num_workers negative", args("--data.init_args.num_workers=-1"),
-         "data.init_args.num_workers: -1", "v>=0"),
-    Case("image folder crop fraction 0", in_folder("--data.init_args.crop_fraction=0"),
-         "data.init_args.crop_fraction: 0", "v>0 and v<=1", base="folder"),
-    Case("drop path rate 1", args("--model.drop_path_rate=1.0"), "model.drop_path_rate: 1.0",
-         "v<1"),
+    Case(
+        "limit_train 0",
+        args("--data.init_args.limit_train=0"),
+        "data.init_args.limit_train: 0",
+        "v>0",
+    ),
+    Case(
+        "limit_train below one batch",
+        args("--data.init_args.limit_train=5"),
+        "data.batch_size",
+        "train on nothing",
+    ),
+    Case(
+        "validation split rounds to no example",
+        args("--data.init_args.limit_train=100", "--data.init_args.val_fraction=0.001"),
+        "data.val_fraction",
+        "validate on nothing",
+    ),
+    Case(
+        "num_workers negative",
+        args("--data.init_args.num_workers=-1"),
+        "data.init_args.num_workers: -1",
+        "v>=0",
+    ),
+    Case(
+        "image folder crop fraction 0",
+        in_folder("--data.init_args.crop_fraction=0"),
+        "data.init_args.crop_fraction: 0",
+        "v>0 and v<=1",
+        base="folder",
+    ),
+    Case(
+        "drop path rate 1", args("--model.drop_path_rate=1.0"), "model.drop_path_rate: 1.0", "v<1"
+    ),
     Case("patch size 0", args("--model.patch_size=0"), "model.patch_size: 0", "v>0"),
-    Case("ERM label smoothing above 1", method("erm", "label_smoothing=1.5"),
-         f"{METHOD}.label_smoothing: 1.5", "v>=0 and v<=1"),
-    Case("schedule warm-up fraction above 1",
-         args("--model.lr_scheduler.init_args.warmup_fraction=2"),
-         "model.lr_scheduler.init_args.warmup_fraction: 2", "v>=0 and v<=1"),
-    Case("PGD restarts 0", attack_eps(0.01, restarts=0), f"{ATTACKS}.restarts: 0", "v>0",
-         "test"),
-    Case("corruption eval batch size 0", cpu_suite("--trainer.callbacks.init_args.batch_size=0"),
-         f"{CALLBACK}.batch_size: 0", "v>0", "test"),
-    Case("nullspace analysis on 0 images", analysis("--trainer.callbacks.init_args.num_images=0"),
-         f"{CALLBACK}.num_images: 0", "v>0"),
+    Case(
+        "ERM label smoothing above 1",
+        method("erm", "label_smoothing=1.5"),
+        f"{METHOD}.label_smoothing: 1.5",
+        "v>=0 and v<=1",
+    ),
+    Case(
+        "schedule warm-up fraction above 1",
+        args("--model.lr_scheduler.init_args.warmup_fraction=2"),
+        "model.lr_scheduler.init_args.warmup_fraction: 2",
+        "v>=0 and v<=1",
+    ),
+    Case("PGD restarts 0", attack_eps(0.01, restarts=0), f"{ATTACKS}.restarts: 0", "v>0", "test"),
+    Case(
+        "corruption eval batch size 0",
+        cpu_suite("--trainer.callbacks.init_args.batch_size=0"),
+        f"{CALLBACK}.batch_size: 0",
+        "v>0",
+        "test",
+    ),
+    Case(
+        "nullspace analysis on 0 images",
+        analysis("--trainer.callbacks.init_args.num_images=0"),
+        f"{CALLBACK}.num_images: 0",
+        "v>0",
+    ),
 ]
 
 
 def snapshot(root: Path) -> dict[str, str]:
     """Hash of every file under ``root``."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -354,8 +540,12 @@ def forward_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_fails_before_compute(
-    case: Case, tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str], forward_calls: list[int],
+    case: Case,
+    tmp_path: Path,
+    fmnist_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    forward_calls: list[int],
 ) -> None:
     work = tmp_path / "work"
     earlier = work / "runs" / "bad" / "version_0"

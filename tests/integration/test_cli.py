@@ -15,9 +15,12 @@ from lightning_modules import ViTClassifier
 from tests.conftest import EXPERIMENTS, REPO, TINY_MODEL
 
 CPU_BASE = [
-    "--config", str(EXPERIMENTS / "base.yaml"),
-    "--config", str(EXPERIMENTS / "data" / "fashion_mnist.yaml"),
-    "--config", str(EXPERIMENTS / "model" / "vit_cpu.yaml"),
+    "--config",
+    str(EXPERIMENTS / "base.yaml"),
+    "--config",
+    str(EXPERIMENTS / "data" / "fashion_mnist.yaml"),
+    "--config",
+    str(EXPERIMENTS / "model" / "vit_cpu.yaml"),
 ]
 
 
@@ -41,11 +44,23 @@ def records_under(root: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(root.rglob("results.json"))]
 
 
-def test_fit_then_test_writes_one_record(tmp_path: Path, fmnist_dir: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    run(["fit", *CPU_BASE, "--config", str(EXPERIMENTS / "method" / "erm.yaml"),
-         *tiny_overrides(fmnist_dir), "--trainer.max_epochs=1", "--test_after_fit=true",
-         "--name=smoke"], tmp_path, monkeypatch)
+def test_fit_then_test_writes_one_record(
+    tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(
+        [
+            "fit",
+            *CPU_BASE,
+            "--config",
+            str(EXPERIMENTS / "method" / "erm.yaml"),
+            *tiny_overrides(fmnist_dir),
+            "--trainer.max_epochs=1",
+            "--test_after_fit=true",
+            "--name=smoke",
+        ],
+        tmp_path,
+        monkeypatch,
+    )
     (record,) = records_under(tmp_path / "runs" / "smoke")
     assert record["fit"]["metrics"]["val/acc"] >= 0.0
     assert 0.0 <= record["test"]["metrics"]["test/acc"] <= 1.0
@@ -55,27 +70,60 @@ def test_fit_then_test_writes_one_record(tmp_path: Path, fmnist_dir: Path,
     assert Path(record["run"]["checkpoints"]["last"]).is_file()
 
 
-def test_linked_sizes_come_from_the_data(tmp_path: Path, fmnist_dir: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    run(["fit", *CPU_BASE, *tiny_overrides(fmnist_dir), "--data.init_args.img_size=40",
-         "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
-         "--trainer.limit_val_batches=1"], tmp_path, monkeypatch)
+def test_linked_sizes_come_from_the_data(
+    tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(
+        [
+            "fit",
+            *CPU_BASE,
+            *tiny_overrides(fmnist_dir),
+            "--data.init_args.img_size=40",
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=1",
+            "--trainer.limit_val_batches=1",
+        ],
+        tmp_path,
+        monkeypatch,
+    )
     (hparams,) = tmp_path.rglob("hparams.yaml")
     text = hparams.read_text()
     assert "img_size: 40" in text and "in_chans: 1" in text and "num_classes: 10" in text
 
 
-def test_pretrain_export_then_finetune_from_weights(tmp_path: Path, fmnist_dir: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pretrain_export_then_finetune_from_weights(
+    tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     weights = tmp_path / "artifacts" / "vit_cpu_fashion_mnist.safetensors"
-    run(["fit", *CPU_BASE, "--config", str(EXPERIMENTS / "pretrain.yaml"),
-         *tiny_overrides(fmnist_dir), "--trainer.max_epochs=1", "--trainer.limit_train_batches=3"],
-        tmp_path, monkeypatch)
+    run(
+        [
+            "fit",
+            *CPU_BASE,
+            "--config",
+            str(EXPERIMENTS / "pretrain.yaml"),
+            *tiny_overrides(fmnist_dir),
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=3",
+        ],
+        tmp_path,
+        monkeypatch,
+    )
     assert weights.is_file()
     assert_weights_match_best_checkpoint(weights, tmp_path / "runs" / "pretrain")
-    run(["fit", *CPU_BASE, "--config", str(EXPERIMENTS / "finetune.yaml"),
-         *tiny_overrides(fmnist_dir), f"--model.weights={weights}", "--trainer.max_epochs=1",
-         "--trainer.limit_train_batches=2"], tmp_path, monkeypatch)
+    run(
+        [
+            "fit",
+            *CPU_BASE,
+            "--config",
+            str(EXPERIMENTS / "finetune.yaml"),
+            *tiny_overrides(fmnist_dir),
+            f"--model.weights={weights}",
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=2",
+        ],
+        tmp_path,
+        monkeypatch,
+    )
     (finetune,) = records_under(tmp_path / "runs" / "finetune")
     assert finetune["run"]["config"]["model"]["weights"] == str(weights)
     assert "test/acc" in finetune["test"]["metrics"]
@@ -85,12 +133,24 @@ def assert_weights_match_best_checkpoint(weights: Path, run_root: Path) -> None:
     """The exported file, loaded through timm's local-file path, gives the checkpoint's logits."""
     (ckpt_file,) = [p for p in run_root.rglob("*.ckpt") if p.name != "last.ckpt"]
     state = torch.load(ckpt_file, map_location="cpu", weights_only=True)["state_dict"]
-    reference = ViTClassifier(model_name="vit_tiny_patch16_224", num_classes=10, img_size=32,
-                              in_chans=1, patch_size=8, model_kwargs=json.loads(TINY_MODEL))
+    reference = ViTClassifier(
+        model_name="vit_tiny_patch16_224",
+        num_classes=10,
+        img_size=32,
+        in_chans=1,
+        patch_size=8,
+        model_kwargs=json.loads(TINY_MODEL),
+    )
     reference.load_state_dict(state)
-    loaded = ViTClassifier(model_name="vit_tiny_patch16_224", num_classes=10, img_size=32,
-                           in_chans=1, patch_size=8, model_kwargs=json.loads(TINY_MODEL),
-                           weights=str(weights))
+    loaded = ViTClassifier(
+        model_name="vit_tiny_patch16_224",
+        num_classes=10,
+        img_size=32,
+        in_chans=1,
+        patch_size=8,
+        model_kwargs=json.loads(TINY_MODEL),
+        weights=str(weights),
+    )
     x = torch.rand(4, 1, 32, 32)
     assert torch.equal(reference.eval()(x), loaded.eval()(x))
 
@@ -104,7 +164,11 @@ def assert_weights_match_best_checkpoint(weights: Path, run_root: Path) -> None:
     ],
 )
 def test_bad_values_fail_before_training_naming_the_field(
-    override: str, field: str, tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    override: str,
+    field: str,
+    tmp_path: Path,
+    fmnist_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
@@ -114,12 +178,18 @@ def test_bad_values_fail_before_training_naming_the_field(
     assert not (tmp_path / "runs").exists()
 
 
-def test_unknown_config_key_is_rejected(tmp_path: Path, fmnist_dir: Path,
-                                        monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_config_key_is_rejected(
+    tmp_path: Path,
+    fmnist_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     with pytest.raises(SystemExit):
-        run(["fit", *CPU_BASE, *tiny_overrides(fmnist_dir), "--model.no_such_option=1"],
-            tmp_path, monkeypatch)
+        run(
+            ["fit", *CPU_BASE, *tiny_overrides(fmnist_dir), "--model.no_such_option=1"],
+            tmp_path,
+            monkeypatch,
+        )
     assert "no_such_option" in capsys.readouterr().err
 
 
@@ -140,12 +210,23 @@ def test_report_prints_a_markdown_table(tmp_path: Path, capsys: pytest.CaptureFi
     assert "| test/acc |" in out and "0.8750" in out
 
 
-def test_last_checkpoint_follows_every_epoch(tmp_path: Path, fmnist_dir: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_last_checkpoint_follows_every_epoch(
+    tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # lr 0: val/acc never improves after epoch 0, so only last.ckpt can hold epoch 1
-    run(["fit", *CPU_BASE, *tiny_overrides(fmnist_dir), "--trainer.max_epochs=2",
-         "--trainer.limit_train_batches=2", "--model.optimizer.init_args.lr=0.0", "--name=last"],
-        tmp_path, monkeypatch)
+    run(
+        [
+            "fit",
+            *CPU_BASE,
+            *tiny_overrides(fmnist_dir),
+            "--trainer.max_epochs=2",
+            "--trainer.limit_train_batches=2",
+            "--model.optimizer.init_args.lr=0.0",
+            "--name=last",
+        ],
+        tmp_path,
+        monkeypatch,
+    )
     (record,) = records_under(tmp_path / "runs" / "last")
     last = torch.load(record["run"]["checkpoints"]["last"], map_location="cpu", weights_only=True)
     best = torch.load(record["run"]["checkpoints"]["best"], map_location="cpu", weights_only=True)

@@ -39,13 +39,21 @@ trainer:
 
 
 def common_args(data_dir: Path, name: str) -> list[str]:
-    return ["--config", str(EXPERIMENTS / "base.yaml"),
-            "--config", str(EXPERIMENTS / "data" / "fashion_mnist.yaml"),
-            "--config", str(EXPERIMENTS / "model" / "vit_cpu.yaml"),
-            f"--data.init_args.data_dir={data_dir}",
-            "--data.init_args.batch_size=50", "--trainer.accelerator=cpu",
-            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-            "--threads=1", f"--name={name}"]
+    return [
+        "--config",
+        str(EXPERIMENTS / "base.yaml"),
+        "--config",
+        str(EXPERIMENTS / "data" / "fashion_mnist.yaml"),
+        "--config",
+        str(EXPERIMENTS / "model" / "vit_cpu.yaml"),
+        f"--data.init_args.data_dir={data_dir}",
+        "--data.init_args.batch_size=50",
+        "--trainer.accelerator=cpu",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--threads=1",
+        f"--name={name}",
+    ]
 
 
 def sections(run_dir: Path) -> dict[str, Any]:
@@ -61,21 +69,41 @@ def sections(run_dir: Path) -> dict[str, Any]:
 
 
 @pytest.mark.ddp
-def test_two_process_evaluation_equals_one_process(tmp_path: Path, fmnist_dir: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_process_evaluation_equals_one_process(
+    tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
-    main(["fit", *common_args(fmnist_dir, "train"), "--trainer.max_epochs=10",
-          "--model.optimizer.init_args.lr=0.003", "--trainer.limit_val_batches=1"])
+    main(
+        [
+            "fit",
+            *common_args(fmnist_dir, "train"),
+            "--trainer.max_epochs=10",
+            "--model.optimizer.init_args.lr=0.003",
+            "--trainer.limit_val_batches=1",
+        ]
+    )
     (ckpt, *_) = sorted((tmp_path / "runs" / "train").rglob("*.ckpt"))
     suite = tmp_path / "suite.yaml"
     suite.write_text(SUITE.format(cache=tmp_path / "cache"))
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
-    for name, devices in (("one", ["--trainer.devices=1"]),
-                          ("two", ["--trainer.devices=2", "--trainer.strategy=ddp"])):
-        args = [sys.executable, "-m", "robust_vit", "test", *common_args(fmnist_dir, name),
-                "--config", str(suite), *devices, f"--ckpt_path={ckpt}"]
-        done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=240)
+    for name, devices in (
+        ("one", ["--trainer.devices=1"]),
+        ("two", ["--trainer.devices=2", "--trainer.strategy=ddp"]),
+    ):
+        args = [
+            sys.executable,
+            "-m",
+            "robust_vit",
+            "test",
+            *common_args(fmnist_dir, name),
+            "--config",
+            str(suite),
+            *devices,
+            f"--ckpt_path={ckpt}",
+        ]
+        done = subprocess.run(
+            args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
+        )
         assert done.returncode == 0, done.stderr[-3000:]
     one, two = sections(tmp_path / "runs" / "one"), sections(tmp_path / "runs" / "two")
     assert (one.pop("world_size"), two.pop("world_size")) == (1, 2)

@@ -13,8 +13,11 @@ from tests.fakes import write_cifar, write_image_folder
 
 # experiments/sweeps/ holds sweep plans, not CLI configs: tests/integration/test_sweep_commands.py
 # resolves every command they expand to.
-ALL_YAMLS = sorted(p.relative_to(EXPERIMENTS).as_posix() for p in EXPERIMENTS.rglob("*.yaml")
-                   if p.parent.name != "sweeps")
+ALL_YAMLS = sorted(
+    p.relative_to(EXPERIMENTS).as_posix()
+    for p in EXPERIMENTS.rglob("*.yaml")
+    if p.parent.name != "sweeps"
+)
 RUN_ELSEWHERE = {"ddp.yaml": "tests/integration/test_ddp.py runs it with 2 CPU processes"}
 DEFAULT_DATA = "data/fashion_mnist.yaml"
 DEFAULT_MODEL = "model/vit_cpu.yaml"
@@ -32,8 +35,11 @@ STAND_IN_OVERRIDES = {
     "eval/autoattack_fashion_mnist.yaml": SMALL_EVAL,
     "eval/robust_validation.yaml": [*SMALL_EVAL, "--trainer.callbacks.init_args.train_examples=10"],
 }
-CPU_STAND_IN = ["--trainer.accelerator=cpu", "--trainer.precision=32-true",
-                "--data.init_args.num_workers=0"]
+CPU_STAND_IN = [
+    "--trainer.accelerator=cpu",
+    "--trainer.precision=32-true",
+    "--data.init_args.num_workers=0",
+]
 
 
 def data_overrides(data_yaml: str, tmp_path: Path, fmnist_dir: Path) -> list[str]:
@@ -45,18 +51,25 @@ def data_overrides(data_yaml: str, tmp_path: Path, fmnist_dir: Path) -> list[str
         return [f"--data.init_args.data_dir={write_cifar(tmp_path / 'cifar', classes)}"]
     if data_yaml == "data/imagenet.yaml":
         root = write_image_folder(tmp_path / "imagenet", classes=3, per_class=4)
-        return [f"--data.init_args.data_dir={root}", "--data.init_args.num_classes=3",
-                "--data.init_args.img_size=32", "--data.init_args.val_fraction=0.25"]
+        return [
+            f"--data.init_args.data_dir={root}",
+            "--data.init_args.num_classes=3",
+            "--data.init_args.img_size=32",
+            "--data.init_args.val_fraction=0.25",
+        ]
     raise AssertionError(f"no stand-in data for {data_yaml}")
 
 
 def shift_sets(tmp_path: Path) -> list[str]:
     """Small ImageNet-A and -Sketch stand-ins whose classes are the stand-in ImageNet's."""
-    sets = {name: write_image_folder(tmp_path / name, classes=3, per_class=2, splits=("",))
-            for name in ("imagenet_a", "imagenet_sketch")}
-    return [f"--trainer.callbacks.init_args.class_index={tmp_path / 'imagenet' / 'train'}",
-            "--trainer.callbacks.init_args.sets="
-            + json.dumps({k: str(v) for k, v in sets.items()})]
+    sets = {
+        name: write_image_folder(tmp_path / name, classes=3, per_class=2, splits=("",))
+        for name in ("imagenet_a", "imagenet_sketch")
+    }
+    return [
+        f"--trainer.callbacks.init_args.class_index={tmp_path / 'imagenet' / 'train'}",
+        "--trainer.callbacks.init_args.sets=" + json.dumps({k: str(v) for k, v in sets.items()}),
+    ]
 
 
 DATA_FOR = {"eval/shifts.yaml": "data/imagenet.yaml"}
@@ -66,12 +79,21 @@ REGIME_BELOW = {
     "regime/anf_finetune.yaml": ["method/erm.yaml", "finetune.yaml"],
     "regime/safer_stage1.yaml": ["method/pgd_at.yaml"],
     "regime/safer_stage2.yaml": ["method/pgd_at.yaml", "finetune.yaml"],
-    "regime/safer_selection.yaml": ["method/safer.yaml", "finetune.yaml",
-                                    "regime/safer_stage2.yaml"],
-    "regime/safer_stage2_attack.yaml": ["method/pgd_at.yaml", "finetune.yaml",
-                                        "regime/safer_stage2.yaml"],
-    "regime/pgd_at_anf_stage2.yaml": ["method/pgd_at_anf.yaml", "finetune.yaml",
-                                      "regime/safer_stage2.yaml"],
+    "regime/safer_selection.yaml": [
+        "method/safer.yaml",
+        "finetune.yaml",
+        "regime/safer_stage2.yaml",
+    ],
+    "regime/safer_stage2_attack.yaml": [
+        "method/pgd_at.yaml",
+        "finetune.yaml",
+        "regime/safer_stage2.yaml",
+    ],
+    "regime/pgd_at_anf_stage2.yaml": [
+        "method/pgd_at_anf.yaml",
+        "finetune.yaml",
+        "regime/safer_stage2.yaml",
+    ],
 }
 
 
@@ -89,8 +111,9 @@ def composition(yaml: str) -> tuple[list[str], str]:
 
 
 @pytest.mark.parametrize("yaml", [y for y in ALL_YAMLS if y not in RUN_ELSEWHERE])
-def test_yaml_runs_one_batch(yaml: str, tmp_path: Path, fmnist_dir: Path,
-                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_yaml_runs_one_batch(
+    yaml: str, tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     layers, data = composition(yaml)
     args = ["fit"]
     for layer in layers:
@@ -98,13 +121,20 @@ def test_yaml_runs_one_batch(yaml: str, tmp_path: Path, fmnist_dir: Path,
     args += data_overrides(data, tmp_path, fmnist_dir)
     if yaml == "eval/shifts.yaml":
         args += shift_sets(tmp_path)
-    args += [f"--model.model_kwargs={TINY_MODEL}", "--data.init_args.batch_size=8",
-             "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
-             "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1",
-             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-             "--test_after_fit=true", *CPU_STAND_IN, *STAND_IN_OVERRIDES.get(yaml, [])]
+    args += [
+        f"--model.model_kwargs={TINY_MODEL}",
+        "--data.init_args.batch_size=8",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=1",
+        "--trainer.limit_val_batches=1",
+        "--trainer.limit_test_batches=1",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--test_after_fit=true",
+        *CPU_STAND_IN,
+        *STAND_IN_OVERRIDES.get(yaml, []),
+    ]
     monkeypatch.chdir(tmp_path)
     main(args)
     (record,) = (tmp_path / "runs").rglob("results.json")
     assert "test/acc" in json.loads(record.read_text())["test"]["metrics"]
-

@@ -36,11 +36,21 @@ def published_state(seed: int = 1) -> dict[str, torch.Tensor]:
 
 def hub_config() -> bytes:
     """The config.json timm writes beside ``hf-hub:`` weights."""
-    return json.dumps({"architecture": "vit_tiny_patch16_224", "num_classes": 1000,
-                       "model_args": TINY_ARGS,
-                       "pretrained_cfg": {"input_size": [3, 224, 224], "num_classes": 1000,
-                                          "first_conv": "patch_embed.proj", "classifier": "head",
-                                          "mean": [0.5] * 3, "std": [0.5] * 3}}).encode()
+    return json.dumps(
+        {
+            "architecture": "vit_tiny_patch16_224",
+            "num_classes": 1000,
+            "model_args": TINY_ARGS,
+            "pretrained_cfg": {
+                "input_size": [3, 224, 224],
+                "num_classes": 1000,
+                "first_conv": "patch_embed.proj",
+                "classifier": "head",
+                "mean": [0.5] * 3,
+                "std": [0.5] * 3,
+            },
+        }
+    ).encode()
 
 
 @pytest.fixture
@@ -65,8 +75,12 @@ def test_tagged_timm_name_loads_from_the_cache_offline(offline_cache: Path) -> N
 def test_hub_name_at_a_revision_loads_its_config_and_weights(offline_cache: Path) -> None:
     state = published_state()
     repo = HUB_NAME.removeprefix("hf-hub:")
-    write_hub_repo(offline_cache, repo, {"config.json": hub_config(),
-                                         "model.safetensors": save(state)}, revision="v1")
+    write_hub_repo(
+        offline_cache,
+        repo,
+        {"config.json": hub_config(), "model.safetensors": save(state)},
+        revision="v1",
+    )
     vit = create_vit(f"{HUB_NAME}@v1", pretrained=True, **TARGET)
     assert torch.equal(vit.state_dict()[BLOCK_KEY], state[BLOCK_KEY])
     assert vit.embed_dim == TINY_ARGS["embed_dim"]  # the architecture came from config.json
@@ -80,8 +94,11 @@ def test_missing_cache_entry_fails_at_once_with_the_prefetch_command(offline_cac
 
 
 def test_hub_repo_with_weights_but_no_config_is_incomplete(offline_cache: Path) -> None:
-    write_hub_repo(offline_cache, HUB_NAME.removeprefix("hf-hub:"),
-                   {"model.safetensors": save(published_state())})
+    write_hub_repo(
+        offline_cache,
+        HUB_NAME.removeprefix("hf-hub:"),
+        {"model.safetensors": save(published_state())},
+    )
     with pytest.raises(ConfigError, match=r"no config\.json"):
         create_vit(HUB_NAME, pretrained=True, **TARGET)
 
@@ -92,8 +109,9 @@ def test_untagged_name_means_timm_default_tag() -> None:
     assert hub_weights(f"{HUB_NAME}@v2").revision == "v2"  # type: ignore[union-attr]
 
 
-def test_prefetch_refuses_to_download_offline(offline_cache: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_prefetch_refuses_to_download_offline(
+    offline_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["prefetch", TAGGED])
     assert exit_info.value.code == 2
@@ -102,28 +120,53 @@ def test_prefetch_refuses_to_download_offline(offline_cache: Path,
 
 def cli_validate(tmp_path: Path, fmnist_dir: Path, cache: Path) -> subprocess.CompletedProcess:
     """``robust-vit validate`` of the hub model on a compute node: offline, the cache given."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache),
-           "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
-    args = ["validate", "--config", str(EXPERIMENTS / "base.yaml"),
-            "--config", str(EXPERIMENTS / "data" / "fashion_mnist.yaml"),
-            "--config", str(EXPERIMENTS / "model" / "vit_cpu.yaml"),
-            f"--model.model_name={HUB_NAME}", "--model.pretrained=true",
-            "--model.model_kwargs=null", f"--data.init_args.data_dir={fmnist_dir}",
-            "--trainer.limit_val_batches=1", "--trainer.accelerator=cpu",
-            "--trainer.enable_progress_bar=false", "--threads=1"]
-    return subprocess.run([sys.executable, "-m", "robust_vit", *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(cache),
+        "WANDB_MODE": "disabled",
+        "PYTHONPATH": str(REPO),
+    }
+    args = [
+        "validate",
+        "--config",
+        str(EXPERIMENTS / "base.yaml"),
+        "--config",
+        str(EXPERIMENTS / "data" / "fashion_mnist.yaml"),
+        "--config",
+        str(EXPERIMENTS / "model" / "vit_cpu.yaml"),
+        f"--model.model_name={HUB_NAME}",
+        "--model.pretrained=true",
+        "--model.model_kwargs=null",
+        f"--data.init_args.data_dir={fmnist_dir}",
+        "--trainer.limit_val_batches=1",
+        "--trainer.accelerator=cpu",
+        "--trainer.enable_progress_bar=false",
+        "--threads=1",
+    ]
+    return subprocess.run(
+        [sys.executable, "-m", "robust_vit", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_on_an_offline_node_uses_the_filled_cache_or_says_how_to_fill_it(
-        tmp_path: Path, fmnist_dir: Path) -> None:
+    tmp_path: Path, fmnist_dir: Path
+) -> None:
     cache = tmp_path / "hub"
     empty = cli_validate(tmp_path, fmnist_dir, cache)
     assert empty.returncode == 2, empty.stderr
     assert f"make prefetch MODEL={HUB_NAME}" in empty.stderr
 
-    write_hub_repo(cache, HUB_NAME.removeprefix("hf-hub:"),
-                   {"config.json": hub_config(), "model.safetensors": save(published_state())})
+    write_hub_repo(
+        cache,
+        HUB_NAME.removeprefix("hf-hub:"),
+        {"config.json": hub_config(), "model.safetensors": save(published_state())},
+    )
     filled = cli_validate(tmp_path, fmnist_dir, cache)
     assert filled.returncode == 0, filled.stderr
     (record,) = [json.loads(p.read_text()) for p in tmp_path.rglob("results.json")]

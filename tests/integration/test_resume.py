@@ -17,9 +17,14 @@ from tests.integration.test_determinism import FAST, method_configs
 
 STEPS_PER_EPOCH = 4
 # SAFER with LoRA re-selects at the second epoch: after the resume, the adapters move.
-RESUMED = {**FAST, "safer_lora": [*FAST["safer"],
-                                  "--model.method.init_args.reselect_every_n_epochs=1",
-                                  "--model.method.init_args.selection=random"]}
+RESUMED = {
+    **FAST,
+    "safer_lora": [
+        *FAST["safer"],
+        "--model.method.init_args.reselect_every_n_epochs=1",
+        "--model.method.init_args.selection=random",
+    ],
+}
 
 
 def every_step(tmp_path: Path) -> list[str]:
@@ -33,13 +38,20 @@ def every_step(tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("method", list(RESUMED))
-def test_resume_mid_epoch_ends_with_the_same_weights(method: str, tmp_path: Path,
-                                                     fmnist_dir: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    common = ["fit", *CPU_BASE, *method_configs(method),
-              *tiny_overrides(fmnist_dir), *RESUMED[method], "--trainer.max_epochs=2",
-              f"--trainer.limit_train_batches={STEPS_PER_EPOCH}", "--trainer.limit_val_batches=2",
-              "--seed_everything=5"]
+def test_resume_mid_epoch_ends_with_the_same_weights(
+    method: str, tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    common = [
+        "fit",
+        *CPU_BASE,
+        *method_configs(method),
+        *tiny_overrides(fmnist_dir),
+        *RESUMED[method],
+        "--trainer.max_epochs=2",
+        f"--trainer.limit_train_batches={STEPS_PER_EPOCH}",
+        "--trainer.limit_val_batches=2",
+        "--seed_everything=5",
+    ]
     run([*common, *every_step(tmp_path), "--name=whole"], tmp_path, monkeypatch)
     (whole,) = records_under(tmp_path / "runs" / "whole")
     assert whole["fit"]["global_step"] == 2 * STEPS_PER_EPOCH

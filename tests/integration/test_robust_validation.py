@@ -10,19 +10,37 @@ import torch
 from tests.conftest import EXPERIMENTS
 from tests.integration.test_cli import CPU_BASE, records_under, run, tiny_overrides
 
-SMALL = ["--trainer.callbacks.init_args.num_examples=40",
-         "--trainer.callbacks.init_args.train_examples=30",
-         "--trainer.callbacks.init_args.attack.init_args.steps=3"]
+SMALL = [
+    "--trainer.callbacks.init_args.num_examples=40",
+    "--trainer.callbacks.init_args.train_examples=30",
+    "--trainer.callbacks.init_args.attack.init_args.steps=3",
+]
 
 
-def test_curve_per_epoch_and_best_robust_checkpoint(tmp_path: Path, fmnist_dir: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    run(["fit", *CPU_BASE, "--config", str(EXPERIMENTS / "method" / "pgd_at.yaml"),
-         "--config", str(EXPERIMENTS / "eval" / "robust_validation.yaml"),
-         *tiny_overrides(fmnist_dir), *SMALL, "--trainer.max_epochs=3",
-         "--trainer.limit_train_batches=6", "--model.optimizer.init_args.lr=0.01",
-         "--test_after_fit=true", "--test_weights=best", "--trainer.limit_test_batches=1",
-         "--name=robust"], tmp_path, monkeypatch)
+def test_curve_per_epoch_and_best_robust_checkpoint(
+    tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(
+        [
+            "fit",
+            *CPU_BASE,
+            "--config",
+            str(EXPERIMENTS / "method" / "pgd_at.yaml"),
+            "--config",
+            str(EXPERIMENTS / "eval" / "robust_validation.yaml"),
+            *tiny_overrides(fmnist_dir),
+            *SMALL,
+            "--trainer.max_epochs=3",
+            "--trainer.limit_train_batches=6",
+            "--model.optimizer.init_args.lr=0.01",
+            "--test_after_fit=true",
+            "--test_weights=best",
+            "--trainer.limit_test_batches=1",
+            "--name=robust",
+        ],
+        tmp_path,
+        monkeypatch,
+    )
     (record,) = records_under(tmp_path / "runs" / "robust")
     section = record["robust_validation"]
     assert section["attack"] == "pgd3_linf" and section["eps"] == pytest.approx(4 / 255, abs=1e-6)
@@ -36,7 +54,8 @@ def test_curve_per_epoch_and_best_robust_checkpoint(tmp_path: Path, fmnist_dir: 
     logged = [v["metrics"]["val/robust_acc"] for v in record["fit"]["validations"]]
     assert logged == pytest.approx([p["val"]["robust"]["acc"] for p in curve], rel=1e-6)
     assert record["fit"]["metrics"]["train/robust_acc"] == pytest.approx(
-        curve[-1]["train"]["robust"]["acc"], rel=1e-6)
+        curve[-1]["train"]["robust"]["acc"], rel=1e-6
+    )
     best = max(curve, key=lambda p: p["val"]["robust"]["acc"])
     weights = record["test"]["weights"]
     assert (weights["rule"], weights["monitor"]) == ("best", "val/robust_acc")
@@ -47,15 +66,28 @@ def test_curve_per_epoch_and_best_robust_checkpoint(tmp_path: Path, fmnist_dir: 
     assert saved["global_step"] == best["global_step"]
 
 
-
 def test_checkpoint_checking_other_epochs_fails_before_training(
-        tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path,
+    fmnist_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        run(["fit", *CPU_BASE, "--config", str(EXPERIMENTS / "eval" / "robust_validation.yaml"),
-             *tiny_overrides(fmnist_dir), "--trainer.callbacks.init_args.every_n_epochs=2",
-             "--name=mismatch"], tmp_path, monkeypatch)
+        run(
+            [
+                "fit",
+                *CPU_BASE,
+                "--config",
+                str(EXPERIMENTS / "eval" / "robust_validation.yaml"),
+                *tiny_overrides(fmnist_dir),
+                "--trainer.callbacks.init_args.every_n_epochs=2",
+                "--name=mismatch",
+            ],
+            tmp_path,
+            monkeypatch,
+        )
     assert exit_info.value.code == 2
-    assert "robust_validation.every_n_epochs: is 2 but the ModelCheckpoint" in \
-        capsys.readouterr().err
+    assert (
+        "robust_validation.every_n_epochs: is 2 but the ModelCheckpoint" in capsys.readouterr().err
+    )
     assert not list((tmp_path / "runs").rglob("*.ckpt"))

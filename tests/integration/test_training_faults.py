@@ -34,8 +34,9 @@ class Faulty(ERM):
         super().__init__()
         self.at_step, self.fault = at_step, fault
 
-    def training_step(self, module: ViTClassifier, batch: Batch,
-                      batch_idx: int) -> dict[str, Tensor]:
+    def training_step(
+        self, module: ViTClassifier, batch: Batch, batch_idx: int
+    ) -> dict[str, Tensor]:
         """ERM's step, with the fault injected at ``at_step``."""
         if module.global_step == self.at_step:
             if self.fault == "nan_weights":
@@ -54,9 +55,12 @@ class Faulty(ERM):
 def fit_args(data_dir: Path, fault: str, at_step: int, epochs: int = 3) -> list[str]:
     return [
         "fit",
-        "--config", str(EXPERIMENTS / "base.yaml"),
-        "--config", str(EXPERIMENTS / "data" / "fashion_mnist.yaml"),
-        "--config", str(EXPERIMENTS / "model" / "vit_cpu.yaml"),
+        "--config",
+        str(EXPERIMENTS / "base.yaml"),
+        "--config",
+        str(EXPERIMENTS / "data" / "fashion_mnist.yaml"),
+        "--config",
+        str(EXPERIMENTS / "model" / "vit_cpu.yaml"),
         f"--model.model_kwargs={TINY_MODEL}",
         f"--data.init_args.data_dir={data_dir}",
         "--data.init_args.batch_size=16",
@@ -75,18 +79,25 @@ def fit_args(data_dir: Path, fault: str, at_step: int, epochs: int = 3) -> list[
 
 def checkpoints(root: Path) -> dict[str, dict]:
     """Every checkpoint under ``root`` by file name, loaded without executing code."""
-    return {p.name: torch.load(p, map_location="cpu", weights_only=True)
-            for p in root.rglob("*.ckpt")}
+    return {
+        p.name: torch.load(p, map_location="cpu", weights_only=True) for p in root.rglob("*.ckpt")
+    }
 
 
 def all_finite(checkpoint: dict) -> bool:
-    return all(bool(torch.isfinite(v).all()) for v in checkpoint["state_dict"].values()
-               if v.is_floating_point())
+    return all(
+        bool(torch.isfinite(v).all())
+        for v in checkpoint["state_dict"].values()
+        if v.is_floating_point()
+    )
 
 
 @pytest.mark.parametrize("fault", ["nan_loss", "nan_weights"])
 def test_non_finite_loss_stops_naming_the_step_and_keeps_a_good_checkpoint(
-    fault: str, tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    fault: str,
+    tmp_path: Path,
+    fmnist_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
@@ -103,7 +114,9 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_a_good_checkpoint(
 
 
 def test_exception_mid_epoch_leaves_a_checkpoint_to_resume_from(
-    tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    fmnist_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     at_step = BATCHES + 2
@@ -121,16 +134,22 @@ def test_exception_mid_epoch_leaves_a_checkpoint_to_resume_from(
 
 
 def test_sigterm_writes_a_checkpoint_and_the_resumed_run_ends_as_if_never_killed(
-        tmp_path: Path, fmnist_dir: Path) -> None:
+    tmp_path: Path, fmnist_dir: Path
+) -> None:
     """A preempted run (SIGTERM mid-epoch), resumed from its ``last.ckpt``, ends with the weights
     of the same run never interrupted (subprocesses with the same thread count, bit for bit)."""
     at_step = BATCHES + 1
-    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled",
-           "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "robust_vit", *args, "--threads=1"],
-                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "robust_vit", *args, "--threads=1"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     done = cli(*fit_args(fmnist_dir, "sigterm", at_step))
     assert done.returncode == 143, done.stderr[-2000:]

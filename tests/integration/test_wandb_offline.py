@@ -116,22 +116,60 @@ def offline_run(tmp_path_factory: pytest.TempPathFactory, fmnist_dir: Path) -> O
         # life of a process, and WANDB_SERVICE (left by earlier tests' wandb) would attach the
         # run to their wandb service instead of starting its own.
         url = f"http://127.0.0.1:{listener.port}"
-        env = {key: value for key, value in os.environ.items()
-               if key not in ("NO_PROXY", "no_proxy", "WANDB_API_KEY", "WANDB_SERVICE")}
-        env.update({name: url for name in ("WANDB_BASE_URL", "HTTP_PROXY", "HTTPS_PROXY",
-                                           "http_proxy", "https_proxy")})
-        env.update(WANDB_MODE="offline", WANDB_DIR=str(root), HF_HUB_OFFLINE="1",
-                   TORCH_HOME=str(root / "torch"), PYTHONPATH=str(REPO))
-        args = ["fit", *CPU_BASE, "--config", str(EXPERIMENTS / "method" / "anf.yaml"),
-                "--config", str(overlay), *tiny_overrides(fmnist_dir),
-                f"--{METHOD}.rounds=2", f"--{METHOD}.steps_per_round=2",
-                f"--{METHOD}.max_synthesis_steps=2", "--trainer.max_epochs=2",
-                "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
-                "--trainer.limit_test_batches=2", "--test_after_fit=true",
-                "--group=sweep1", "--job_type=anf", "--seed_everything=3", "--name=offline",
-                "--threads=1"]
-        done = subprocess.run([sys.executable, "-m", "robust_vit", *args], cwd=root, env=env,
-                              capture_output=True, text=True, timeout=300)
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("NO_PROXY", "no_proxy", "WANDB_API_KEY", "WANDB_SERVICE")
+        }
+        env.update(
+            {
+                name: url
+                for name in (
+                    "WANDB_BASE_URL",
+                    "HTTP_PROXY",
+                    "HTTPS_PROXY",
+                    "http_proxy",
+                    "https_proxy",
+                )
+            }
+        )
+        env.update(
+            WANDB_MODE="offline",
+            WANDB_DIR=str(root),
+            HF_HUB_OFFLINE="1",
+            TORCH_HOME=str(root / "torch"),
+            PYTHONPATH=str(REPO),
+        )
+        args = [
+            "fit",
+            *CPU_BASE,
+            "--config",
+            str(EXPERIMENTS / "method" / "anf.yaml"),
+            "--config",
+            str(overlay),
+            *tiny_overrides(fmnist_dir),
+            f"--{METHOD}.rounds=2",
+            f"--{METHOD}.steps_per_round=2",
+            f"--{METHOD}.max_synthesis_steps=2",
+            "--trainer.max_epochs=2",
+            "--trainer.limit_train_batches=2",
+            "--trainer.limit_val_batches=1",
+            "--trainer.limit_test_batches=2",
+            "--test_after_fit=true",
+            "--group=sweep1",
+            "--job_type=anf",
+            "--seed_everything=3",
+            "--name=offline",
+            "--threads=1",
+        ]
+        done = subprocess.run(
+            [sys.executable, "-m", "robust_vit", *args],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr
         during = listener.wait_for(1, timeout=0.5)
         socket.create_connection(("127.0.0.1", listener.port)).close()  # the listener works
@@ -139,8 +177,14 @@ def offline_run(tmp_path_factory: pytest.TempPathFactory, fmnist_dir: Path) -> O
     (record_file,) = (root / "runs" / "offline").rglob("results.json")
     (wandb_dir,) = (root / "runs" / "wandb").glob("offline-run-*")
     (log_file,) = wandb_dir.glob("run-*.wandb")
-    return OfflineRun(record_file.parent, wandb_dir, json.loads(record_file.read_text()),
-                      read_records(log_file), during, after)
+    return OfflineRun(
+        record_file.parent,
+        wandb_dir,
+        json.loads(record_file.read_text()),
+        read_records(log_file),
+        during,
+        after,
+    )
 
 
 def test_nothing_is_sent_while_offline(offline_run: OfflineRun) -> None:

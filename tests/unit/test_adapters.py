@@ -30,7 +30,7 @@ def test_adapters_of_rank_r_train_and_every_other_parameter_stays_bitwise(
     module = tiny_module(SAFER(k=1, reselect=False, adapter=kind, adapter_rank=RANK, **FAST))
     before = {n: p.detach().clone() for n, p in module.model.named_parameters()}
     trainer = fit(module, tmp_path)
-    (layer_name, layer), = adapter_layers(module.model).items()
+    ((layer_name, layer),) = adapter_layers(module.model).items()
     prefix, _ = find_vit(module.model)
     assert [layer_name] == [f"{prefix}{name}" for name in module.method.selected]
     assert layer.lora_A["default"].weight.shape[0] == RANK
@@ -42,13 +42,22 @@ def test_adapters_of_rank_r_train_and_every_other_parameter_stays_bitwise(
         else:
             assert id(param) not in trained, name
             assert torch.equal(param, before[plain_name(name)]), f"{name} moved"
-    assert not torch.equal(layer.lora_B["default"].weight,
-                           torch.zeros_like(layer.lora_B["default"].weight))
+    assert not torch.equal(
+        layer.lora_B["default"].weight, torch.zeros_like(layer.lora_B["default"].weight)
+    )
 
 
 def test_reselection_merges_the_adapters_and_moves_them_to_the_new_layers(tmp_path: Path) -> None:
-    module = tiny_module(SAFER(k=1, selection="random", reselect_every_n_epochs=1, adapter="lora",
-                               adapter_rank=RANK, **FAST))
+    module = tiny_module(
+        SAFER(
+            k=1,
+            selection="random",
+            reselect_every_n_epochs=1,
+            adapter="lora",
+            adapter_rank=RANK,
+            **FAST,
+        )
+    )
     initial = {n: p.detach().clone() for n, p in module.model.named_parameters()}
     fit(module, tmp_path, epochs=2)
     first, second = (entry["selected"] for entry in module.method.selections)
@@ -69,8 +78,15 @@ def test_the_merged_export_loads_as_plain_weights_with_the_adapted_logits(tmp_pa
     with torch.no_grad():
         adapted = module(x)
     torch.manual_seed(1)  # a different random start: everything must come from the file
-    plain = ViTClassifier(model_name="vit_tiny_patch16_224", num_classes=10, img_size=32,
-                          in_chans=1, patch_size=8, model_kwargs=TINY, weights=str(path)).eval()
+    plain = ViTClassifier(
+        model_name="vit_tiny_patch16_224",
+        num_classes=10,
+        img_size=32,
+        in_chans=1,
+        patch_size=8,
+        model_kwargs=TINY,
+        weights=str(path),
+    ).eval()
     assert not adapter_layers(plain.model)
     with torch.no_grad():
         assert torch.allclose(plain(x), adapted, atol=1e-5, rtol=0)

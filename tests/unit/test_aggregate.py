@@ -24,8 +24,10 @@ def test_interval_shrinks_with_agreeing_seeds() -> None:
 
 def test_deltas_are_paired_by_seed() -> None:
     metrics = {
-        "runs/s/erm/seed0/v": {"test/acc": 0.80}, "runs/s/erm/seed1/v": {"test/acc": 0.90},
-        "runs/s/anf/seed0/v": {"test/acc": 0.81}, "runs/s/anf/seed1/v": {"test/acc": 0.91},
+        "runs/s/erm/seed0/v": {"test/acc": 0.80},
+        "runs/s/erm/seed1/v": {"test/acc": 0.90},
+        "runs/s/anf/seed0/v": {"test/acc": 0.81},
+        "runs/s/anf/seed1/v": {"test/acc": 0.91},
     }
     table = delta_table(group_by_seed(metrics), "erm", ["test/acc"])
     # unpaired, the seeds' spread (0.1) would dominate; paired, every difference is 0.01

@@ -29,10 +29,19 @@ SMALL = {"img_size": 32, "num_classes": 10, "pretrained": False}
 MODELS = {
     "vit_tiny_patch16_224": {"patch_size": 8, "embed_dim": 24, "depth": 2, "num_heads": 2},
     "deit_tiny_patch16_224": {"patch_size": 8, "embed_dim": 24, "depth": 2, "num_heads": 2},
-    "deit_tiny_distilled_patch16_224": {"patch_size": 8, "embed_dim": 24, "depth": 2,
-                                        "num_heads": 2},
-    "vit_small_patch14_reg4_dinov2": {"patch_size": 8, "embed_dim": 24, "depth": 2,
-                                      "num_heads": 2, "dynamic_img_size": False},
+    "deit_tiny_distilled_patch16_224": {
+        "patch_size": 8,
+        "embed_dim": 24,
+        "depth": 2,
+        "num_heads": 2,
+    },
+    "vit_small_patch14_reg4_dinov2": {
+        "patch_size": 8,
+        "embed_dim": 24,
+        "depth": 2,
+        "num_heads": 2,
+        "dynamic_img_size": False,
+    },
 }
 
 
@@ -77,8 +86,15 @@ def slice_images(split: str) -> tuple[torch.Tensor, torch.Tensor]:
 def trained() -> tuple[NormalizedViT, torch.Tensor]:
     """A CPU-default-like ViT trained for a few seconds on the committed slice."""
     torch.manual_seed(0)
-    vit = timm.create_model("vit_tiny_patch16_224", in_chans=1, **SMALL,
-                            patch_size=8, embed_dim=32, depth=1, num_heads=2)
+    vit = timm.create_model(
+        "vit_tiny_patch16_224",
+        in_chans=1,
+        **SMALL,
+        patch_size=8,
+        embed_dim=32,
+        depth=1,
+        num_heads=2,
+    )
     model = wrap(vit)
     x, y = slice_images("train")
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -101,8 +117,14 @@ def test_synthesis_reaches_eps_and_beats_random_noise_of_the_same_norm(
     model, x_test = trained
     shape = noise_shape(model, x_test, "token")
     grads_before = [p.grad for p in model.parameters()]
-    result = synthesize_noise(model, cycle(x_test), shape, eps=0.03, max_steps=150,
-                              generator=torch.Generator().manual_seed(0))
+    result = synthesize_noise(
+        model,
+        cycle(x_test),
+        shape,
+        eps=0.03,
+        max_steps=150,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert result.reached and result.criterion < 0.03
     assert 0 < result.steps <= 150
     assert [p.grad for p in model.parameters()] == grads_before and not model.training
@@ -146,12 +168,15 @@ def test_image_space_noise_is_added_to_the_input(
     result = synthesize_noise(model, cycle(x, 4), shape, init_lim=0.5, max_steps=5, space="image")
     assert result.noise.shape == (1, 1, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(apply_noise(model, x, result.noise, "image"),
-                                   model(x + result.noise))
+        torch.testing.assert_close(
+            apply_noise(model, x, result.noise, "image"), model(x + result.noise)
+        )
 
 
-@pytest.mark.parametrize(("option", "value"), [("eps", 0.0), ("init_lim", -1.0), ("rounds", 0),
-                                               ("noise", "gaussian"), ("space", "pixel")])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("eps", 0.0), ("init_lim", -1.0), ("rounds", 0), ("noise", "gaussian"), ("space", "pixel")],
+)
 def test_bad_anf_options_name_the_field(option: str, value: object) -> None:
     from lightning_modules.methods import ANF
 
@@ -169,8 +194,12 @@ def scaled_copy(model: NormalizedViT, c: float) -> NormalizedViT:
     scaled = copy.deepcopy(model)
     vit = scaled.vit
     with torch.no_grad():
-        for tensor in (vit.patch_embed.proj.weight, vit.patch_embed.proj.bias, vit.cls_token,
-                       vit.pos_embed):
+        for tensor in (
+            vit.patch_embed.proj.weight,
+            vit.patch_embed.proj.bias,
+            vit.cls_token,
+            vit.pos_embed,
+        ):
             tensor.mul_(c)
         for block in vit.blocks:
             for layer in (block.attn.proj, block.mlp.fc2):
@@ -180,7 +209,8 @@ def scaled_copy(model: NormalizedViT, c: float) -> NormalizedViT:
 
 
 def test_token_units_scale_the_noise_with_the_tokens(
-        trained: tuple[NormalizedViT, torch.Tensor]) -> None:
+    trained: tuple[NormalizedViT, torch.Tensor],
+) -> None:
     model, x = trained
     c = 7.0
     scaled = scaled_copy(model, c)
@@ -190,9 +220,17 @@ def test_token_units_scale_the_noise_with_the_tokens(
 
     def noise(m: NormalizedViT, units: str) -> torch.Tensor:
         scale = token_rms(m, x[:32]) if units == "token_rms" else 1.0
-        result = synthesize_noise(m, cycle(x), shape, eps=1e-9, init_lim=3.0, lr=0.1,
-                                  max_steps=8, generator=torch.Generator().manual_seed(0),
-                                  scale=scale)
+        result = synthesize_noise(
+            m,
+            cycle(x),
+            shape,
+            eps=1e-9,
+            init_lim=3.0,
+            lr=0.1,
+            max_steps=8,
+            generator=torch.Generator().manual_seed(0),
+            scale=scale,
+        )
         assert result.steps == 8 and result.scale == scale
         return result.noise
 

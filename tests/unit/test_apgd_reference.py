@@ -72,13 +72,18 @@ def problem() -> tuple[nn.Module, Tensor, Tensor]:
     return net, x, y
 
 
-def reference_run(net: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, *, norm: str,
-                  loss: str, steps: int) -> tuple[Tensor, list[Tensor]]:
+def reference_run(
+    net: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, *, norm: str, loss: str, steps: int
+) -> tuple[Tensor, list[Tensor]]:
     """The reference's best-loss points from ``x`` and its step size at each iteration."""
     autopgd = pytest.importorskip("pyautoattack.autopgd_base", reason="pyautoattack not installed")
     spy = StepSizeSpy(net, autopgd.APGDAttack.attack_single_run.__code__, "i", "step_size")
-    kwargs = {"n_iter": steps, "norm": {"linf": "Linf", "l2": "L2"}[norm], "eps": EPS[norm],
-              "device": torch.device("cpu")}
+    kwargs = {
+        "n_iter": steps,
+        "norm": {"linf": "Linf", "l2": "L2"}[norm],
+        "eps": EPS[norm],
+        "device": torch.device("cpu"),
+    }
     if target is None:
         attack = autopgd.APGDAttack(spy, loss=loss, **kwargs)
     else:
@@ -94,19 +99,39 @@ def reference_run(net: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, *
     return x_best, [spy.trace[i] for i in range(steps)]
 
 
-def our_run(net: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, *, norm: str,
-            loss: str, steps: int) -> tuple[Tensor, list[Tensor]]:
+def our_run(
+    net: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, *, norm: str, loss: str, steps: int
+) -> tuple[Tensor, list[Tensor]]:
     """Our best-loss points from ``x`` (no early exit) and our step size at each iteration."""
     spy = StepSizeSpy(net, ours._run.__code__, "k", "eta")
     loss_fn = ours.dlr_loss if loss == "dlr" else ours.ce_target_loss
     fooled = torch.zeros(len(x), dtype=torch.bool)
-    x_max = ours._run(spy, x, y, target, torch.zeros_like(x), fooled, x.clone(), eps=EPS[norm],
-                      steps=steps, norm=Norm(norm), loss=loss_fn, rho=0.75, early_exit=False)
+    x_max = ours._run(
+        spy,
+        x,
+        y,
+        target,
+        torch.zeros_like(x),
+        fooled,
+        x.clone(),
+        eps=EPS[norm],
+        steps=steps,
+        norm=Norm(norm),
+        loss=loss_fn,
+        rho=0.75,
+        early_exit=False,
+    )
     return x_max, [spy.trace[k] for k in range(1, steps + 1)]
 
 
-CASES = [("linf", "ce", 20, False), ("linf", "ce", 100, False), ("linf", "dlr", 40, False),
-         ("linf", "dlr", 40, True), ("l2", "ce", 40, False), ("l2", "dlr", 20, False)]
+CASES = [
+    ("linf", "ce", 20, False),
+    ("linf", "ce", 100, False),
+    ("linf", "dlr", 40, False),
+    ("linf", "dlr", 40, True),
+    ("l2", "ce", 40, False),
+    ("l2", "dlr", 20, False),
+]
 
 
 @pytest.mark.parametrize(("norm", "loss", "steps", "targeted"), CASES)

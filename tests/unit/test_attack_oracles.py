@@ -31,8 +31,11 @@ def test_pgd_at_least_as_strong_as_torchattacks(trained: Trained) -> None:  # no
     torchattacks = pytest.importorskip("torchattacks")
     x, y = trained.x[:N], trained.y[:N]
     torch.manual_seed(0)
-    theirs = robust_acc(trained.model, torchattacks.PGD(trained.model, eps=EPS, alpha=EPS / 4,
-                                                        steps=10, random_start=True)(x, y), y)
+    theirs = robust_acc(
+        trained.model,
+        torchattacks.PGD(trained.model, eps=EPS, alpha=EPS / 4, steps=10, random_start=True)(x, y),
+        y,
+    )
     ours = PGD(eps=EPS, steps=10, rel_step=0.25)(trained.model, x, y, torch.arange(N))
     assert ours.robust.float().mean().item() <= theirs + noise_margin(theirs, N)
 
@@ -40,8 +43,16 @@ def test_pgd_at_least_as_strong_as_torchattacks(trained: Trained) -> None:  # no
 def test_apgd_ce_at_least_as_strong_as_pyautoattack(trained: Trained) -> None:  # noqa: F811
     autopgd = pytest.importorskip("pyautoattack.autopgd_base")
     x, y = trained.x[:N], trained.y[:N]
-    oracle = autopgd.APGDAttack(trained.model, n_iter=20, norm="Linf", n_restarts=1, eps=EPS,
-                                seed=0, loss="ce", device=torch.device("cpu"))
+    oracle = autopgd.APGDAttack(
+        trained.model,
+        n_iter=20,
+        norm="Linf",
+        n_restarts=1,
+        eps=EPS,
+        seed=0,
+        loss="ce",
+        device=torch.device("cpu"),
+    )
     with eval_mode(trained.model):
         theirs = robust_acc(trained.model, oracle.perturb(x, y), y)
     ours = APGD(eps=EPS, loss="ce", steps=20)(trained.model, x, y, torch.arange(N))

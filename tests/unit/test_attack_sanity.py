@@ -68,16 +68,22 @@ def test_zero_input_gradients_are_flagged_and_leave_the_attacks_powerless() -> N
 
 
 def test_beaten_by_fgsm_counts_examples_fgsm_breaks_and_the_other_attack_misses() -> None:
-    robust = {"fgsm": torch.tensor([False, False, True, True]),
-              "pgd": torch.tensor([True, False, True, False])}
+    robust = {
+        "fgsm": torch.tensor([False, False, True, True]),
+        "pgd": torch.tensor([True, False, True, False]),
+    }
     assert beaten_by_fgsm(robust, ["fgsm"])["pgd"].tolist() == [True, False, False, False]
 
 
 def test_warnings_name_each_sign_of_masking() -> None:
-    sanity = {"randomized_forward": {"examples": 3, "n": 10},
-              "zero_input_gradient": {"examples": 0, "n": 10}}
-    attacks = {"fgsm": {"linf@0.1": {"acc": 0.2}, "linf@0.2": {"acc": 0.1}},
-               "pgd20": {"linf@0.1": {"acc": 0.3}, "linf@0.2": {"acc": 0.05}}}
+    sanity = {
+        "randomized_forward": {"examples": 3, "n": 10},
+        "zero_input_gradient": {"examples": 0, "n": 10},
+    }
+    attacks = {
+        "fgsm": {"linf@0.1": {"acc": 0.2}, "linf@0.2": {"acc": 0.1}},
+        "pgd20": {"linf@0.1": {"acc": 0.3}, "linf@0.2": {"acc": 0.05}},
+    }
     warnings = masking_warnings(sanity, attacks, ["fgsm"])
     assert len(warnings) == 2
     assert "randomised on 3/10" in warnings[0]

@@ -68,8 +68,9 @@ def test_results_do_not_depend_on_the_batch(trained: Trained) -> None:  # noqa: 
     x, y, seeds = batch(trained)
     attack = PGD(eps=EPS, steps=5)
     whole = attack(trained.model, x, y, seeds).robust
-    halves = torch.cat([attack(trained.model, x[i::2], y[i::2], seeds[i::2]).robust
-                        for i in (0, 1)])
+    halves = torch.cat(
+        [attack(trained.model, x[i::2], y[i::2], seeds[i::2]).robust for i in (0, 1)]
+    )
     order = torch.cat([torch.arange(N)[0::2], torch.arange(N)[1::2]])
     assert torch.equal(whole[order], halves)
 
@@ -82,8 +83,10 @@ def test_accuracy_ordering_clean_fgsm_pgd_worst(trained: Trained) -> None:  # no
     assert acc[CLEAN] > 0.3, "the test model should be clearly better than chance"
     assert acc[CLEAN] >= acc["fgsm_linf"] >= acc["pgd10_linf"] >= acc[WORST]
     assert acc[CLEAN] > acc[WORST]
-    assert torch.equal(flags[WORST], flags[CLEAN] & flags["fgsm_linf"] & flags["pgd10_linf"]
-                       & flags["apgd-dlr_linf"])
+    assert torch.equal(
+        flags[WORST],
+        flags[CLEAN] & flags["fgsm_linf"] & flags["pgd10_linf"] & flags["apgd-dlr_linf"],
+    )
 
 
 def test_attacks_leave_model_mode_and_parameter_grads_alone(trained: Trained) -> None:  # noqa: F811
@@ -104,17 +107,25 @@ def test_functions_return_misclassified_inputs_unchanged(trained: Trained) -> No
     with eval_mode(trained.model), torch.no_grad():
         wrong = trained.model(x).argmax(1) != y
     assert wrong.any()
-    for x_adv in (fgsm(trained.model, x, y, eps=EPS, early_exit=True),
-                  pgd(trained.model, x, y, eps=EPS, alpha=EPS / 4, steps=3, early_exit=True,
-                      seeds=seeds),
-                  apgd(trained.model, x, y, eps=EPS, steps=4, seeds=seeds)):
+    for x_adv in (
+        fgsm(trained.model, x, y, eps=EPS, early_exit=True),
+        pgd(trained.model, x, y, eps=EPS, alpha=EPS / 4, steps=3, early_exit=True, seeds=seeds),
+        apgd(trained.model, x, y, eps=EPS, steps=4, seeds=seeds),
+    ):
         assert torch.equal(x_adv[wrong], x[wrong])
 
 
 def test_training_pgd_has_nonzero_input_gradients_and_moves(trained: Trained) -> None:  # noqa: F811
     x, y, _ = batch(trained, 8)
-    x_adv = pgd(trained.model, x, y, eps=EPS, alpha=EPS / 4, steps=3,
-                generator=torch.Generator().manual_seed(0))
+    x_adv = pgd(
+        trained.model,
+        x,
+        y,
+        eps=EPS,
+        alpha=EPS / 4,
+        steps=3,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert (x_adv - x).abs().amax() > EPS / 2
 
 

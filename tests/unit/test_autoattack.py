@@ -16,8 +16,7 @@ N = 32
 EPS = 8 / 255
 
 
-def test_reference_is_no_weaker_than_our_apgd_ce_and_stays_in_the_ball(
-        trained: Trained) -> None:  # noqa: F811
+def test_reference_is_no_weaker_than_our_apgd_ce_and_stays_in_the_ball(trained: Trained) -> None:  # noqa: F811
     pytest.importorskip("pyautoattack")
     x, y = trained.x[:N], trained.y[:N]
     rng_state = torch.get_rng_state()
@@ -43,12 +42,16 @@ def test_eps_zero_returns_the_input(trained: Trained) -> None:  # noqa: F811
 def test_names_follow_the_version_and_attacks() -> None:
     pytest.importorskip("pyautoattack")
     assert AutoAttack(EPS).name == "autoattack-standard_linf"
-    assert AutoAttack(0.5, norm="l2", version="custom", attacks=["square"]).name == \
-        "autoattack-square_l2"
+    assert (
+        AutoAttack(0.5, norm="l2", version="custom", attacks=["square"]).name
+        == "autoattack-square_l2"
+    )
 
 
-@pytest.mark.parametrize("kwargs", [{"attacks": ["apgd-ce"]}, {"version": "custom"},
-                                    {"version": "custom", "attacks": ["pgd"]}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"attacks": ["apgd-ce"]}, {"version": "custom"}, {"version": "custom", "attacks": ["pgd"]}],
+)
 def test_inconsistent_settings_are_refused(kwargs: dict) -> None:
     pytest.importorskip("pyautoattack")
     with pytest.raises(ConfigError, match=r"attacks\.AutoAttack\.attacks"):

@@ -15,8 +15,15 @@ TINY = {"embed_dim": 16, "depth": 1, "num_heads": 2}
 
 
 def tiny_module(**kwargs: object) -> ViTClassifier:
-    return ViTClassifier(model_name="vit_tiny_patch16_224", num_classes=10, img_size=32,
-                         in_chans=1, patch_size=8, model_kwargs=TINY, **kwargs)  # type: ignore[arg-type]
+    return ViTClassifier(
+        model_name="vit_tiny_patch16_224",
+        num_classes=10,
+        img_size=32,
+        in_chans=1,
+        patch_size=8,
+        model_kwargs=TINY,
+        **kwargs,
+    )  # type: ignore[arg-type]
 
 
 def test_default_method_is_erm_and_inputs_are_pixels() -> None:
@@ -70,10 +77,16 @@ def test_train_accuracy_is_the_epochs_accuracy_and_restarts_every_epoch(tmp_path
             if "train/acc" in trainer.callback_metrics:
                 seen.append(trainer.callback_metrics["train/acc"].item())
 
-    trainer = L.Trainer(accelerator="cpu", max_epochs=2, logger=CSVLogger(tmp_path),
-                        enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, reload_dataloaders_every_n_epochs=1,
-                        callbacks=[Record()])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        logger=CSVLogger(tmp_path),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        reload_dataloaders_every_n_epochs=1,
+        callbacks=[Record()],
+    )
     trainer.fit(module, datamodule=EpochData())
     seen.append(trainer.callback_metrics["train/acc"].item())
     assert seen == [1.0, 0.0]

@@ -43,12 +43,15 @@ def test_repeated_methods_get_numbered_names_and_summaries() -> None:
     assert [t["weight"] for t in composite.summary()["terms"]] == [1.0, 1.0]
 
 
-@pytest.mark.parametrize(("terms", "weights", "field"), [
-    (lambda: [ERM()], None, "model.method.init_args.terms"),
-    (lambda: [ERM(), SAFER()], None, "model.method.init_args.terms[1]"),
-    (lambda: [ERM(), ERM()], [1.0], "model.method.init_args.weights"),
-    (lambda: [ERM(), ERM()], [1.0, -1.0], "model.method.init_args.weights"),
-])
+@pytest.mark.parametrize(
+    ("terms", "weights", "field"),
+    [
+        (lambda: [ERM()], None, "model.method.init_args.terms"),
+        (lambda: [ERM(), SAFER()], None, "model.method.init_args.terms[1]"),
+        (lambda: [ERM(), ERM()], [1.0], "model.method.init_args.weights"),
+        (lambda: [ERM(), ERM()], [1.0, -1.0], "model.method.init_args.weights"),
+    ],
+)
 def test_combinations_that_make_no_sense_name_the_field(terms, weights, field: str) -> None:
     with pytest.raises(ConfigError) as error:
         Composite(terms(), weights)

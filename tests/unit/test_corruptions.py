@@ -36,8 +36,10 @@ def test_corrupt_image_is_seeded_and_keeps_shape(channels: int) -> None:
         a = corrupt_image(image, name, 3, seed=7)
         assert a.shape == image.shape and a.dtype == np.uint8
         assert np.array_equal(a, corrupt_image(image, name, 3, seed=7))
-    assert not np.array_equal(corrupt_image(image, "gaussian_noise", 3, seed=7),
-                              corrupt_image(image, "gaussian_noise", 3, seed=8))
+    assert not np.array_equal(
+        corrupt_image(image, "gaussian_noise", 3, seed=7),
+        corrupt_image(image, "gaussian_noise", 3, seed=8),
+    )
 
 
 def test_small_images_are_refused() -> None:
@@ -53,8 +55,10 @@ def test_cache_round_trip_in_the_cifar_c_layout(tmp_path: Path) -> None:
     for severity in (1, 5):
         x, y = load_cifar_c(folder, "glass_blur", severity)
         assert np.array_equal(y, labels)
-        expected = [corrupt_image(img, "glass_blur", severity, seed=s) for img, s in
-                    zip(images, _seeds("glass_blur", severity, len(images)), strict=True)]
+        expected = [
+            corrupt_image(img, "glass_blur", severity, seed=s)
+            for img, s in zip(images, _seeds("glass_blur", severity, len(images)), strict=True)
+        ]
         assert np.array_equal(x, np.stack(expected))
     before = (folder / "contrast.npy").stat().st_mtime_ns
     render_corruptions(images, labels, folder, FEW, seed=0)

@@ -81,8 +81,14 @@ def test_cifar_without_files_or_download_fails_clearly(tmp_path: Path) -> None:
 
 def test_image_folder_layout(tmp_path: Path) -> None:
     root = write_image_folder(tmp_path, classes=3, per_class=4)
-    dm = ImageFolderDataModule(data_dir=str(root), num_classes=3, img_size=32, batch_size=4,
-                               num_workers=0, val_fraction=0.25)
+    dm = ImageFolderDataModule(
+        data_dir=str(root),
+        num_classes=3,
+        img_size=32,
+        batch_size=4,
+        num_workers=0,
+        val_fraction=0.25,
+    )
     dm.setup("fit")
     dm.setup("test")
     x, _y = next(iter(dm.test_dataloader()))
@@ -99,8 +105,9 @@ def test_corrupt_image_names_the_file(tmp_path: Path) -> None:
     root = write_image_folder(tmp_path, classes=2, per_class=2)
     bad = root / "val" / "class_0" / "img_0.png"
     bad.write_bytes(b"garbage")
-    dm = ImageFolderDataModule(data_dir=str(root), num_classes=2, img_size=32, num_workers=0,
-                               verify_images=False)
+    dm = ImageFolderDataModule(
+        data_dir=str(root), num_classes=2, img_size=32, num_workers=0, verify_images=False
+    )
     dm.setup("test")
     with pytest.raises(ConfigError, match=r"img_0\.png"):
         dm.test_set[0]

@@ -69,8 +69,12 @@ def test_targets_are_evaluated_and_written(tiny: tuple[Report, Path]) -> None:
     assert ratio.value == pytest.approx(steps["SAFER"].seconds / steps["PGD-10-AT"].seconds)
     assert ratio.met == (ratio.value <= 1.10)
     page = out.read_text()
-    for heading in ("### Training steps", "### PGD-20 evaluation", "### Attacks under bf16",
-                    "### Targets"):
+    for heading in (
+        "### Training steps",
+        "### PGD-20 evaluation",
+        "### Attacks under bf16",
+        "### Targets",
+    ):
         assert heading in page
     record = json.loads(out.with_suffix(".json").read_text())
     assert [row["kind"] for row in record["steps"]] == list(KINDS)
@@ -82,8 +86,9 @@ def test_no_peak_means_no_mfu() -> None:
     assert gpu_check.peak_flops("cpu", 2.0) == 2e12
 
 
-@pytest.mark.parametrize("argv", [["--tiny", "--peak_tflops", "0"],
-                                  ["--tiny", "--batch_size", "0"]])
+@pytest.mark.parametrize(
+    "argv", [["--tiny", "--peak_tflops", "0"], ["--tiny", "--batch_size", "0"]]
+)
 def test_bad_options_fail_before_any_compute(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         gpu_check.main(argv)

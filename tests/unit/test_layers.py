@@ -16,8 +16,15 @@ import pytest
 from tests.conftest import REPO
 
 # Lower rank = lower layer; ``lightning`` (the library) sits with the first Lightning layer.
-LAYERS = {"robust_vit": 0, "datamodules": 1, "lightning": 1, "pytorch_lightning": 1,
-          "lightning_modules": 2, "callbacks": 3, "application": 4}
+LAYERS = {
+    "robust_vit": 0,
+    "datamodules": 1,
+    "lightning": 1,
+    "pytorch_lightning": 1,
+    "lightning_modules": 2,
+    "callbacks": 3,
+    "application": 4,
+}
 PACKAGES = ("robust_vit", "datamodules", "lightning_modules", "callbacks", "application")
 ENTRY_POINTS = {Path("robust_vit/__main__.py")}  # ``python -m robust_vit``: nothing imports it
 
@@ -54,21 +61,41 @@ def test_every_import_points_down_a_layer() -> None:
 
 def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     module = tmp_path / "probe.py"
-    module.write_text("import torch\nfrom callbacks.results import ResultRecord\n"
-                      "if True:\n    import lightning.pytorch as pl\n")
-    assert imported_modules(module) == [(1, "torch"), (2, "callbacks.results"),
-                                        (4, "lightning.pytorch")]
+    module.write_text(
+        "import torch\nfrom callbacks.results import ResultRecord\n"
+        "if True:\n    import lightning.pytorch as pl\n"
+    )
+    assert imported_modules(module) == [
+        (1, "torch"),
+        (2, "callbacks.results"),
+        (4, "lightning.pytorch"),
+    ]
 
 
 HEAVY = ("lightning", "callbacks", "lightning_modules", "datamodules")
 
 
-@pytest.mark.parametrize("argv", [["sweep", "show", "anf"], ["sweep", "make", "anf"],
-                                  ["report", "--help"], ["prefetch", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sweep", "show", "anf"],
+        ["sweep", "make", "anf"],
+        ["report", "--help"],
+        ["prefetch", "--help"],
+    ],
+)
 def test_light_commands_import_no_lightning(argv: list[str]) -> None:
-    probe = ("import sys\nfrom application.cli import main\n"
-             "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", probe, *argv], cwd=REPO, capture_output=True,
-                          text=True, check=True, timeout=120)
+    probe = (
+        "import sys\nfrom application.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout[-2000:]

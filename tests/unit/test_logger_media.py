@@ -11,8 +11,10 @@ from lightning_modules.logger_media import log_png
 from robust_vit.plots import anf_rounds, robust_curve
 
 PNG = b"\x89PNG\r\n\x1a\n"
-ROUNDS = [{"round": r, "noise_norm": 3.0 - r, "synth_reached": float(r > 0),
-           "synth_agreement": 0.9} for r in range(3)]
+ROUNDS = [
+    {"round": r, "noise_norm": 3.0 - r, "synth_reached": float(r > 0), "synth_agreement": 0.9}
+    for r in range(3)
+]
 
 
 class ImageLogger:
@@ -26,19 +28,24 @@ class ImageLogger:
 
 
 def trainer(tmp_path: Path, loggers: list[object], rank_zero: bool = True) -> Any:
-    return SimpleNamespace(loggers=loggers, log_dir=str(tmp_path), default_root_dir="unused",
-                           is_global_zero=rank_zero)
+    return SimpleNamespace(
+        loggers=loggers, log_dir=str(tmp_path), default_root_dir="unused", is_global_zero=rank_zero
+    )
 
 
 def draw(path: Path) -> Path:
     return anf_rounds(ROUNDS, path, "rounds")
 
 
-def test_rank_zero_draws_into_the_log_dir_and_sends_image_loggers_the_file(
-        tmp_path: Path) -> None:
+def test_rank_zero_draws_into_the_log_dir_and_sends_image_loggers_the_file(tmp_path: Path) -> None:
     images, csv_like = ImageLogger(), SimpleNamespace()
-    path = log_png(trainer(tmp_path, [csv_like, images]), Path("sub") / "a.png", "k/plot", draw,
-                   caption="two layers")
+    path = log_png(
+        trainer(tmp_path, [csv_like, images]),
+        Path("sub") / "a.png",
+        "k/plot",
+        draw,
+        caption="two layers",
+    )
     assert path == tmp_path / "sub" / "a.png"
     assert path.read_bytes().startswith(PNG)
     assert images.calls == [{"key": "k/plot", "images": [str(path)], "caption": ["two layers"]}]

@@ -9,8 +9,15 @@ from robust_vit.errors import ConfigError
 from robust_vit.models import NormalizedViT
 from robust_vit.nullspace import patch_nullspace, sample_nullspace_noise
 
-CPU_VIT = {"patch_size": 8, "in_chans": 1, "img_size": 32, "embed_dim": 48, "depth": 4,
-           "num_heads": 3, "num_classes": 10}
+CPU_VIT = {
+    "patch_size": 8,
+    "in_chans": 1,
+    "img_size": 32,
+    "embed_dim": 48,
+    "depth": 4,
+    "num_heads": 3,
+    "num_classes": 10,
+}
 
 
 def cpu_vit() -> nn.Module:
@@ -36,8 +43,16 @@ def test_basis_is_annihilated_by_the_patch_weight() -> None:
 
 
 def test_full_rank_square_weight_has_trivial_nullspace() -> None:
-    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, patch_size=8, in_chans=1,
-                            img_size=32, embed_dim=64, depth=1, num_heads=2)
+    vit = timm.create_model(
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        patch_size=8,
+        in_chans=1,
+        img_size=32,
+        embed_dim=64,
+        depth=1,
+        num_heads=2,
+    )
     assert patch_nullspace(vit).dim == 0
     assert sample_nullspace_noise(patch_nullspace(vit), 2, (32, 32)).abs().max() == 0
 
@@ -47,8 +62,9 @@ def test_nullspace_noise_leaves_logits_unchanged_unclamped() -> None:
     model = NormalizedViT(vit, (0.5,), (0.5,)).eval()
     space = patch_nullspace(vit)
     x = torch.rand(4, 1, 32, 32)
-    noise = sample_nullspace_noise(space, 4, (32, 32), scale=3.0,
-                                   generator=torch.Generator().manual_seed(0))
+    noise = sample_nullspace_noise(
+        space, 4, (32, 32), scale=3.0, generator=torch.Generator().manual_seed(0)
+    )
     assert noise.norm() > x.norm()  # large noise, not a trivial check
     pixel_noise = noise * model.std  # the ViT sees noise / std after normalisation
     with torch.no_grad():

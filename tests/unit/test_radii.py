@@ -22,14 +22,20 @@ def test_other_radii_read_as_numbers(eps: float) -> None:
 def test_keys_and_threats_get_the_label() -> None:
     assert threat_label("linf@0.0313725") == "L-inf 8/255"
     assert threat_label("l2@0.5") == "L2 0.5"
-    assert metric_label("test/adversarial/pgd20_linf@0.0156863") == \
-        "test/adversarial/pgd20_linf@4/255"
+    assert (
+        metric_label("test/adversarial/pgd20_linf@0.0156863") == "test/adversarial/pgd20_linf@4/255"
+    )
     assert metric_label("test/acc") == "test/acc"
 
 
 def test_adversarial_table_header_shows_k_over_255() -> None:
     entry = {"acc": 0.5, "ci": (0.4, 0.6)}
-    result = {"n": 10, "seed": 0, "clean": entry, "attacks": {"pgd": {"linf@0.0313725": entry}},
-              "worst_case": {"linf@0.0313725": entry}}
+    result = {
+        "n": 10,
+        "seed": 0,
+        "clean": entry,
+        "attacks": {"pgd": {"linf@0.0313725": entry}},
+        "worst_case": {"linf@0.0313725": entry},
+    }
     header = adversarial_table(result).splitlines()[0]
     assert "L-inf 8/255" in header and "0.0313725" not in header

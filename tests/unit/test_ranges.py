@@ -16,15 +16,25 @@ from robust_vit.schedules import WarmupCosineLR
 
 class Options:
     @check_ranges("thing")
-    def __init__(self, count: PositiveInt = 1, limit: PositiveInt | None = None,
-                 radii: list[NonNegativeFloat] | None = None, name: str = "x") -> None:
+    def __init__(
+        self,
+        count: PositiveInt = 1,
+        limit: PositiveInt | None = None,
+        radii: list[NonNegativeFloat] | None = None,
+        name: str = "x",
+    ) -> None:
         self.count, self.limit, self.radii = count, limit, radii
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [({"count": 0}, "thing.count"),
-                                               ({"limit": -2}, "thing.limit"),
-                                               ({"radii": [0.1, -0.5]}, "thing.radii"),
-                                               ({"count": True}, "thing.count")])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"count": 0}, "thing.count"),
+        ({"limit": -2}, "thing.limit"),
+        ({"radii": [0.1, -0.5]}, "thing.radii"),
+        ({"count": True}, "thing.count"),
+    ],
+)
 def test_a_value_outside_its_range_names_the_field(kwargs: dict, field: str) -> None:
     with pytest.raises(ConfigError, match=r"does not conform|not a number") as info:
         Options(**kwargs)
@@ -71,14 +81,24 @@ CALLABLE = """Parser key "model.lr_scheduler":
 """
 
 
-@pytest.mark.parametrize(("message", "summary"), [
-    (NESTED, "trainer.callbacks.init_args.attacks.init_args.restarts: 0 does not conform to "
-             "restriction v>0 (PositiveInt)"),
-    (OPTIONAL, "threads: -3 does not conform to restriction v>0 (PositiveInt)"),
-    (CALLABLE, "model.lr_scheduler.init_args.warmup_fraction: 2 does not conform to "
-               "restriction v>=0 and v<=1 (ClosedUnitInterval)"),
-    ("unrecognized arguments: --model.no_such 1", None),
-])
-def test_parse_errors_are_summarised_under_the_dotted_key(message: str,
-                                                          summary: str | None) -> None:
+@pytest.mark.parametrize(
+    ("message", "summary"),
+    [
+        (
+            NESTED,
+            "trainer.callbacks.init_args.attacks.init_args.restarts: 0 does not conform to "
+            "restriction v>0 (PositiveInt)",
+        ),
+        (OPTIONAL, "threads: -3 does not conform to restriction v>0 (PositiveInt)"),
+        (
+            CALLABLE,
+            "model.lr_scheduler.init_args.warmup_fraction: 2 does not conform to "
+            "restriction v>=0 and v<=1 (ClosedUnitInterval)",
+        ),
+        ("unrecognized arguments: --model.no_such 1", None),
+    ],
+)
+def test_parse_errors_are_summarised_under_the_dotted_key(
+    message: str, summary: str | None
+) -> None:
     assert summarise(message) == summary

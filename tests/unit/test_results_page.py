@@ -27,17 +27,25 @@ def adversarial_record(clean: float, pgd: dict[float, float], step: int | None) 
         metrics[results_page.attack_key("pgd20_linf", eps)] = acc
         metrics[results_page.attack_key("fgsm_linf", eps)] = acc + 0.05
         metrics[results_page.attack_key("worst_case", eps)] = acc
-    return {"test": {"metrics": metrics, "weights": {"global_step": step}},
-            "adversarial": {"test": {"clean": {"acc": clean}, "n": 100,
-                                     "attacks": {"pgd20_linf": by_threat},
-                                     "worst_case": by_threat}}}
+    return {
+        "test": {"metrics": metrics, "weights": {"global_step": step}},
+        "adversarial": {
+            "test": {
+                "clean": {"acc": clean},
+                "n": 100,
+                "attacks": {"pgd20_linf": by_threat},
+                "worst_case": by_threat,
+            }
+        },
+    }
 
 
 def anf_summary(reached: list[bool]) -> dict:
-    rounds = [{"noise_norm": 19.0, "synth_steps": 50, "synth_reached": float(r),
-               "token_rms": 0.46} for r in reached]
-    return {"noise_units": "token_rms", "rounds": rounds,
-            "reach_rate": sum(reached) / len(reached)}
+    rounds = [
+        {"noise_norm": 19.0, "synth_steps": 50, "synth_reached": float(r), "token_rms": 0.46}
+        for r in reached
+    ]
+    return {"noise_units": "token_rms", "rounds": rounds, "reach_rate": sum(reached) / len(reached)}
 
 
 @pytest.fixture
@@ -46,25 +54,36 @@ def runs(tmp_path: Path) -> Path:
     runs = tmp_path / "runs"
     # the pretrained arm's PGD-20 accuracy: 0.75 at 4/255, 0.45 at 8/255, 0.15 at 12/255
     base = {4 / 255: 0.75, 8 / 255: 0.45, 12 / 255: 0.15}
-    shifts = {"pretrained": (0.0, 0.0, 0.0), "erm": (0.01, 0.00, 0.02),
-              "anf": (0.03, 0.05, 0.04), "anf_random": (0.02, 0.01, 0.03)}
+    shifts = {
+        "pretrained": (0.0, 0.0, 0.0),
+        "erm": (0.01, 0.00, 0.02),
+        "anf": (0.03, 0.05, 0.04),
+        "anf_random": (0.02, 0.01, 0.03),
+    }
     for arm, by_seed in shifts.items():
         for seed, shift in enumerate(by_seed):
-            record = adversarial_record(0.87 + shift, {e: a + shift for e, a in base.items()},
-                                        None if arm == "pretrained" else 800)
+            record = adversarial_record(
+                0.87 + shift,
+                {e: a + shift for e, a in base.items()},
+                None if arm == "pretrained" else 800,
+            )
             if arm in ("anf", "anf_random"):
                 record["fit"] = {"method": anf_summary([True, True, seed != 1, True])}
-            write_json_atomic(runs / "anf" / arm / f"seed{seed}" / "version_0" / "results.json",
-                              record)
+            write_json_atomic(
+                runs / "anf" / arm / f"seed{seed}" / "version_0" / "results.json", record
+            )
     curve = [point(0, 0.3, 0.3), point(1, 0.6, 0.5), point(2, 0.8, 0.56), point(3, 0.9, 0.51)]
-    write_json_atomic(runs / "safer_stage1" / "version_0" / "results.json",
-                      {"robust_validation": {"attack": "pgd10_linf", "curve": curve}})
+    write_json_atomic(
+        runs / "safer_stage1" / "version_0" / "results.json",
+        {"robust_validation": {"attack": "pgd10_linf", "curve": curve}},
+    )
     (runs / "bench_seconds").write_text("5400\n")
     return runs
 
 
-def test_headline_is_the_seed_paired_difference_at_the_band_radius(runs: Path,
-                                                                   tmp_path: Path) -> None:
+def test_headline_is_the_seed_paired_difference_at_the_band_radius(
+    runs: Path, tmp_path: Path
+) -> None:
     page, result = results_page.build(runs, tmp_path / "docs")
     radius = result["headline_radius"]["anf"]
     assert radius["label"] == "8/255" and radius["in_band"]
@@ -99,8 +118,9 @@ def test_json_carries_the_diagnostics(runs: Path, tmp_path: Path) -> None:
     assert result["bench_seconds"] == 5400
 
 
-def test_main_writes_page_json_and_plots(runs: Path, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_main_writes_page_json_and_plots(
+    runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "docs" / "results.md"
     monkeypatch.setattr("sys.argv", ["results_page", "--runs", str(runs), "--out", str(out)])
     results_page.main()
@@ -113,10 +133,13 @@ def test_robust_overfitting_plot_per_group(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     for seed, shift in ((0, 0.0), (1, 0.02)):
         curve = [point(0, 0.3 + shift, 0.3), point(1, 0.6 + shift, 0.4), point(2, 0.9, 0.35)]
-        write_json_atomic(runs / "stage1" / "pgd_at" / f"seed{seed}" / "version_0" /
-                          "results.json", {"robust_validation": {"curve": curve}})
+        write_json_atomic(
+            runs / "stage1" / "pgd_at" / f"seed{seed}" / "version_0" / "results.json",
+            {"robust_validation": {"curve": curve}},
+        )
     write_json_atomic(runs / "anf" / "erm" / "seed0" / "results.json", {"fit": {}})
     links = results_page.robust_overfitting_plots(runs, tmp_path / "docs")
-    assert links == ["![robust overfitting stage1_pgd_at]"
-                     "(results/robust_overfitting_stage1_pgd_at.png)"]
+    assert links == [
+        "![robust overfitting stage1_pgd_at](results/robust_overfitting_stage1_pgd_at.png)"
+    ]
     assert (tmp_path / "docs" / "results" / "robust_overfitting_stage1_pgd_at.png").stat().st_size

@@ -20,9 +20,17 @@ FAST = {"eps": 2 / 255, "alpha": 1 / 255, "steps": 1, "score_batches": 1}
 
 def tiny_module(method: object, seed: int = 0, **kwargs: object) -> ViTClassifier:
     torch.manual_seed(seed)
-    return ViTClassifier(model_name="vit_tiny_patch16_224", num_classes=10, img_size=32, in_chans=1,
-                         patch_size=8, model_kwargs=TINY, method=method,  # type: ignore[arg-type]
-                         optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9), **kwargs)
+    return ViTClassifier(
+        model_name="vit_tiny_patch16_224",
+        num_classes=10,
+        img_size=32,
+        in_chans=1,
+        patch_size=8,
+        model_kwargs=TINY,
+        method=method,  # type: ignore[arg-type]
+        optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9),
+        **kwargs,
+    )
 
 
 def loader(n: int = 16) -> DataLoader:
@@ -32,12 +40,23 @@ def loader(n: int = 16) -> DataLoader:
     return DataLoader(data, batch_size=8)
 
 
-def fit(module: ViTClassifier, tmp_path: Path, epochs: int = 1, callbacks: list | None = None,
-        seed: int = 0) -> L.Trainer:
+def fit(
+    module: ViTClassifier,
+    tmp_path: Path,
+    epochs: int = 1,
+    callbacks: list | None = None,
+    seed: int = 0,
+) -> L.Trainer:
     L.seed_everything(seed)
-    trainer = L.Trainer(accelerator="cpu", max_epochs=epochs, logger=CSVLogger(tmp_path),
-                        enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=callbacks)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=epochs,
+        logger=CSVLogger(tmp_path),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+    )
     trainer.fit(module, train_dataloaders=loader())
     return trainer
 
@@ -92,8 +111,9 @@ def test_reselection_changes_the_trainable_set_and_rebuilds_the_optimizer(tmp_pa
     lrs: list[tuple[float, float]] = []
 
     class Watch(L.Callback):
-        def on_train_batch_start(self, trainer: L.Trainer, pl_module: ViTClassifier,
-                                 batch: object, batch_idx: int) -> None:
+        def on_train_batch_start(
+            self, trainer: L.Trainer, pl_module: ViTClassifier, batch: object, batch_idx: int
+        ) -> None:
             if batch_idx > 0:
                 return
             scheduler = trainer.lr_scheduler_configs[0].scheduler
@@ -101,25 +121,36 @@ def test_reselection_changes_the_trainable_set_and_rebuilds_the_optimizer(tmp_pa
 
         def on_train_epoch_end(self, trainer: L.Trainer, pl_module: ViTClassifier) -> None:
             opt = trainer.optimizers[0]
-            seen.append((frozenset(pl_module.method.selected), id(opt),
-                         frozenset(id(p) for g in opt.param_groups for p in g["params"])))
+            seen.append(
+                (
+                    frozenset(pl_module.method.selected),
+                    id(opt),
+                    frozenset(id(p) for g in opt.param_groups for p in g["params"]),
+                )
+            )
 
-    module = tiny_module(SAFER(k=2, selection="random", reselect_every_n_epochs=1, **FAST),
-                         lr_scheduler=partial(WarmupCosineLR, warmup_fraction=0.5))
+    module = tiny_module(
+        SAFER(k=2, selection="random", reselect_every_n_epochs=1, **FAST),
+        lr_scheduler=partial(WarmupCosineLR, warmup_fraction=0.5),
+    )
     fit(module, tmp_path, epochs=2, callbacks=[Watch()])
     (first, opt_a, params_a), (second, opt_b, params_b) = seen
     assert first != second and opt_a != opt_b
     assert lrs[1][0] == lrs[1][1] > lrs[0][0]  # the rebuilt optimizer continues the schedule
-    expected = {id(p) for n, p in module.model.named_parameters()
-                if n in module.method.selected_parameter_names(module)}
+    expected = {
+        id(p)
+        for n, p in module.model.named_parameters()
+        if n in module.method.selected_parameter_names(module)
+    }
     assert params_b == expected != params_a
 
 
 def test_rho_zero_sam_run_equals_the_base_optimizer_run(tmp_path: Path) -> None:
     runs = []
     for optimizer, rho in (("sam", 0.0), ("base", 0.05)):
-        module = tiny_module(SAFER(k=3, optimizer=optimizer, rho=rho, score_rho=0.05,
-                                   reselect=False, **FAST))
+        module = tiny_module(
+            SAFER(k=3, optimizer=optimizer, rho=rho, score_rho=0.05, reselect=False, **FAST)
+        )
         fit(module, tmp_path / optimizer)
         runs.append(module)
     assert runs[0].method.selected == runs[1].method.selected
@@ -129,21 +160,33 @@ def test_rho_zero_sam_run_equals_the_base_optimizer_run(tmp_path: Path) -> None:
 
 def test_selection_round_trips_through_the_state_dict() -> None:
     module = tiny_module(SAFER(k=2, reselect=False, **FAST))
-    module.method.set_extra_state({"selected": ["blocks.1.mlp.fc2", "head"], "scored_epoch": 0,
-                                   "scores": {"blocks.1.mlp.fc2": 0.2, "head": 0.1}})
+    module.method.set_extra_state(
+        {
+            "selected": ["blocks.1.mlp.fc2", "head"],
+            "scored_epoch": 0,
+            "scores": {"blocks.1.mlp.fc2": 0.2, "head": 0.1},
+        }
+    )
     fresh = tiny_module(SAFER(k=2, reselect=False, **FAST), seed=1)
     fresh.load_state_dict(module.state_dict())
     assert fresh.method.selected == module.method.selected
     assert fresh.method.scores == module.method.scores
     optimizer = fresh.method.configure_optimizer(fresh, partial(torch.optim.SGD, lr=0.1))
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(
-        fresh.method.selected_parameter_names(fresh))
+        fresh.method.selected_parameter_names(fresh)
+    )
 
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"fraction": 0.0}, "fraction"), ({"fraction": 1.5}, "fraction"), ({"eps": -0.1}, "eps"),
-     ({"eps": 2.0}, "eps"), ({"k": 0}, "k"), ({"rho": -1.0}, "rho")],
+    [
+        ({"fraction": 0.0}, "fraction"),
+        ({"fraction": 1.5}, "fraction"),
+        ({"eps": -0.1}, "eps"),
+        ({"eps": 2.0}, "eps"),
+        ({"k": 0}, "k"),
+        ({"rho": -1.0}, "rho"),
+    ],
 )
 def test_bad_options_name_the_field(kwargs: dict, field: str) -> None:
     with pytest.raises(ConfigError, match=rf"model\.method\.init_args\.{field}"):

@@ -124,8 +124,7 @@ def test_sam_matches_the_pytorch_optimizer_package() -> None:
     model, x, y = make_problem(2)
     oracle_model = copy.deepcopy(model)
     ours = SAM(model.parameters(), partial(torch.optim.SGD, lr=0.2, momentum=0.9), rho=0.1)
-    oracle = oracle_sam(oracle_model.parameters(), torch.optim.SGD, rho=0.1, lr=0.2,
-                        momentum=0.9)
+    oracle = oracle_sam(oracle_model.parameters(), torch.optim.SGD, rho=0.1, lr=0.2, momentum=0.9)
     for _ in range(4):
         sam_step(model, ours, x, y)
         loss_of(oracle_model, x, y).backward()

@@ -18,15 +18,25 @@ DEPTH = 2
 
 def tiny_vit(seed: int = 0) -> NormalizedViT:
     torch.manual_seed(seed)
-    vit = timm.create_model("vit_tiny_patch16_224", num_classes=10, img_size=32, in_chans=1,
-                            patch_size=8, embed_dim=16, depth=DEPTH, num_heads=2)
+    vit = timm.create_model(
+        "vit_tiny_patch16_224",
+        num_classes=10,
+        img_size=32,
+        in_chans=1,
+        patch_size=8,
+        embed_dim=16,
+        depth=DEPTH,
+        num_heads=2,
+    )
     return NormalizedViT(vit, (0.5,), (0.5,))
 
 
 def batches(n: int = 2, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
-    return [(torch.rand(8, 1, 32, 32, generator=g), torch.randint(0, 10, (8,), generator=g))
-            for _ in range(n)]
+    return [
+        (torch.rand(8, 1, 32, 32, generator=g), torch.randint(0, 10, (8,), generator=g))
+        for _ in range(n)
+    ]
 
 
 def make_qkv_sharp(model: NormalizedViT, block: int, factor: float) -> None:
@@ -34,8 +44,8 @@ def make_qkv_sharp(model: NormalizedViT, block: int, factor: float) -> None:
     attn = model.vit.blocks[block].attn
     dim = attn.proj.in_features
     with torch.no_grad():
-        attn.qkv.weight[2 * dim:] /= factor
-        attn.qkv.bias[2 * dim:] /= factor
+        attn.qkv.weight[2 * dim :] /= factor
+        attn.qkv.bias[2 * dim :] /= factor
         attn.proj.weight *= factor
 
 
@@ -44,8 +54,12 @@ def test_linear_candidates_are_the_block_linears_patch_projection_and_head() -> 
     names = [layer.name for layer in layers]
     assert names[0] == "patch_embed.proj" and names[-1] == "head"
     assert len(names) == 2 + 4 * DEPTH
-    assert {"blocks.1.attn.qkv", "blocks.1.attn.proj", "blocks.1.mlp.fc1",
-            "blocks.1.mlp.fc2"} <= set(names)
+    assert {
+        "blocks.1.attn.qkv",
+        "blocks.1.attn.proj",
+        "blocks.1.mlp.fc1",
+        "blocks.1.mlp.fc2",
+    } <= set(names)
     params = {n for layer in layers for n in layer.param_names}
     assert not any("norm" in n or "pos_embed" in n or "cls_token" in n for n in params)
     assert all(n.startswith("vit.") for n in params)
@@ -81,8 +95,9 @@ def test_scoring_restores_weights_mode_and_grads() -> None:
     model.train()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     attack = partial(pgd, eps=2 / 255, alpha=1 / 255, steps=2)
-    scores = layer_sharpness(model, candidate_layers(model), batches(), attack=attack,
-                             radius="relative")
+    scores = layer_sharpness(
+        model, candidate_layers(model), batches(), attack=attack, radius="relative"
+    )
     assert all(torch.isfinite(torch.tensor(v)) for v in scores.values())
     assert model.training
     for n, p in model.named_parameters():

@@ -42,8 +42,9 @@ def test_class_index_from_folder_and_file_agree(train_dir: Path, tmp_path: Path)
         imagenet_class_index(tmp_path / "missing")
 
 
-def test_wordnet_and_index_folders_map_to_the_full_class_order(train_dir: Path,
-                                                               tmp_path: Path) -> None:
+def test_wordnet_and_index_folders_map_to_the_full_class_order(
+    train_dir: Path, tmp_path: Path
+) -> None:
     index = imagenet_class_index(train_dir)
     subset = write_set(tmp_path / "a", [WNIDS[4], WNIDS[1]])
     data = ShiftFolder(subset, index, img_size=16)
@@ -59,14 +60,27 @@ def test_wordnet_and_index_folders_map_to_the_full_class_order(train_dir: Path,
 
 def test_callback_records_masked_and_full_accuracy(train_dir: Path, tmp_path: Path) -> None:
     subset = write_set(tmp_path / "a", [WNIDS[0], WNIDS[3]], per_class=6)
-    callback = ShiftEval(sets={"imagenet_a": str(subset), "imagenet_sketch": str(subset)},
-                         class_index=str(train_dir), batch_size=5)
+    callback = ShiftEval(
+        sets={"imagenet_a": str(subset), "imagenet_sketch": str(subset)},
+        class_index=str(train_dir),
+        batch_size=5,
+    )
     torch.manual_seed(0)
-    module = ViTClassifier(num_classes=len(WNIDS), img_size=16, in_chans=3, patch_size=8,
-                           model_kwargs={"embed_dim": 16, "depth": 1, "num_heads": 2})
-    trainer = L.Trainer(accelerator="cpu", logger=False, default_root_dir=tmp_path / "run",
-                        callbacks=[ResultRecord(), callback], enable_progress_bar=False,
-                        enable_model_summary=False)
+    module = ViTClassifier(
+        num_classes=len(WNIDS),
+        img_size=16,
+        in_chans=3,
+        patch_size=8,
+        model_kwargs={"embed_dim": 16, "depth": 1, "num_heads": 2},
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        default_root_dir=tmp_path / "run",
+        callbacks=[ResultRecord(), callback],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     loader = DataLoader(TensorDataset(torch.rand(4, 3, 16, 16), torch.arange(4)), batch_size=4)
     trainer.test(module, dataloaders=loader)
     record = json.loads((tmp_path / "run" / "results.json").read_text())

@@ -21,9 +21,26 @@ from tests.conftest import REPO
 
 PLANS = sorted(p.stem for p in (REPO / PLANS_DIR).glob("*.yaml"))
 # The top-level keys wandb's sweep-config JSON schema (wandb/sweeps, config/schema.json) allows.
-WANDB_KEYS = {"apiVersion", "kind", "controller", "description", "program", "job", "image_uri",
-              "entity", "project", "method", "command", "name", "run_cap", "metric", "metrics",
-              "scheduler", "early_terminate", "parameters"}
+WANDB_KEYS = {
+    "apiVersion",
+    "kind",
+    "controller",
+    "description",
+    "program",
+    "job",
+    "image_uri",
+    "entity",
+    "project",
+    "method",
+    "command",
+    "name",
+    "run_cap",
+    "metric",
+    "metrics",
+    "scheduler",
+    "early_terminate",
+    "parameters",
+}
 WANDB_PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
@@ -38,9 +55,15 @@ def option(argv: tuple[str, ...], name: str) -> list[str]:
 
 
 def write_plan(folder: Path, weights: Path, **fields: object) -> Path:
-    plan = {"configs": ["experiments/base.yaml"], "fit_configs": ["experiments/finetune.yaml"],
-            "methods": ["erm", "anf"], "seeds": [0, 1], "weights": str(weights),
-            "eval": "experiments/eval/fashion_mnist.yaml", **fields}
+    plan = {
+        "configs": ["experiments/base.yaml"],
+        "fit_configs": ["experiments/finetune.yaml"],
+        "methods": ["erm", "anf"],
+        "seeds": [0, 1],
+        "weights": str(weights),
+        "eval": "experiments/eval/fashion_mnist.yaml",
+        **fields,
+    }
     path = folder / "tiny.yaml"
     path.write_text(yaml.safe_dump(plan))
     return path
@@ -74,7 +97,7 @@ def test_each_command_names_its_run_group_arm_and_seed(name: str) -> None:
         assert option(run.argv, "--job_type") == [run.method]
         assert option(run.argv, "--seed_everything") == [str(run.seed)]
         configs = option(run.argv, "--config")
-        assert configs[:len(plan.configs)] == plan.configs and plan.eval in configs
+        assert configs[: len(plan.configs)] == plan.configs and plan.eval in configs
         is_test = plan.test_only is not None and run.method == plan.test_only.arm
         assert run.argv[1] == ("test" if is_test else "fit")
         assert option(run.argv, "--model.weights") == [str(run.weights)]
@@ -101,24 +124,30 @@ def test_overlays_go_to_matching_arms_in_order() -> None:
     assert tail["pgd_at_anf"][-1] == "experiments/regime/pgd_at_anf_stage2.yaml"
     assert attack not in runs["pgd_at_anf"].argv and attack not in runs["early_stopped"].argv
     assert option(runs["safer_lora"].argv, "--config")[3:5] == [
-        "experiments/method/safer.yaml", "experiments/method/safer_lora.yaml"]
+        "experiments/method/safer.yaml",
+        "experiments/method/safer_lora.yaml",
+    ]
 
 
 def test_overrides_and_extra_arguments_reach_every_run() -> None:
-    plan = load_plan("sweep", {"methods": ["trades"], "seeds": [5], "threads": 3},
-                     ["--trainer.max_epochs", "1"])
+    plan = load_plan(
+        "sweep", {"methods": ["trades"], "seeds": [5], "threads": 3}, ["--trainer.max_epochs", "1"]
+    )
     (run,) = expand(plan)
     assert run.name == "sweep/trades/seed5"
     assert option(run.argv, "--threads") == ["3"]
     assert run.argv[-2:] == ("--trainer.max_epochs", "1")
 
 
-@pytest.mark.parametrize(("fields", "field"), [
-    ({"seeds": [0, 0]}, "seeds"),
-    ({"methods": []}, "methods"),
-    ({"overlays": [{"arms": ["saferr"], "args": []}]}, "overlays[0].arms"),
-    ({"test_only": {"arm": "pretrained", "method": "erm", "weights": "w"}}, "test_only.arm"),
-])
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"seeds": [0, 0]}, "seeds"),
+        ({"methods": []}, "methods"),
+        ({"overlays": [{"arms": ["saferr"], "args": []}]}, "overlays[0].arms"),
+        ({"test_only": {"arm": "pretrained", "method": "erm", "weights": "w"}}, "test_only.arm"),
+    ],
+)
 def test_bad_plans_fail_naming_the_field(tmp_path: Path, fields: dict, field: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_plan(str(write_plan(tmp_path, tmp_path / "w.safetensors", **fields)))
@@ -137,8 +166,14 @@ def test_an_unknown_plan_lists_the_known_ones() -> None:
 
 def make_dry_run(fragment: str, folder: Path) -> list[str]:
     """The commands ``make -n`` would run for ``fragment`` in ``folder``."""
-    result = subprocess.run(["make", "-n", "-f", "-", "CLI=robust-vit"], input=fragment,
-                            cwd=folder, capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        ["make", "-n", "-f", "-", "CLI=robust-vit"],
+        input=fragment,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return result.stdout.splitlines()
 
 
@@ -158,11 +193,15 @@ def test_make_runs_each_unfinished_run_once_then_reports(name: str, tmp_path: Pa
 
 def wandb_agent_command(command: list[str], method: str, seed: int) -> list[str]:
     """The command wandb's agent starts for one grid point: its macros filled in."""
-    values = create_sweep_command_args({"args": {"method": {"value": method},
-                                                 "seed": {"value": seed}}})
+    values = create_sweep_command_args(
+        {"args": {"method": {"value": method}, "seed": {"value": seed}}}
+    )
     values |= {"env": ["/usr/bin/env"], "program": ["robust-vit"]}
-    return [part for chunk in command for part in
-            (values[chunk[2:-1]] if chunk.startswith("${") else [chunk])]
+    return [
+        part
+        for chunk in command
+        for part in (values[chunk[2:-1]] if chunk.startswith("${") else [chunk])
+    ]
 
 
 @pytest.mark.parametrize("name", PLANS)
@@ -175,8 +214,11 @@ def test_wandb_sweep_is_a_valid_grid_whose_points_are_the_plan(name: str) -> Non
     for key, parameter in config["parameters"].items():
         assert WANDB_PARAMETER_NAME.match(key) and list(parameter) == ["values"]
         assert len(parameter["values"]) >= 1
-    grid = [(m, s) for m in config["parameters"]["method"]["values"]
-            for s in config["parameters"]["seed"]["values"]]
+    grid = [
+        (m, s)
+        for m in config["parameters"]["method"]["values"]
+        for s in config["parameters"]["seed"]["values"]
+    ]
     chosen = []
     for method, seed in grid:
         argv = wandb_agent_command(config["command"], method, seed)
@@ -206,8 +248,9 @@ def test_slurm_array_task_i_runs_entry_i(name: str, tmp_path: Path) -> None:
         assert find_run(runs, index=run_ns.index) == runs[index]
 
 
-def test_the_engine_files_land_in_the_sweep_folder(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_engine_files_land_in_the_sweep_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     plans = tmp_path / "experiments" / "sweeps"
     plans.mkdir(parents=True)
     (plans / "anf.yaml").write_text((REPO / PLANS_DIR / "anf.yaml").read_text())
@@ -241,8 +284,9 @@ def tiny_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return str(write_plan(tmp_path, weights))
 
 
-def test_run_skips_a_finished_entry_and_marks_a_new_one(tiny_plan: str,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_skips_a_finished_entry_and_marks_a_new_one(
+    tiny_plan: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     plan_file = tiny_plan
     fake = FakeCLI()
     monkeypatch.setattr(cli, "main", fake)
@@ -253,8 +297,9 @@ def test_run_skips_a_finished_entry_and_marks_a_new_one(tiny_plan: str,
     assert len(fake.calls) == 1
 
 
-def test_run_leaves_no_marker_when_the_run_fails(tiny_plan: str, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_leaves_no_marker_when_the_run_fails(
+    tiny_plan: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     plan_file = tiny_plan
     monkeypatch.setattr(cli, "main", FakeCLI(exit_code=1))
     with pytest.raises(SystemExit) as info:
@@ -264,8 +309,8 @@ def test_run_leaves_no_marker_when_the_run_fails(tiny_plan: str, tmp_path: Path,
 
 
 def test_run_without_its_weights_fails_naming_the_make_target(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     plan_file = str(write_plan(tmp_path, Path("artifacts/missing.safetensors")))
     monkeypatch.chdir(tmp_path)
     fake = FakeCLI()
@@ -280,8 +325,9 @@ def test_run_without_its_weights_fails_naming_the_make_target(
 def test_every_weights_file_the_plans_need_has_a_make_rule() -> None:
     for name in PLANS:
         for weights in {run.weights for run in expand(load_plan(name))}:
-            result = subprocess.run(["make", "-n", "-B", str(weights)], cwd=REPO,
-                                    capture_output=True, text=True)
+            result = subprocess.run(
+                ["make", "-n", "-B", str(weights)], cwd=REPO, capture_output=True, text=True
+            )
             assert result.returncode == 0, f"{name}: no make rule for {weights}: {result.stderr}"
 
 

@@ -22,8 +22,15 @@ def tiny(method: TRADES) -> tuple[ViTClassifier, torch.Tensor, torch.Tensor]:
     """A tiny ViT with ``method``, images, and the clean probabilities the attack ascends from."""
     x = torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(1))
     torch.manual_seed(0)
-    module = ViTClassifier(model_name="vit_tiny_patch16_224", num_classes=10, img_size=32,
-                           in_chans=1, patch_size=8, model_kwargs=TINY, method=method)
+    module = ViTClassifier(
+        model_name="vit_tiny_patch16_224",
+        num_classes=10,
+        img_size=32,
+        in_chans=1,
+        patch_size=8,
+        model_kwargs=TINY,
+        method=method,
+    )
     with torch.no_grad():
         p_clean = F.softmax(module(x), dim=1)
     return module, x, p_clean
