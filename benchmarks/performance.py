@@ -56,6 +56,13 @@ BENCHMARKS: list[tuple[str, str, list[str], str | None]] = [
         [],
         "peak memory at 10x the examples within 10% of the small run",
     ),
+    (
+        "Light commands against a bare import",
+        "light_commands.py",
+        [],
+        "`robust-vit sweep show anf` at most 1.5x a bare `python -c 'import jsonargparse'`, "
+        "each a fresh process",
+    ),
     ("Profiles behind the ratios", "profile_targets.py", [], None),
 ]
 
