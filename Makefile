@@ -102,7 +102,7 @@ sweep-safer: install $(STAGE1_LAST) $(STAGE1_BEST) ## overfit PGD-AT stage 1, th
 	$(MAKE) --no-print-directory sweep SWEEP=safer
 
 report: install ## docs/results.md (and its plots in docs/results/) from the sweeps' records
-	PYTHONPATH=$(CURDIR) $(PY) benchmarks/results_page.py --runs runs --out docs/results.md
+	$(PY) -m application.results_page --runs runs --out docs/results.md
 
 # make bench runs two jobs at a time with one thread each (on 2 cores that finishes sooner than one
 # 2-thread job at a time), and writes its wall time, pretraining included, to runs/bench_seconds.
@@ -134,8 +134,9 @@ test: install ## run the test suite (what CI runs)
 test-full: install ## the test suite including slow tests
 	$(PY) -m pytest -q -m ''
 
-lint: install ## ruff and mypy
+lint: $(VENV)/.installed ## ruff check, ruff format --check and mypy (CI runs it after the tests)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 clean: ## remove runs, artifacts and caches (keeps the venv)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from pathlib import Path
 
 import pytest
 
 from application.aggregate import mean_interval
-from benchmarks import results_page
+from application.results_page.__main__ import main as results_page_main
+from application.results_page.claims import load_claims
+from application.results_page.headline import attack_key
+from application.results_page.render import build, robust_overfitting_plots
+from robust_vit.errors import ConfigError
 from robust_vit.records import write_json_atomic
 
 RADII = (4 / 255, 8 / 255, 12 / 255)
@@ -24,9 +29,9 @@ def adversarial_record(clean: float, pgd: dict[float, float], step: int | None) 
     by_threat = {f"linf@{eps:.6g}": {"acc": acc} for eps, acc in pgd.items()}
     metrics = {"test/acc": clean}
     for eps, acc in pgd.items():
-        metrics[results_page.attack_key("pgd20_linf", eps)] = acc
-        metrics[results_page.attack_key("fgsm_linf", eps)] = acc + 0.05
-        metrics[results_page.attack_key("worst_case", eps)] = acc
+        metrics[attack_key("pgd20_linf", eps)] = acc
+        metrics[attack_key("fgsm_linf", eps)] = acc + 0.05
+        metrics[attack_key("worst_case", eps)] = acc
     return {
         "test": {"metrics": metrics, "weights": {"global_step": step}},
         "adversarial": {
@@ -84,7 +89,7 @@ def runs(tmp_path: Path) -> Path:
 def test_headline_is_the_seed_paired_difference_at_the_band_radius(
     runs: Path, tmp_path: Path
 ) -> None:
-    page, result = results_page.build(runs, tmp_path / "docs")
+    page, result = build(runs, tmp_path / "docs")
     radius = result["headline_radius"]["anf"]
     assert radius["label"] == "8/255" and radius["in_band"]
     assert radius["reference_pgd20_acc"] == pytest.approx(0.45)
@@ -105,7 +110,7 @@ def test_headline_is_the_seed_paired_difference_at_the_band_radius(
 
 
 def test_json_carries_the_diagnostics(runs: Path, tmp_path: Path) -> None:
-    _, result = results_page.build(runs, tmp_path / "docs")
+    _, result = build(runs, tmp_path / "docs")
     json.dumps(result, allow_nan=False)
     reach = result["diagnostics"]["anf_reach"]["anf"]
     assert reach["rounds"] == 12 and reach["reach_rate"] == pytest.approx(11 / 12)
@@ -123,7 +128,7 @@ def test_main_writes_page_json_and_plots(
 ) -> None:
     out = tmp_path / "docs" / "results.md"
     monkeypatch.setattr("sys.argv", ["results_page", "--runs", str(runs), "--out", str(out)])
-    results_page.main()
+    results_page_main()
     assert json.loads(out.with_suffix(".json").read_text())["headline"]
     assert (out.parent / "results" / "anf_anf_adversarial.png").stat().st_size
     assert (out.parent / "results" / "robust_overfitting_safer_stage1_version_0.png").is_file()
@@ -138,8 +143,39 @@ def test_robust_overfitting_plot_per_group(tmp_path: Path) -> None:
             {"robust_validation": {"curve": curve}},
         )
     write_json_atomic(runs / "anf" / "erm" / "seed0" / "results.json", {"fit": {}})
-    links = results_page.robust_overfitting_plots(runs, tmp_path / "docs")
+    links = robust_overfitting_plots(runs, tmp_path / "docs")
     assert links == [
         "![robust overfitting stage1_pgd_at](results/robust_overfitting_stage1_pgd_at.png)"
     ]
     assert (tmp_path / "docs" / "results" / "robust_overfitting_stage1_pgd_at.png").stat().st_size
+
+
+def test_the_claims_file_names_every_sweep_its_comparisons_use() -> None:
+    claims = load_claims()
+    assert set(claims.sweeps) == {"anf", "safer"}
+    assert {c.sweep for c in claims.comparisons} <= set(claims.sweeps)
+    assert all(c.claims or c.role for c in claims.comparisons)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        (
+            "sweeps: {anf: {command: x, setting: y, reference: z, attacks: {}, corruptions: true,"
+            " colour: red}}",
+            "sweeps.anf",
+        ),
+        (
+            "sweeps: {}\ncomparisons: [{sweep: anf, method: a, baseline: b, role: r}]",
+            "comparisons[0].sweep",
+        ),
+        ("comparisons: [{sweep: anf, method: a}]", "comparisons[0]"),
+        ("- just a list", "claims.yaml"),
+        ("sweeps: {anf: [unclosed", "claims.yaml"),
+    ],
+)
+def test_a_bad_claims_file_names_the_entry(tmp_path: Path, text: str, where: str) -> None:
+    path = tmp_path / "claims.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(where)):
+        load_claims(path)

@@ -7,11 +7,16 @@ last, fall, train/validation gap), SAFER's selections, and the step each arm was
 
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 from typing import Any
 
-from application.aggregate import seed_of
+from application.aggregate import Groups, seed_of
+from application.results_page.claims import Sweep
+from application.results_page.headline import CLEAN, metric_keys
+from application.results_page.runs import read_records
+from robust_vit.radii import radius_label
 
 
 def arm_of(folder: str) -> tuple[str, int] | None:
@@ -152,3 +157,85 @@ def arm_costs(records: dict[str, dict]) -> dict[str, Any]:
         }
         for arm, fits in by_arm.items()
     }
+
+
+def stage1_curve(runs: Path) -> dict[str, Any] | None:
+    """The overfitting summary of the newest stage-1 record (runs/safer_stage1)."""
+    records = read_records(runs / "safer_stage1")
+    curves = [c for c in map(overfitting_curve, records.values()) if c is not None]
+    return curves[-1] if curves else None
+
+
+def diagnostics_lines(diagnostics: dict[str, Any]) -> list[str]:
+    """The diagnostics in words, one bullet each."""
+    lines = []
+    for arm, reach in diagnostics["anf_reach"].items():
+        seeds = reach["seeds"].values()
+        lines.append(
+            f"- **{arm}** ({reach['noise_units']} units): the noise entered the eps-approximate "
+            f"nullspace in {100 * reach['reach_rate']:.0f}% of {reach['rounds']} rounds, mean "
+            f"noise L2 {statistics.fmean(s['mean_noise_l2'] for s in seeds):.1f} after "
+            f"{statistics.fmean(s['mean_synth_steps'] for s in seeds):.0f} synthesis steps "
+            f"(token RMS {statistics.fmean(s['mean_token_rms'] for s in seeds):.3f})."
+        )
+    curve = diagnostics["safer_stage1"]
+    if curve:
+        lines.append(
+            f"- **SAFER stage 1** ({curve['attack']} on held-out images, {curve['epochs']} "
+            f"epochs): validation robust accuracy peaked at {curve['peak_val_robust']:.3f} "
+            f"(epoch {curve['peak_epoch']}) and ended at {curve['last_val_robust']:.3f} (epoch "
+            f"{curve['last_epoch']}), a fall of {100 * curve['fall']:.1f} points; training robust "
+            f"accuracy ended at {curve['last_train_robust']:.3f}, a train/validation gap of "
+            f"{100 * curve['gap']:.1f} points."
+        )
+    for arm, by_seed in diagnostics["safer_selections"].items():
+        first = next(iter(by_seed.values()))
+        sizes = sorted({len(s["selected"]) for r in by_seed.values() for s in r["selections"]})
+        layers = sorted(
+            {name for r in by_seed.values() for s in r["selections"] for name in s["selected"]}
+        )
+        lines.append(
+            f"- **{arm}**: {'/'.join(map(str, sizes))} of {first['num_candidates']} candidate "
+            f"layers selected, re-selections per seed "
+            f"{[r['reselections'] for r in by_seed.values()]}; layers ever selected: "
+            f"{', '.join(f'`{n}`' for n in layers)}."
+        )
+    steps = diagnostics["tested_steps"]
+    if steps:
+        lines.append(
+            "- **Tested weights** (global step, per seed): "
+            + "; ".join(
+                f"{arm} {sorted(set(map(str, by_seed.values())))}" for arm, by_seed in steps.items()
+            )
+            + "."
+        )
+    return lines
+
+
+def cost_table(
+    costs: dict[str, Any], groups: Groups, sweep: Sweep, radius: dict[str, Any] | None
+) -> str:
+    """Per trained arm: trainable parameters and fit time per step beside its accuracies."""
+    keys = metric_keys(sweep, radius["eps"] if radius else None)
+    heads = [
+        label if key == CLEAN else f"{label} {radius_label(radius['eps'])}"  # type: ignore[index]
+        for label, key in keys.items()
+    ]
+    lines = [
+        "| arm | trainable parameters | fit s / step | " + " | ".join(heads) + " |",
+        "|---" * (3 + len(heads)) + "|",
+    ]
+    for arm, cost in sorted(costs.items()):
+        means = [
+            statistics.fmean(m[key] for m in groups[arm].values() if key in m)
+            if any(key in m for m in groups[arm].values())
+            else math.nan
+            for key in keys.values()
+        ]
+        params = "-" if cost["trainable_params"] is None else f"{cost['trainable_params']:,}"
+        lines.append(
+            f"| {arm} | {params} | {cost['seconds_per_step']:.2f} | "
+            + " | ".join(f"{v:.4f}" for v in means)
+            + " |"
+        )
+    return "\n".join(lines)
