@@ -117,16 +117,6 @@ class ANF(FinetuneMethod):
         noise_units: Literal["absolute", "token_rms"] = "absolute",
     ) -> None:
         super().__init__()
-        if noise_units == "token_rms" and space != "token":
-            raise ConfigError(
-                f"{FIELD}.noise_units",
-                "token_rms measures the patch tokens, so "
-                "it needs space: token; use noise_units: absolute in image space.",
-            )
-        if noise not in ("learned", "random"):
-            raise ConfigError(f"{FIELD}.noise", f"must be 'learned' or 'random', got {noise!r}.")
-        if space not in ("token", "image"):
-            raise ConfigError(f"{FIELD}.space", f"must be 'token' or 'image', got {space!r}.")
         self.eps, self.init_lim, self.noise_lr = eps, init_lim, noise_lr
         self.budget_fraction, self.max_synthesis_steps = budget_fraction, max_synthesis_steps
         self.rounds, self.steps_per_round = rounds, steps_per_round
@@ -138,6 +128,15 @@ class ANF(FinetuneMethod):
         self.register_buffer("noise", torch.zeros(0))
         self.register_buffer("current_round", torch.tensor(-1))
         self.register_buffer("stats", torch.zeros(len(STATS)))
+
+    def check_fields(self) -> None:
+        """Token-RMS units need the noise in token space."""
+        if self.noise_units == "token_rms" and self.space != "token":
+            raise ConfigError(
+                "noise_units",
+                "token_rms measures the patch tokens, so "
+                "it needs space: token; use noise_units: absolute in image space.",
+            )
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         """Load the noise with the checkpoint's shape (the buffer is empty before a synthesis)."""

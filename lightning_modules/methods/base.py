@@ -34,6 +34,15 @@ class FinetuneMethod(nn.Module, ABC):
     adapter_config: AdapterConfig | None = None
     """How this method adapts layers (LoRA/DoRA), so exports can rebuild and merge them."""
 
+    def check_fields(self) -> None:
+        """Refuse combinations of this method's options (none here).
+
+        Each option alone is checked by its type (:mod:`robust_vit.ranges`); this is the one place
+        for rules across options. It raises :class:`~robust_vit.errors.ConfigError` with the field
+        relative to the method's ``init_args`` and runs after construction, or, when the CLI builds
+        the method, from its owner (the classifier, a Composite, SAFER), which adds the real key.
+        """
+
     def summary(self) -> dict[str, Any]:
         """What the run's record keeps of the method after fit (``fit.method``; none here)."""
         return {}

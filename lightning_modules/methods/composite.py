@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from lightning_modules.methods.base import Batch, FinetuneMethod
 from robust_vit.errors import ConfigError
-from robust_vit.ranges import NonNegativeFloat
+from robust_vit.ranges import NonNegativeFloat, check_ranges, fields_under
 
 if TYPE_CHECKING:
     from lightning_modules.classifier import ViTClassifier
@@ -45,35 +45,40 @@ class Composite(FinetuneMethod):
         weights: one weight per term (None: all 1).
     """
 
+    @check_ranges(FIELD)
     def __init__(
         self, terms: list[FinetuneMethod], weights: list[NonNegativeFloat] | None = None
     ) -> None:
         super().__init__()
+        self.terms = nn.ModuleList(terms)
+        self.weights = [1.0] * len(terms) if weights is None else [float(w) for w in weights]
+        self.names = term_names(terms)
+
+    def check_fields(self) -> None:
+        """At least two terms, each returning a loss and valid itself, and one weight per term."""
+        terms: list[FinetuneMethod] = list(self.terms)  # type: ignore[arg-type]
         if len(terms) < 2:
             raise ConfigError(
-                f"{FIELD}.terms",
+                "terms",
                 f"needs at least two methods, got {len(terms)}; "
                 "a single method is used directly as model.method.",
             )
         for i, term in enumerate(terms):
             if not term.automatic_optimization:
                 raise ConfigError(
-                    f"{FIELD}.terms[{i}]",
+                    f"terms[{i}]",
                     f"{type(term).__name__} steps its own "
                     "optimizer, so its loss cannot be added to others; make the "
                     "composite SAFER's `loss` instead.",
                 )
-        if weights is not None and len(weights) != len(terms):
+            with fields_under(f"terms[{i}].init_args"):
+                term.check_fields()
+        if len(self.weights) != len(terms):
             raise ConfigError(
-                f"{FIELD}.weights",
-                f"has {len(weights)} values for {len(terms)} "
+                "weights",
+                f"has {len(self.weights)} values for {len(terms)} "
                 "terms: give one weight per term, or leave it null.",
             )
-        if weights is not None and any(w < 0 for w in weights):
-            raise ConfigError(f"{FIELD}.weights", f"must be non-negative, got {weights}.")
-        self.terms = nn.ModuleList(terms)
-        self.weights = [1.0] * len(terms) if weights is None else [float(w) for w in weights]
-        self.names = term_names(terms)
 
     def summary(self) -> dict[str, Any]:
         """Each term's method, weight and own summary."""

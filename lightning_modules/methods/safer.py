@@ -59,6 +59,7 @@ from robust_vit.ranges import (
     PositiveInt,
     RightOpenUnitInterval,
     check_ranges,
+    fields_under,
 )
 from robust_vit.sam import SAM
 from robust_vit.sharpness import (
@@ -152,19 +153,6 @@ class SAFER(AdversarialMethod):
         **attack: Any,
     ) -> None:
         super().__init__(**attack)
-        if adapter is not None:
-            if adapter not in ("lora", "dora"):
-                raise ConfigError(
-                    f"{FIELD}.adapter", f"must be 'lora', 'dora' or null, got {adapter!r}."
-                )
-            check_available(f"{FIELD}.adapter")
-        if loss is not None and not loss.automatic_optimization:
-            raise ConfigError(
-                f"{FIELD}.loss",
-                f"{type(loss).__name__} steps its own optimizer, "
-                "so it cannot be the loss SAFER minimises; give a method that "
-                "returns a loss (ERM, PGDAT, TRADES, ANF, Composite).",
-            )
         self.adapter_config = (
             None
             if adapter is None
@@ -189,6 +177,23 @@ class SAFER(AdversarialMethod):
         self.selections: list[dict[str, Any]] = []
         self.num_candidates = 0
         self.trainable_params = 0
+
+    def check_fields(self) -> None:
+        """Adapters need ``peft``; the loss must return a loss, and be valid itself."""
+        if self.adapter_config is not None:
+            check_available("adapter")
+        loss = self.loss
+        if loss is None:
+            return
+        if not loss.automatic_optimization:
+            raise ConfigError(
+                "loss",
+                f"{type(loss).__name__} steps its own optimizer, "
+                "so it cannot be the loss SAFER minimises; give a method that "
+                "returns a loss (ERM, PGDAT, TRADES, ANF, Composite).",
+            )
+        with fields_under("loss.init_args"):
+            loss.check_fields()
 
     # -- checkpointed state -------------------------------------------------------------------
     def get_extra_state(self) -> dict[str, Any]:
