@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Literal
 
 import lightning as L
 import torch
@@ -44,11 +45,9 @@ class ImageClassificationDataModule(L.LightningDataModule, ABC):
         val_fraction: ZeroToHalf = 0.1,
         split_seed: int = 0,
         img_size: AtLeast8 = 32,
-        in_chans: int = 3,
+        in_chans: Literal[1, 3] = 3,
     ) -> None:
         super().__init__()
-        if in_chans not in (1, 3):
-            raise ConfigError("data.in_chans", f"must be 1 or 3, got {in_chans}.")
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.val_fraction = val_fraction
