@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from lightning_modules.logger_media import log_png
-from lightning_modules.methods.base import Batch, FinetuneMethod
+from lightning_modules.methods.base import Batch, FinetuneMethod, train_loader
 from robust_vit.anf import (
     SynthesisResult,
     apply_noise,
@@ -97,6 +97,10 @@ class ANF(FinetuneMethod):
     every synthesis the rounds so far (noise norm, eps reached, agreement) are drawn as
     ``<log_dir>/anf_rounds.png`` and logged as the image ``anf/rounds``.
     """
+
+    noise: Tensor
+    current_round: Tensor
+    stats: Tensor
 
     @check_ranges(FIELD)
     def __init__(
@@ -197,7 +201,7 @@ class ANF(FinetuneMethod):
         the training loader (whose workers may persist) is never touched.
         """
         trainer = module.trainer
-        train = trainer.train_dataloader
+        train = train_loader(module)
         sampler = RoundSampler(
             train.dataset, self.run_seed(), round_index, trainer.world_size, trainer.global_rank
         )
@@ -222,7 +226,7 @@ class ANF(FinetuneMethod):
         first = next(images)
         rms = token_rms(module.model, first) if self.space == "token" else math.nan
         scale = rms if self.noise_units == "token_rms" else 1.0
-        kwargs = {
+        kwargs: dict[str, Any] = {
             "eps": self.eps,
             "max_steps": self.synthesis_budget(module),
             "space": self.space,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torch.optim import Optimizer
+from torch.utils.data import DataLoader
 
 from lightning_modules.optim import weight_decay_groups
 from robust_vit.adapters import AdapterConfig
@@ -16,6 +17,14 @@ if TYPE_CHECKING:
     from lightning_modules.classifier import ViTClassifier
 
 Batch = tuple[Tensor, Tensor]
+
+
+def train_loader(module: ViTClassifier) -> DataLoader:
+    """The trainer's training loader, which fit builds before the first training step."""
+    loader = module.trainer.train_dataloader
+    if loader is None:
+        raise RuntimeError("the training loader was asked for before fit built it.")
+    return loader
 
 
 class FinetuneMethod(nn.Module, ABC):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from torch import Tensor, nn
 
@@ -54,9 +54,14 @@ class Composite(FinetuneMethod):
         self.weights = [1.0] * len(terms) if weights is None else [float(w) for w in weights]
         self.names = term_names(terms)
 
+    @property
+    def methods(self) -> list[FinetuneMethod]:
+        """The terms as methods (iterating the ``nn.ModuleList`` types them as plain modules)."""
+        return cast(list[FinetuneMethod], list(self.terms))
+
     def check_fields(self) -> None:
         """At least two terms, each returning a loss and valid itself, and one weight per term."""
-        terms: list[FinetuneMethod] = list(self.terms)  # type: ignore[arg-type]
+        terms = self.methods
         if len(terms) < 2:
             raise ConfigError(
                 "terms",
@@ -85,30 +90,30 @@ class Composite(FinetuneMethod):
         return {
             "terms": [
                 {"name": name, "method": type(term).__name__, "weight": weight, **term.summary()}
-                for name, term, weight in zip(self.names, self.terms, self.weights, strict=True)
+                for name, term, weight in zip(self.names, self.methods, self.weights, strict=True)
             ]
         }
 
     def on_fit_start(self, module: ViTClassifier) -> None:
         """Let every term check and prepare itself."""
-        for term in self.terms:
+        for term in self.methods:
             term.on_fit_start(module)
 
     def on_train_epoch_start(self, module: ViTClassifier) -> None:
         """Let every term act at the epoch boundary."""
-        for term in self.terms:
+        for term in self.methods:
             term.on_train_epoch_start(module)
 
     def on_load_checkpoint(self, module: ViTClassifier, checkpoint: dict[str, Any]) -> None:
         """Let every term prepare for the checkpoint's weights."""
-        for term in self.terms:
+        for term in self.methods:
             term.on_load_checkpoint(module, checkpoint)
 
     def training_step(
         self, module: ViTClassifier, batch: Batch, batch_idx: int
     ) -> dict[str, Tensor]:
         """Every term's step on the batch; the weighted sum of their losses."""
-        outs = [term.training_step(module, batch, batch_idx) for term in self.terms]
+        outs = [term.training_step(module, batch, batch_idx) for term in self.methods]
         loss = sum(
             (w * out["loss"] for w, out in zip(self.weights, outs, strict=True)),
             start=outs[0]["loss"].new_zeros(()),

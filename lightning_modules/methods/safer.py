@@ -25,18 +25,19 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from enum import Enum
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.optim import Optimizer
 
 from lightning_modules.layer_logging import log_layer_scores
 from lightning_modules.methods.adversarial import FIELD, AdversarialMethod
-from lightning_modules.methods.base import Batch, FinetuneMethod
+from lightning_modules.methods.base import Batch, FinetuneMethod, train_loader
 from lightning_modules.optim import weight_decay_groups
 from robust_vit.adapters import (
     AdapterConfig,
@@ -293,8 +294,13 @@ class SAFER(AdversarialMethod):
     def score(self, module: ViTClassifier) -> dict[str, float]:
         """Layer scores on the fixed scoring subset, averaged over DDP ranks."""
         trainer = module.trainer
-        loader = trainer.train_dataloader
+        loader = train_loader(module)
         batch_size = self.score_batch_size or loader.batch_size
+        if batch_size is None:
+            raise ConfigError(
+                f"{FIELD}.score_batch_size",
+                "the training loader batches by a sampler, not a size: set score_batch_size.",
+            )
         batches = [
             (x.to(module.device), y.to(module.device))
             for x, y in fixed_batches(
@@ -401,7 +407,7 @@ class SAFER(AdversarialMethod):
     ) -> dict[str, Tensor]:
         """One SAM (or base) step of the selected layers on PGD examples made at w."""
         x, _ = batch
-        opt = module.optimizers()
+        opt = cast(LightningOptimizer, module.optimizers())  # SAFER builds one optimizer
         params = [p for group in opt.optimizer.param_groups for p in group["params"]]
         loss_at_weights = self._loss_function(module, batch, batch_idx)
         module.model.zero_grad(set_to_none=True)
