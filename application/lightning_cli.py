@@ -21,8 +21,9 @@ from application.preflight import (
 )
 from callbacks.results import ResultRecord
 from callbacks.selection import Rule, ValidationLedger, monitored_checkpoint, select_weights
+from lightning_modules.methods import FinetuneMethod
 from robust_vit.errors import ConfigError, TrainingFault
-from robust_vit.ranges import PositiveInt
+from robust_vit.ranges import PositiveInt, checked_by_owner
 from robust_vit.records import RECORD_NAME
 
 
@@ -102,6 +103,15 @@ class RobustViTCLI(LightningCLI):
         if config.get("name") and isinstance(loggers, list):
             for logger in loggers:
                 logger.init_args.name = config.name
+
+    def instantiate_classes(self) -> None:
+        """Build the configured objects; each method's rules across fields are checked by its owner.
+
+        jsonargparse builds a Composite's terms before the Composite, so only the owner knows the
+        key a term's error must name (``model.method.init_args.terms[1].init_args...``).
+        """
+        with checked_by_owner(FinetuneMethod):
+            super().instantiate_classes()
 
     def _parse_ckpt_path(self) -> None:
         """Check ``--ckpt_path`` (exists, a checkpoint, loads safely) before Lightning reads it."""

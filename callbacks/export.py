@@ -12,6 +12,7 @@ from callbacks.selection import Rule, monitored_checkpoint, select_weights
 from robust_vit.adapters import has_adapters, merged_copy
 from robust_vit.errors import ConfigError
 from robust_vit.models import save_vit_weights
+from robust_vit.ranges import check_ranges
 
 VIT_PREFIX = "model.vit."
 
@@ -37,6 +38,7 @@ class ExportWeights(L.Callback):
         monitor: the metric ``best`` ranks by (None: the first monitored ``ModelCheckpoint``'s).
     """
 
+    @check_ranges("ExportWeights")
     def __init__(
         self,
         path: str = "artifacts/weights.safetensors",

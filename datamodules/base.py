@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -44,11 +45,9 @@ class ImageClassificationDataModule(L.LightningDataModule, ABC):
         val_fraction: ZeroToHalf = 0.1,
         split_seed: int = 0,
         img_size: AtLeast8 = 32,
-        in_chans: int = 3,
+        in_chans: Literal[1, 3] = 3,
     ) -> None:
         super().__init__()
-        if in_chans not in (1, 3):
-            raise ConfigError("data.in_chans", f"must be 1 or 3, got {in_chans}.")
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.val_fraction = val_fraction
@@ -112,7 +111,7 @@ class ImageClassificationDataModule(L.LightningDataModule, ABC):
                 + (", or set 0 to train without validation." if stage == "fit" else "."),
             )
 
-    def _loader(self, dataset: Dataset | None, **kwargs: object) -> DataLoader:
+    def _loader(self, dataset: Dataset | None, **kwargs: Any) -> DataLoader:
         if dataset is None:
             raise RuntimeError("setup() must run before the loaders are requested.")
         # A generator of its own: iterating a loader never draws from the global RNG.
@@ -123,25 +122,21 @@ class ImageClassificationDataModule(L.LightningDataModule, ABC):
             generator=torch.Generator().manual_seed(0),
             persistent_workers=self.num_workers > 0,
             **kwargs,
-        )  # type: ignore[arg-type]
+        )
 
     def train_dataloader(self) -> DataLoader:
         """This rank's shuffled training batches, fixed by the run seed and the epoch."""
         if self.data_seed is None:
             self.data_seed = torch.initial_seed() % 2**63
+        if self.train_set is None:
+            raise RuntimeError("setup() must run before the loaders are requested.")
         trainer = self.trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
         sampler = ResumableSampler(
-            self.train_set,
-            world,
-            rank,  # type: ignore[arg-type]
-            self.data_seed,
-            resume_offset=self._trained_this_epoch,
+            self.train_set, world, rank, self.data_seed, resume_offset=self._trained_this_epoch
         )
         return self._loader(
-            SeededItems(self.train_set, self.data_seed),  # type: ignore[arg-type]
-            sampler=sampler,
-            drop_last=True,
+            SeededItems(self.train_set, self.data_seed), sampler=sampler, drop_last=True
         )
 
     def _trained_this_epoch(self) -> int:
@@ -152,10 +147,11 @@ class ImageClassificationDataModule(L.LightningDataModule, ABC):
         trainer = self.trainer
         if trainer is None or not trainer.fit_loop.restarting:
             return 0
-        epochs = trainer.fit_loop.epoch_progress.total
+        loop: Any = trainer.fit_loop  # its progress trackers are typed as their base class
+        epochs = loop.epoch_progress.total
         if epochs.processed != epochs.started - 1:  # the checkpoint is from an epoch's end
             return 0
-        return trainer.fit_loop.epoch_loop.batch_progress.current.processed * self.batch_size
+        return loop.epoch_loop.batch_progress.current.processed * self.batch_size
 
     def val_dataloader(self) -> DataLoader | list:
         """Validation batches (none when ``val_fraction`` is 0)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -13,7 +14,7 @@ from torchvision.datasets import CIFAR10, CIFAR100
 from datamodules.base import ImageClassificationDataModule
 from datamodules.tensor_images import TensorImageDataset
 from robust_vit.errors import ConfigError
-from robust_vit.ranges import AtLeast8, NonNegativeInt, PositiveInt, ZeroToHalf
+from robust_vit.ranges import check_ranges
 
 
 def read_cifar(folder: Path, num_classes: int, train: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -53,24 +54,16 @@ class CIFARDataModule(ImageClassificationDataModule):
         **kwargs: batch size, split and shape options of the base datamodule.
     """
 
+    @check_ranges("data")
     def __init__(
         self,
         data_dir: str = "data/cifar",
-        num_classes: int = 10,
+        num_classes: Literal[10, 100] = 10,
         download: bool = False,
         augment: bool = True,
-        batch_size: PositiveInt = 128,
-        num_workers: NonNegativeInt = 0,
-        val_fraction: ZeroToHalf = 0.1,
-        split_seed: int = 0,
-        img_size: AtLeast8 = 32,
-        in_chans: int = 3,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(batch_size, num_workers, val_fraction, split_seed, img_size, in_chans)
-        if num_classes not in (10, 100):
-            raise ConfigError(
-                "data.num_classes", f"CIFAR has 10 or 100 classes, not {num_classes}."
-            )
+        super().__init__(**kwargs)
         self.num_classes = num_classes
         self.data_dir = Path(data_dir).expanduser()
         self.download = download

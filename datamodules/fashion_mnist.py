@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from datamodules.base import ImageClassificationDataModule
 from datamodules.idx import read_idx
 from datamodules.tensor_images import TensorImageDataset
 from robust_vit.errors import ConfigError
-from robust_vit.ranges import AtLeast8, NonNegativeInt, PositiveInt, ZeroToHalf, check_ranges
+from robust_vit.ranges import PositiveInt, check_ranges
 
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -94,6 +95,7 @@ class FashionMNISTDataModule(ImageClassificationDataModule):
         data_dir: folder with the four idx files; default: the Debian package's folder.
         augment: random shifts and horizontal flips on the training split.
         limit_train: keep only the first N training images (for quick runs; None keeps all).
+        in_chans: channels the model receives (1 here by default: the images are grey).
         **kwargs: batch size, split and shape options of
             :class:`~datamodules.base.ImageClassificationDataModule`.
     """
@@ -106,14 +108,10 @@ class FashionMNISTDataModule(ImageClassificationDataModule):
         data_dir: str | None = None,
         augment: bool = True,
         limit_train: PositiveInt | None = None,
-        batch_size: PositiveInt = 128,
-        num_workers: NonNegativeInt = 0,
-        val_fraction: ZeroToHalf = 0.1,
-        split_seed: int = 0,
-        img_size: AtLeast8 = 32,
-        in_chans: int = 1,
+        in_chans: Literal[1, 3] = 1,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(batch_size, num_workers, val_fraction, split_seed, img_size, in_chans)
+        super().__init__(in_chans=in_chans, **kwargs)
         self.data_dir = self._resolve_data_dir(data_dir)
         self.augment = augment
         self.limit_train = limit_train

@@ -9,9 +9,9 @@ import numpy as np
 
 from robust_vit.errors import ConfigError
 
-_DTYPES = {
-    0x08: np.uint8,
-    0x09: np.int8,
+_DTYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),
     0x0C: np.dtype(">i4"),
     0x0D: np.dtype(">f4"),
@@ -31,7 +31,7 @@ def read_idx(path: Path, field: str = "data.data_dir") -> np.ndarray:
         ) from err
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
         raise ConfigError(field, f"{str(path)!r} is not an idx file (bad magic number).")
-    dtype, ndim = np.dtype(_DTYPES[raw[2]]), raw[3]
+    dtype, ndim = _DTYPES[raw[2]], raw[3]
     header = 4 + 4 * ndim
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = header + int(np.prod(shape)) * dtype.itemsize

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
@@ -77,6 +78,10 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         verify_images: at setup, check that every file of the splits in use opens as an image
             (PIL's ``verify``: headers and checksums, no decoding), so that a corrupt file fails
             before training rather than mid-epoch. Turn it off for very large folders.
+        num_workers: loader worker processes (8 here by default: decoding JPEGs needs them).
+        val_fraction: share of the training folder held out for validation (0.01 here by
+            default: ImageNet's training set is large).
+        img_size: side of the square images the model receives (224 here by default).
         **kwargs: batch size, split and shape options of the base datamodule.
     """
 
@@ -89,14 +94,14 @@ class ImageFolderDataModule(ImageClassificationDataModule):
         test_split: str = "val",
         crop_fraction: LeftOpenUnitInterval = 0.875,
         verify_images: bool = True,
-        batch_size: PositiveInt = 128,
         num_workers: NonNegativeInt = 8,
         val_fraction: ZeroToHalf = 0.01,
-        split_seed: int = 0,
         img_size: AtLeast8 = 224,
-        in_chans: int = 3,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(batch_size, num_workers, val_fraction, split_seed, img_size, in_chans)
+        super().__init__(
+            num_workers=num_workers, val_fraction=val_fraction, img_size=img_size, **kwargs
+        )
         self.data_dir = Path(data_dir).expanduser()
         for split in (train_split, test_split):
             if not (self.data_dir / split).is_dir():

@@ -16,7 +16,13 @@ from lightning_modules.methods import ERM, Batch, FinetuneMethod
 from lightning_modules.optim import weight_decay_groups
 from robust_vit.errors import ConfigError
 from robust_vit.models import NormalizedViT, create_vit, default_normalization
-from robust_vit.ranges import PositiveFloat, PositiveInt, RightOpenUnitInterval, check_ranges
+from robust_vit.ranges import (
+    PositiveFloat,
+    PositiveInt,
+    RightOpenUnitInterval,
+    check_ranges,
+    fields_under,
+)
 from robust_vit.rng import capture_rng_states, restore_rng_states
 from robust_vit.schedules import NeedsTotalSteps
 
@@ -71,9 +77,11 @@ class ViTClassifier(L.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__()
+        self.method = method if method is not None else ERM()
+        with fields_under("model.method.init_args"):
+            self.method.check_fields()
         self.save_hyperparameters(ignore=["method", "optimizer", "lr_scheduler"])
         self.model = self.configure_model_from_hparams()
-        self.method = method if method is not None else ERM()
         self.automatic_optimization = self.method.automatic_optimization
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler

@@ -1,10 +1,16 @@
-"""Declared ranges of the numeric options: jsonargparse restricted types, checked in two places.
+"""The one validation path of the options: declared types, and rules across fields per class.
 
-A constructor argument annotated with one of these types is checked by jsonargparse when the
-CLI parses it (exit code 2, the key named, the range shown in ``--help``), and again by
+A single-field rule is a type: a jsonargparse restricted number type below, or a ``Literal``. A
+constructor argument annotated with one is checked by jsonargparse when the CLI parses it (exit
+code 2, the key named, the choices or range shown in ``--help``), and again by
 :func:`check_ranges` when the class is built from Python. Either way the constructor receives a
 plain ``int`` or ``float``: jsonargparse's restricted instances do not load back from a
 ``weights_only`` checkpoint or a safe YAML dump.
+
+A rule across fields lives in one place per class, its ``check_fields()`` method, which raises
+:class:`ConfigError` with a field relative to the class's arguments; :func:`check_ranges` runs it
+after construction and an owner (the classifier, a Composite, SAFER) runs it for what it holds
+under :func:`fields_under`, so the error names the dotted key the user typed.
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ import functools
 import inspect
 import types
 import typing
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 from robust_vit.errors import ConfigError
 
@@ -92,47 +100,110 @@ __all__ = [
     "RightOpenUnitInterval",
     "ZeroToHalf",
     "check_ranges",
+    "checked_by_owner",
+    "declared_fields",
+    "fields_under",
 ]
 
 Init = TypeVar("Init", bound=Callable[..., None])
+Check = Callable[[str, Any], Any]
+"""Checks one value for the field it names; returns it plain, or raises :class:`ConfigError`."""
+
+_checked_by_owner: ContextVar[tuple[type, ...]] = ContextVar("checked_by_owner", default=())
 
 
-def _restricted(hint: Any) -> tuple[type, bool] | None:
-    """The restricted number type in ``hint`` and whether it types a sequence's items."""
+def _check_number(kind: type) -> Check:
+    def check(field: str, value: Any) -> int | float:
+        try:
+            kind(value)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(field, f"{err} ({kind.__name__}).") from err
+        return int(value) if issubclass(kind, int) else float(value)
+
+    return check
+
+
+def _check_choice(choices: tuple[Any, ...]) -> Check:
+    def check(field: str, value: Any) -> Any:
+        if not any(value == c and type(value) is type(c) for c in choices):
+            listed = ", ".join(repr(c) for c in choices)
+            raise ConfigError(field, f"must be one of {listed}; got {value!r}.")
+        return value
+
+    return check
+
+
+def _rule(hint: Any) -> tuple[Check, bool] | None:
+    """The check ``hint`` declares for one field, and whether it applies to each item of it."""
     args = typing.get_args(hint)
     origin = typing.get_origin(hint)
+    if origin is Literal:
+        return _check_choice(args), False
     if origin in (typing.Union, types.UnionType):
-        kinds = [k for k in (_restricted(a) for a in args if a is not type(None)) if k]
-        return kinds[0] if len(kinds) == 1 else None
+        rules = [r for r in (_rule(a) for a in args if a is not type(None)) if r]
+        return rules[0] if len(rules) == 1 else None
     if isinstance(origin, type) and issubclass(origin, Sequence) and len(args) == 1:
-        item = _restricted(args[0])
+        item = _rule(args[0])
         return (item[0], True) if item and not item[1] else None
     if isinstance(hint, type) and issubclass(hint, int | float) and hint not in (int, float, bool):
-        return hint, False
+        return _check_number(hint), False
     return None
 
 
 @functools.cache
-def _ranged_arguments(init: Callable[..., None]) -> dict[str, tuple[type, bool]]:
+def _declared_rules(init: Callable[..., None]) -> dict[str, tuple[Check, bool]]:
     hints = typing.get_type_hints(init)
-    found = {name: _restricted(hint) for name, hint in hints.items() if name != "return"}
-    return {name: kind for name, kind in found.items() if kind is not None}
+    found = {name: _rule(hint) for name, hint in hints.items() if name != "return"}
+    return {name: rule for name, rule in found.items() if rule is not None}
 
 
-def _plain(field: str, value: Any, kind: type) -> int | float:
-    """``value`` as a plain int or float, or a :class:`ConfigError` outside ``kind``'s range."""
+def declared_fields(init: Callable[..., None]) -> list[str]:
+    """The arguments of ``init`` typed by a restricted number type or a Literal."""
+    return list(_declared_rules(init))
+
+
+def join(prefix: str, field: str) -> str:
+    """``prefix.field``; ``field`` alone when there is no prefix."""
+    return f"{prefix}.{field}" if prefix else field
+
+
+@contextmanager
+def fields_under(prefix: str) -> Iterator[None]:
+    """Re-raise a :class:`ConfigError` of the block with its field under ``prefix``.
+
+    An owner checks what it holds this way: a Composite its ``terms[i].init_args``, the
+    classifier its ``method.init_args``, so the error names the key the user typed.
+    """
     try:
-        kind(value)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(field, f"{err} ({kind.__name__}).") from err
-    return int(value) if issubclass(kind, int) else float(value)
+        yield
+    except ConfigError as err:
+        raise ConfigError(join(prefix, err.field), err.message) from err
+
+
+@contextmanager
+def checked_by_owner(*kinds: type) -> Iterator[None]:
+    """Within the block, objects of ``kinds`` leave their ``check_fields`` to their owner.
+
+    jsonargparse builds nested objects first (a Composite's terms before the Composite), so a
+    term checking itself could only name a guessed key; its owner, built after it, checks it
+    under the real one.
+    """
+    token = _checked_by_owner.set(_checked_by_owner.get() + kinds)
+    try:
+        yield
+    finally:
+        _checked_by_owner.reset(token)
 
 
 def check_ranges(prefix: str) -> Callable[[Init], Init]:
-    """Decorate an ``__init__``: check its restricted-type arguments, pass them on plain.
+    """Decorate an ``__init__``: check its typed arguments, then the rules across its fields.
 
-    An argument outside its range raises :class:`ConfigError` naming ``<prefix>.<argument>``;
-    ``None`` passes (``PositiveInt | None``), and a ``list[PositiveInt]`` is checked item by item.
+    An argument typed by a restricted number type or a Literal is checked against it before
+    ``__init__`` runs; outside its range or choices it raises :class:`ConfigError` naming
+    ``<prefix>.<argument>``. ``None`` passes (``PositiveInt | None``), a ``list[PositiveInt]`` is
+    checked item by item, and numbers arrive plain. After the most derived ``__init__``, the
+    object's ``check_fields()`` (its rules across fields, with fields relative to ``prefix``) runs,
+    unless :func:`checked_by_owner` leaves it to the object's owner.
     """
 
     def decorate(init: Init) -> Init:
@@ -141,17 +212,21 @@ def check_ranges(prefix: str) -> Callable[[Init], Init]:
         @functools.wraps(init)
         def checked(*args: Any, **kwargs: Any) -> None:
             bound = signature.bind(*args, **kwargs)
-            for name, (kind, is_sequence) in _ranged_arguments(init).items():
+            for name, (check, each) in _declared_rules(init).items():
                 value = bound.arguments.get(name)
                 if value is None:
                     continue
-                field = f"{prefix}.{name}"
+                field = join(prefix, name)
                 bound.arguments[name] = (
-                    [_plain(field, v, kind) for v in value]
-                    if is_sequence
-                    else _plain(field, value, kind)
+                    [check(field, v) for v in value] if each else check(field, value)
                 )
             init(*bound.args, **bound.kwargs)
+            self = args[0]
+            rules = getattr(self, "check_fields", None)
+            owned = isinstance(self, _checked_by_owner.get())
+            if rules is not None and type(self).__init__ is checked and not owned:
+                with fields_under(prefix):
+                    rules()
 
         return checked  # type: ignore[return-value]
 

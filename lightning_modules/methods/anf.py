@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from lightning_modules.logger_media import log_png
-from lightning_modules.methods.base import Batch, FinetuneMethod
+from lightning_modules.methods.base import Batch, FinetuneMethod, train_loader
 from robust_vit.anf import (
     SynthesisResult,
     apply_noise,
@@ -98,6 +98,10 @@ class ANF(FinetuneMethod):
     ``<log_dir>/anf_rounds.png`` and logged as the image ``anf/rounds``.
     """
 
+    noise: Tensor
+    current_round: Tensor
+    stats: Tensor
+
     @check_ranges(FIELD)
     def __init__(
         self,
@@ -117,16 +121,6 @@ class ANF(FinetuneMethod):
         noise_units: Literal["absolute", "token_rms"] = "absolute",
     ) -> None:
         super().__init__()
-        if noise_units == "token_rms" and space != "token":
-            raise ConfigError(
-                f"{FIELD}.noise_units",
-                "token_rms measures the patch tokens, so "
-                "it needs space: token; use noise_units: absolute in image space.",
-            )
-        if noise not in ("learned", "random"):
-            raise ConfigError(f"{FIELD}.noise", f"must be 'learned' or 'random', got {noise!r}.")
-        if space not in ("token", "image"):
-            raise ConfigError(f"{FIELD}.space", f"must be 'token' or 'image', got {space!r}.")
         self.eps, self.init_lim, self.noise_lr = eps, init_lim, noise_lr
         self.budget_fraction, self.max_synthesis_steps = budget_fraction, max_synthesis_steps
         self.rounds, self.steps_per_round = rounds, steps_per_round
@@ -138,6 +132,15 @@ class ANF(FinetuneMethod):
         self.register_buffer("noise", torch.zeros(0))
         self.register_buffer("current_round", torch.tensor(-1))
         self.register_buffer("stats", torch.zeros(len(STATS)))
+
+    def check_fields(self) -> None:
+        """Token-RMS units need the noise in token space."""
+        if self.noise_units == "token_rms" and self.space != "token":
+            raise ConfigError(
+                "noise_units",
+                "token_rms measures the patch tokens, so "
+                "it needs space: token; use noise_units: absolute in image space.",
+            )
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         """Load the noise with the checkpoint's shape (the buffer is empty before a synthesis)."""
@@ -198,7 +201,7 @@ class ANF(FinetuneMethod):
         the training loader (whose workers may persist) is never touched.
         """
         trainer = module.trainer
-        train = trainer.train_dataloader
+        train = train_loader(module)
         sampler = RoundSampler(
             train.dataset, self.run_seed(), round_index, trainer.world_size, trainer.global_rank
         )
@@ -223,7 +226,7 @@ class ANF(FinetuneMethod):
         first = next(images)
         rms = token_rms(module.model, first) if self.space == "token" else math.nan
         scale = rms if self.noise_units == "token_rms" else 1.0
-        kwargs = {
+        kwargs: dict[str, Any] = {
             "eps": self.eps,
             "max_steps": self.synthesis_budget(module),
             "space": self.space,

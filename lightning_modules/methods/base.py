@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torch.optim import Optimizer
+from torch.utils.data import DataLoader
 
 from lightning_modules.optim import weight_decay_groups
 from robust_vit.adapters import AdapterConfig
@@ -16,6 +17,14 @@ if TYPE_CHECKING:
     from lightning_modules.classifier import ViTClassifier
 
 Batch = tuple[Tensor, Tensor]
+
+
+def train_loader(module: ViTClassifier) -> DataLoader:
+    """The trainer's training loader, which fit builds before the first training step."""
+    loader = module.trainer.train_dataloader
+    if loader is None:
+        raise RuntimeError("the training loader was asked for before fit built it.")
+    return loader
 
 
 class FinetuneMethod(nn.Module, ABC):
@@ -33,6 +42,15 @@ class FinetuneMethod(nn.Module, ABC):
     automatic_optimization: ClassVar[bool] = True
     adapter_config: AdapterConfig | None = None
     """How this method adapts layers (LoRA/DoRA), so exports can rebuild and merge them."""
+
+    def check_fields(self) -> None:
+        """Refuse combinations of this method's options (none here).
+
+        Each option alone is checked by its type (:mod:`robust_vit.ranges`); this is the one place
+        for rules across options. It raises :class:`~robust_vit.errors.ConfigError` with the field
+        relative to the method's ``init_args`` and runs after construction, or, when the CLI builds
+        the method, from its owner (the classifier, a Composite, SAFER), which adds the real key.
+        """
 
     def summary(self) -> dict[str, Any]:
         """What the run's record keeps of the method after fit (``fit.method``; none here)."""

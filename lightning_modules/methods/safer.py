@@ -25,18 +25,19 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from enum import Enum
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.optim import Optimizer
 
 from lightning_modules.layer_logging import log_layer_scores
 from lightning_modules.methods.adversarial import FIELD, AdversarialMethod
-from lightning_modules.methods.base import Batch, FinetuneMethod
+from lightning_modules.methods.base import Batch, FinetuneMethod, train_loader
 from lightning_modules.optim import weight_decay_groups
 from robust_vit.adapters import (
     AdapterConfig,
@@ -59,6 +60,7 @@ from robust_vit.ranges import (
     PositiveInt,
     RightOpenUnitInterval,
     check_ranges,
+    fields_under,
 )
 from robust_vit.sam import SAM
 from robust_vit.sharpness import (
@@ -152,19 +154,6 @@ class SAFER(AdversarialMethod):
         **attack: Any,
     ) -> None:
         super().__init__(**attack)
-        if adapter is not None:
-            if adapter not in ("lora", "dora"):
-                raise ConfigError(
-                    f"{FIELD}.adapter", f"must be 'lora', 'dora' or null, got {adapter!r}."
-                )
-            check_available(f"{FIELD}.adapter")
-        if loss is not None and not loss.automatic_optimization:
-            raise ConfigError(
-                f"{FIELD}.loss",
-                f"{type(loss).__name__} steps its own optimizer, "
-                "so it cannot be the loss SAFER minimises; give a method that "
-                "returns a loss (ERM, PGDAT, TRADES, ANF, Composite).",
-            )
         self.adapter_config = (
             None
             if adapter is None
@@ -189,6 +178,23 @@ class SAFER(AdversarialMethod):
         self.selections: list[dict[str, Any]] = []
         self.num_candidates = 0
         self.trainable_params = 0
+
+    def check_fields(self) -> None:
+        """Adapters need ``peft``; the loss must return a loss, and be valid itself."""
+        if self.adapter_config is not None:
+            check_available("adapter")
+        loss = self.loss
+        if loss is None:
+            return
+        if not loss.automatic_optimization:
+            raise ConfigError(
+                "loss",
+                f"{type(loss).__name__} steps its own optimizer, "
+                "so it cannot be the loss SAFER minimises; give a method that "
+                "returns a loss (ERM, PGDAT, TRADES, ANF, Composite).",
+            )
+        with fields_under("loss.init_args"):
+            loss.check_fields()
 
     # -- checkpointed state -------------------------------------------------------------------
     def get_extra_state(self) -> dict[str, Any]:
@@ -288,8 +294,13 @@ class SAFER(AdversarialMethod):
     def score(self, module: ViTClassifier) -> dict[str, float]:
         """Layer scores on the fixed scoring subset, averaged over DDP ranks."""
         trainer = module.trainer
-        loader = trainer.train_dataloader
+        loader = train_loader(module)
         batch_size = self.score_batch_size or loader.batch_size
+        if batch_size is None:
+            raise ConfigError(
+                f"{FIELD}.score_batch_size",
+                "the training loader batches by a sampler, not a size: set score_batch_size.",
+            )
         batches = [
             (x.to(module.device), y.to(module.device))
             for x, y in fixed_batches(
@@ -396,7 +407,7 @@ class SAFER(AdversarialMethod):
     ) -> dict[str, Tensor]:
         """One SAM (or base) step of the selected layers on PGD examples made at w."""
         x, _ = batch
-        opt = module.optimizers()
+        opt = cast(LightningOptimizer, module.optimizers())  # SAFER builds one optimizer
         params = [p for group in opt.optimizer.param_groups for p in group["params"]]
         loss_at_weights = self._loss_function(module, batch, batch_idx)
         module.model.zero_grad(set_to_none=True)

@@ -83,14 +83,18 @@ class TRADES(AdversarialMethod):
         **attack: Any,
     ) -> None:
         super().__init__(**attack)
-        if start is not None and not self.random_init:
+        self.beta = beta
+        self.start_option = start
+        self.start: Start | None = (start or "reference") if self.random_init else None
+
+    def check_fields(self) -> None:
+        """A random start needs ``random_init``."""
+        if self.start_option is not None and not self.random_init:
             raise ConfigError(
-                f"{FIELD}.start",
-                f"{start!r} is a random start but random_init is "
+                "start",
+                f"{self.start_option!r} is a random start but random_init is "
                 "false: leave start unset, or set random_init: true.",
             )
-        self.beta = beta
-        self.start: Start | None = (start or "reference") if self.random_init else None
 
     def attack(
         self, module: ViTClassifier, x: Tensor, target: Tensor, loss_fn: LossFn = ce_loss
