@@ -42,7 +42,11 @@ def check_gradients_enabled(trainer: L.Trainer, stage: str, field: str) -> None:
 
 def eval_dataset(trainer: L.Trainer, stage: str) -> Dataset | None:
     """The dataset of the stage's evaluation loader (test set for test, validation set in fit)."""
-    loaders = trainer.test_dataloaders if stage == "test" else trainer.val_dataloaders
+    return loader_dataset(trainer.test_dataloaders if stage == "test" else trainer.val_dataloaders)
+
+
+def loader_dataset(loaders: object) -> Dataset | None:
+    """The dataset of a loader, or of the first of a list of loaders (None if there is none)."""
     if isinstance(loaders, list | tuple):
         loaders = loaders[0] if loaders else None
     return loaders.dataset if isinstance(loaders, DataLoader) else None
