@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from lightning_modules.classifier import ViTClassifier
 from lightning_modules.logger_media import log_png, log_table
 from robust_vit.attacks import wilson_interval
 from robust_vit.errors import ConfigError
@@ -38,6 +39,13 @@ def check_gradients_enabled(trainer: L.Trainer, stage: str, field: str) -> None:
             f"is true, so {field} would attack without gradients during {stage}. Set "
             "`trainer.inference_mode: false` (the experiments/eval/*.yaml files do).",
         )
+
+
+def classifier(pl_module: L.LightningModule) -> ViTClassifier:
+    """The module as the :class:`ViTClassifier` the callbacks that read its model need."""
+    if not isinstance(pl_module, ViTClassifier):
+        raise TypeError(f"needs a ViTClassifier, got {type(pl_module).__name__}")
+    return pl_module
 
 
 def eval_dataset(trainer: L.Trainer, stage: str) -> Dataset | None:

@@ -7,6 +7,7 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 
+from callbacks.evaluation import classifier
 from callbacks.results import record_path
 from robust_vit.nullspace_report import markdown_table, nullspace_report, plot_report
 from robust_vit.ranges import PositiveAtMost2, PositiveFloat, PositiveInt, check_ranges
@@ -67,7 +68,7 @@ class NullspaceAnalysis(L.Callback):
                     break
             x = torch.cat(images)[: self.num_images].to(pl_module.device)
             report = nullspace_report(
-                pl_module.model,
+                classifier(pl_module).model,
                 x,
                 noise_scale=self.noise_scale,
                 eps=self.eps,

@@ -58,7 +58,7 @@ def nullspace_report(
         clean = model(x)
         exact = (
             sample_nullspace_noise(
-                space, len(x), tuple(x.shape[-2:]), scale=noise_scale, generator=gen
+                space, len(x), (x.shape[-2], x.shape[-1]), scale=noise_scale, generator=gen
             ).to(x)
             * model.std
         )
