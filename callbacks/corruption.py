@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from callbacks.evaluation import (
     StagedEvaluation,
     check_stages,
     eval_dataset,
+    loader_dataset,
     log_plot,
     log_scalars,
     proportion,
@@ -29,12 +29,14 @@ from callbacks.results import record_path
 from datamodules.corruptions import cifar_c_dataset, open_cifar_c
 from robust_vit.corruptions import (
     CORRUPTIONS,
+    MIN_SIDE,
     SEVERITIES,
     alexnet_reference,
     check_corruptions,
     corruption_metrics,
     reference_from_record,
     render_corruptions,
+    renderer_version,
 )
 from robust_vit.errors import ConfigError
 from robust_vit.plots import corruption_heatmap
@@ -49,11 +51,12 @@ class CorruptionEval(StagedEvaluation):
 
     With ``data_dir`` it reads a pre-rendered set in the CIFAR-10-C layout (CIFAR-10-C,
     CIFAR-100-C). Without it, the first ``num_examples`` images of the stage's dataset are
-    corrupted once (rank zero, seeded per image) into ``cache_dir`` and read back from there.
+    corrupted once (rank zero, seeded per image, when the trainer sets up) into a folder of
+    ``cache_dir`` named by a hash of the images, labels, seed and renderer, and read from there.
 
     Args:
         data_dir: folder of a pre-rendered set (``<corruption>.npy`` + ``labels.npy``).
-        cache_dir: where rendered sets are cached (one subfolder per source and seed).
+        cache_dir: where rendered sets are cached (one subfolder per content hash).
         corruptions: names to evaluate (default: all 15).
         severities: severities to evaluate (default: 1..5).
         num_examples: images per corruption and severity (the first ones).
@@ -90,41 +93,55 @@ class CorruptionEval(StagedEvaluation):
                 "corruptions.reference",
                 f"{reference!r} is neither 'alexnet' nor a results.json file.",
             )
-        if data_dir is not None and not Path(data_dir).is_dir():
-            raise ConfigError("corruptions.data_dir", f"{data_dir!r} is not a directory.")
-        for name in self.corruptions if data_dir is not None else []:
-            open_cifar_c(data_dir, name, "corruptions.data_dir")
+        if data_dir is not None:
+            if not Path(data_dir).is_dir():
+                raise ConfigError("corruptions.data_dir", f"{data_dir!r} is not a directory.")
+            for name in self.corruptions:
+                open_cifar_c(data_dir, name, "corruptions.data_dir")
         self.data_dir, self.cache_dir = data_dir, Path(cache_dir)
         self.num_examples, self.seed, self.reference = num_examples, seed, reference
         self.every_n_epochs, self.stages = every_n_epochs, list(stages)
         self.batch_size, self.section = batch_size, section
+        self._folders: dict[str, Path] = {}
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Find or render the stage's corruption set before any compute (rank zero renders)."""
+        datamodule = trainer.datamodule  # type: ignore[attr-defined]  # Lightning sets it per run
+        if self.data_dir is None and stage in self.stages and datamodule is not None:
+            dataset = loader_dataset(
+                datamodule.test_dataloader() if stage == "test" else datamodule.val_dataloader()
+            )
+            self._folders[stage] = self._render(trainer, dataset, stage)
 
     def source_folder(self, trainer: L.Trainer, stage: str) -> Path:
-        """The pre-rendered folder, or the cache rendered from the stage's images (rank zero)."""
+        """The pre-rendered folder, or the set rendered from the stage's images."""
         if self.data_dir is not None:
             return Path(self.data_dir)
-        dataset = eval_dataset(trainer, stage)
+        if stage not in self._folders:  # loaders given to the trainer, not by a datamodule
+            self._folders[stage] = self._render(trainer, eval_dataset(trainer, stage), stage)
+        return self._folders[stage]
+
+    def _render(self, trainer: L.Trainer, dataset: Dataset | None, stage: str) -> Path:
+        """Render the first images (rank zero) into the cache folder keyed by their content."""
         if dataset is None:
             raise ConfigError("data", f"CorruptionEval needs a {stage} dataset; none was found.")
-        n = min(self.num_examples, len(dataset))  # type: ignore[arg-type]
-        key = json.dumps(
-            [
-                type(dataset).__name__,
-                stage,
-                n,
-                self.seed,
-                trainer.datamodule.__class__.__name__ if trainer.datamodule else None,
-            ]
-        )
-        folder = self.cache_dir / hashlib.sha1(key.encode()).hexdigest()[:12]
+        height, width = dataset[0][0].shape[-2:]
+        if min(height, width) < MIN_SIDE:
+            raise ConfigError(
+                "data.img_size",
+                f"the {stage} images are {height}x{width} px; rendering corruptions needs at "
+                f"least {MIN_SIDE}. Raise data.img_size, or point corruptions.data_dir at a "
+                "pre-rendered set.",
+            )
+        renderer_version("corruptions")  # the renderer is installed, on every rank
+        folder = ""
         if trainer.is_global_zero:
+            n = min(self.num_examples, len(dataset))  # type: ignore[arg-type]
             images, labels = zip(*(dataset[i] for i in range(n)), strict=True)
             x = torch.stack(images).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-            render_corruptions(
-                x, np.asarray([int(v) for v in labels]), folder, self.corruptions, self.seed
-            )
-        trainer.strategy.barrier("corruption_cache")
-        return folder
+            y = np.asarray([int(v) for v in labels], dtype=np.int64)
+            folder = str(render_corruptions(x, y, self.cache_dir, self.corruptions, self.seed))
+        return Path(trainer.strategy.broadcast(folder))
 
     def evaluate(
         self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str
@@ -138,7 +155,7 @@ class CorruptionEval(StagedEvaluation):
         clean = eval_dataset(trainer, stage)
         for name in self.corruptions:
             for severity in self.severities:
-                data = cifar_c_dataset(folder, name, severity, hp.img_size, hp.in_chans)
+                data = cifar_c_dataset(folder, name, severity, hp["img_size"], hp["in_chans"])
                 correct, n = self._count(trainer, pl_module, data)
                 counts[(name, str(severity))] = correct
         if clean is not None:
@@ -158,7 +175,7 @@ class CorruptionEval(StagedEvaluation):
             "accuracy": accuracy,
             "seconds": round(time.perf_counter() - start, 2),
         }
-        acc_values = {c: {s: v["acc"] for s, v in by.items()} for c, by in accuracy.items()}
+        acc_values = {c: {int(s): v["acc"] for s, v in by.items()} for c, by in accuracy.items()}
         result.update(corruption_metrics(acc_values, clean_acc, self._reference()))
         prefix = "test" if stage == "test" else "val"
         scalars = {f"{prefix}/{self.section}/mean_acc": result["mean_accuracy"]}

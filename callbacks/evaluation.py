@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from lightning_modules.classifier import ViTClassifier
 from lightning_modules.logger_media import log_png, log_table
 from robust_vit.attacks import wilson_interval
 from robust_vit.errors import ConfigError
@@ -40,9 +41,20 @@ def check_gradients_enabled(trainer: L.Trainer, stage: str, field: str) -> None:
         )
 
 
+def classifier(pl_module: L.LightningModule) -> ViTClassifier:
+    """The module as the :class:`ViTClassifier` the callbacks that read its model need."""
+    if not isinstance(pl_module, ViTClassifier):
+        raise TypeError(f"needs a ViTClassifier, got {type(pl_module).__name__}")
+    return pl_module
+
+
 def eval_dataset(trainer: L.Trainer, stage: str) -> Dataset | None:
     """The dataset of the stage's evaluation loader (test set for test, validation set in fit)."""
-    loaders = trainer.test_dataloaders if stage == "test" else trainer.val_dataloaders
+    return loader_dataset(trainer.test_dataloaders if stage == "test" else trainer.val_dataloaders)
+
+
+def loader_dataset(loaders: object) -> Dataset | None:
+    """The dataset of a loader, or of the first of a list of loaders (None if there is none)."""
     if isinstance(loaders, list | tuple):
         loaders = loaders[0] if loaders else None
     return loaders.dataset if isinstance(loaders, DataLoader) else None

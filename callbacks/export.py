@@ -8,7 +8,9 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from callbacks.evaluation import classifier
 from callbacks.selection import Rule, monitored_checkpoint, select_weights
+from lightning_modules.classifier import ViTClassifier
 from robust_vit.adapters import has_adapters, merged_copy
 from robust_vit.errors import ConfigError
 from robust_vit.models import save_vit_weights
@@ -66,11 +68,11 @@ class ExportWeights(L.Callback):
         """Write the weights with the hyperparameters needed to rebuild the model."""
         log_dir = Path(trainer.log_dir or ".")  # a collective under DDP: every rank asks
         if trainer.is_global_zero:
-            self._export(trainer, pl_module, log_dir)
+            self._export(trainer, classifier(pl_module), log_dir)
 
-    def _export(self, trainer: L.Trainer, pl_module: L.LightningModule, log_dir: Path) -> None:
-        vit = pl_module.model.vit
-        adapters = pl_module.method.adapter_config
+    def _export(self, trainer: L.Trainer, module: ViTClassifier, log_dir: Path) -> None:
+        vit = module.model.vit
+        adapters = module.method.adapter_config
         weights = select_weights(trainer, self.select, "ExportWeights.select", self.monitor)
         source = f"{weights.rule} weights, step {weights.global_step}"
         if weights.rule == "best" and weights.checkpoint:
@@ -87,7 +89,7 @@ class ExportWeights(L.Callback):
             vit = merged_copy(vit)
         if adapters is not None:
             source += f", {adapters.kind} adapters merged"
-        hp = pl_module.hparams
+        hp = module.hparams
         metadata = {
             k: hp.get(k)
             for k in (
@@ -100,8 +102,8 @@ class ExportWeights(L.Callback):
             )
         }
         metadata.update(
-            mean=pl_module.model.mean.flatten().tolist(),
-            std=pl_module.model.std.flatten().tolist(),
+            mean=module.model.mean.flatten().tolist(),
+            std=module.model.std.flatten().tolist(),
             source=source,
         )
         for target in (self.path, log_dir / self.path.name):

@@ -7,8 +7,10 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 
+from callbacks.evaluation import classifier
 from callbacks.results import record_path
-from robust_vit.nullspace_report import markdown_table, nullspace_report, plot_report
+from robust_vit.nullspace_report import markdown_table, nullspace_report
+from robust_vit.plots import plot_nullspace_report
 from robust_vit.ranges import PositiveAtMost2, PositiveFloat, PositiveInt, check_ranges
 from robust_vit.records import update_record, write_text_atomic
 
@@ -67,7 +69,7 @@ class NullspaceAnalysis(L.Callback):
                     break
             x = torch.cat(images)[: self.num_images].to(pl_module.device)
             report = nullspace_report(
-                pl_module.model,
+                classifier(pl_module).model,
                 x,
                 noise_scale=self.noise_scale,
                 eps=self.eps,
@@ -78,6 +80,6 @@ class NullspaceAnalysis(L.Callback):
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path.parent / "nullspace.md", markdown_table(report))
-        plot_report(report, path.parent / "nullspace.png")
+        plot_nullspace_report(report, path.parent / "nullspace.png")
         update_record(path, "nullspace", report)
         rank_zero_info(markdown_table(report))

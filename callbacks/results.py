@@ -130,9 +130,9 @@ class ResultRecord(L.Callback):
                 validations=ledger.state_dict()["validations"] if ledger else [],
             )
             section["trainable_params"] = trainable_params(trainer)
-            method = getattr(pl_module, "method", None)
-            if hasattr(method, "summary"):
-                section["method"] = method.summary()
+            summary = getattr(getattr(pl_module, "method", None), "summary", None)
+            if callable(summary):
+                section["method"] = summary()
         else:
             weights = self._tested if stage == "test" else given_weights(trainer.ckpt_path)
             section["weights"] = weights.as_record() if weights else None

@@ -96,7 +96,8 @@ class ValidationLedger(L.Callback):
 
 def find_ledger(trainer: L.Trainer) -> ValidationLedger | None:
     """The trainer's :class:`ValidationLedger`, if it has one."""
-    return next((cb for cb in trainer.callbacks if isinstance(cb, ValidationLedger)), None)
+    callbacks = trainer.callbacks  # type: ignore[attr-defined]  # Lightning sets it per run
+    return next((cb for cb in callbacks if isinstance(cb, ValidationLedger)), None)
 
 
 def monitored_checkpoint(
@@ -184,9 +185,9 @@ def select_weights(
     return final_weights(trainer) if rule == "last" else best_evaluated(trainer, field, monitor)
 
 
-def given_weights(ckpt_path: str | None) -> SelectedWeights:
+def given_weights(ckpt_path: str | Path | None) -> SelectedWeights:
     """The weights of a stand-alone run: the ``--ckpt_path`` checkpoint, or the model as built."""
     if not ckpt_path:
         return SelectedWeights("initial", None, None, None)
-    step, epoch = checkpoint_position(ckpt_path)
+    step, epoch = checkpoint_position(str(ckpt_path))
     return SelectedWeights("ckpt_path", str(Path(ckpt_path).resolve()), step, epoch)

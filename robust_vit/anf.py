@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -33,8 +34,22 @@ class NoiseSpace(str, Enum):
     IMAGE = "image"
 
 
-def check_supports_token_noise(vit: nn.Module) -> None:
-    """Fail with a clear message unless ``vit`` has timm's ViT forward pieces."""
+class TokenViT(Protocol):
+    """The pieces of timm's ViT forward that token-space noise runs through (:data:`REQUIRED`)."""
+
+    patch_embed: nn.Module
+    blocks: nn.Module
+    norm: nn.Module
+
+    def _pos_embed(self, x: Tensor) -> Tensor: ...
+
+    def forward_head(self, x: Tensor) -> Tensor:
+        """Logits from the final tokens."""
+        ...
+
+
+def check_supports_token_noise(vit: nn.Module) -> TokenViT:
+    """``vit`` as a :class:`TokenViT`; fails with a clear message unless it has those pieces."""
     missing = [name for name in REQUIRED if not hasattr(vit, name)]
     if missing:
         raise ConfigError(
@@ -43,6 +58,7 @@ def check_supports_token_noise(vit: nn.Module) -> None:
             "with a patch embedding (vit_*, deit_*, *_dinov2, ...). Pick such a model, or set "
             "model.method.init_args.space=image.",
         )
+    return cast(TokenViT, vit)
 
 
 def noisy_forward(model: NormalizedViT, x: Tensor, noise: Tensor | None) -> Tensor:
@@ -51,14 +67,13 @@ def noisy_forward(model: NormalizedViT, x: Tensor, noise: Tensor | None) -> Tens
     Follows timm's ``forward_features`` order: patch_embed -> +noise -> _pos_embed ->
     patch_drop -> norm_pre -> blocks -> norm -> forward_head. ``noise=None`` is the plain forward.
     """
-    vit = model.vit
-    check_supports_token_noise(vit)
+    vit = check_supports_token_noise(model.vit)
     tokens = vit.patch_embed(model.normalize(x))
     if noise is not None:
         tokens = tokens + noise
     tokens = vit._pos_embed(tokens)
     for name in ("patch_drop", "norm_pre"):
-        layer = getattr(vit, name, None)
+        layer = getattr(model.vit, name, None)
         if layer is not None:
             tokens = layer(tokens)
     tokens = vit.norm(vit.blocks(tokens))
@@ -76,16 +91,16 @@ def noise_shape(model: NormalizedViT, x: Tensor, space: NoiseSpace | str) -> tup
     """Shape ``(1, N, D)`` of universal token noise (or ``(1, C, H, W)`` in image space)."""
     if NoiseSpace(space) is NoiseSpace.IMAGE:
         return (1, *x.shape[1:])
-    check_supports_token_noise(model.vit)
+    vit = check_supports_token_noise(model.vit)
     with torch.no_grad():
-        return (1, *model.vit.patch_embed(model.normalize(x[:1])).shape[1:])
+        return (1, *vit.patch_embed(model.normalize(x[:1])).shape[1:])
 
 
 def token_rms(model: NormalizedViT, x: Tensor) -> float:
     """RMS of the clean patch tokens of ``x`` (after ``patch_embed``), averaged over ranks."""
-    check_supports_token_noise(model.vit)
+    vit = check_supports_token_noise(model.vit)
     with torch.no_grad():
-        tokens = model.vit.patch_embed(model.normalize(x))
+        tokens = vit.patch_embed(model.normalize(x))
         return float(distributed_mean(tokens.pow(2).mean().sqrt()))
 
 

@@ -3,18 +3,23 @@
 Rendering uses ``imagecorruptions-imaug`` (import name ``imagecorruptions``, the optional
 ``corruptions`` extra). The cache follows the CIFAR-10-C layout: one uint8 ``<corruption>.npy``
 of shape ``(5 N, H, W, C)`` with severities 1..5 stacked, and ``labels.npy`` of shape ``(5 N,)``.
+Its folder is named by :func:`cache_key`, a hash of everything the files depend on, so other
+images, another size or seed, or another renderer simply get another folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from robust_vit.errors import ConfigError
 from robust_vit.records import write_text_atomic
 
 CORRUPTIONS = (
@@ -36,6 +41,9 @@ CORRUPTIONS = (
 )
 SEVERITIES = (1, 2, 3, 4, 5)
 SEEDED_BY_ARGUMENT = ("glass_blur", "impulse_noise")
+MIN_SIDE = 32  # imagecorruptions' smallest image side
+RENDERER = "imagecorruptions-imaug"
+RENDERING_VERSION = 1  # of corrupt_image and image_seed: bump when either changes its output
 
 # AlexNet's ImageNet-C top-1 errors averaged over the 5 severities (Hendrycks & Dietterich 2019),
 # and its clean top-1 error, the reference of the published CE / mCE / relative mCE.
@@ -61,8 +69,6 @@ ALEXNET_CLEAN_ERROR = 0.4348
 
 def check_corruptions(names: Sequence[str], field: str = "corruptions") -> None:
     """Fail naming the unknown corruption names."""
-    from robust_vit.errors import ConfigError
-
     unknown = [n for n in names if n not in CORRUPTIONS]
     if unknown or not names:
         raise ConfigError(field, f"unknown or empty {unknown or names}; choose from {CORRUPTIONS}.")
@@ -84,8 +90,10 @@ def corrupt_image(image: np.ndarray, corruption: str, severity: int, seed: int) 
 
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (1, 3):
         raise ValueError(f"need uint8 (H, W, 1|3), got {image.dtype} {image.shape}")
-    if min(image.shape[:2]) < 32:
-        raise ValueError(f"imagecorruptions needs at least 32x32 pixels, got {image.shape[:2]}")
+    if min(image.shape[:2]) < MIN_SIDE:
+        raise ValueError(
+            f"imagecorruptions needs at least {MIN_SIDE}x{MIN_SIDE} pixels, got {image.shape[:2]}"
+        )
     rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
     kwargs = {"seed": seed} if corruption in SEEDED_BY_ARGUMENT else {}
     state = np.random.get_state()
@@ -107,10 +115,46 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def renderer_version(field: str = "corruptions") -> str:
+    """Our rendering's version and the installed renderer's, part of every cache key.
+
+    Fails naming ``field`` and the fix when the renderer is not installed.
+    """
+    try:
+        installed = metadata.version(RENDERER)
+    except metadata.PackageNotFoundError as err:
+        raise ConfigError(
+            field,
+            f"rendering corruptions needs {RENDERER} (pip install 'robust-vit[corruptions]'), "
+            "or point corruptions.data_dir at a pre-rendered set.",
+        ) from err
+    return f"{RENDERING_VERSION}+{RENDERER}-{installed}"
+
+
+def cache_key(images: np.ndarray, labels: np.ndarray, seed: int, renderer: str) -> str:
+    """The cache folder's name: a hash of everything its files depend on.
+
+    That is the images' bytes and shape (so their number, size and channels), the labels, the
+    seed, the severities rendered and the renderer's version. Each corruption is one file named
+    after it inside the folder, so a run with other corruption names renders only those.
+    """
+    header = {
+        "shape": list(images.shape),
+        "dtype": str(images.dtype),
+        "seed": seed,
+        "severities": list(SEVERITIES),
+        "renderer": renderer,
+    }
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
+    digest.update(np.ascontiguousarray(images).tobytes())
+    digest.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def render_corruptions(
     images: np.ndarray,
     labels: np.ndarray,
-    out_dir: str | Path,
+    cache_dir: str | Path,
     corruptions: Sequence[str] = CORRUPTIONS,
     seed: int = 0,
 ) -> Path:
@@ -119,18 +163,21 @@ def render_corruptions(
     Args:
         images: uint8 ``(N, H, W, C)``.
         labels: int ``(N,)``.
-        out_dir: the cache folder (CIFAR-10-C layout).
+        cache_dir: the cache root; the set goes to ``cache_dir / cache_key(...)``.
         corruptions: names among :data:`CORRUPTIONS`.
         seed: run seed; each image's seed also depends on corruption, severity and index.
+
+    Returns:
+        The folder of the set (CIFAR-10-C layout).
     """
     check_corruptions(corruptions)
-    out = Path(out_dir)
+    renderer = renderer_version()
+    out = Path(cache_dir) / cache_key(images, labels, seed, renderer)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"n": len(images), "shape": list(images.shape[1:]), "seed": seed}
     meta_path = out / "meta.json"
-    if meta_path.is_file() and json.loads(meta_path.read_text()) != meta:
-        raise ValueError(f"{out} caches other images ({meta_path.read_text()}); use another folder")
-    write_text_atomic(meta_path, json.dumps(meta))
+    if not meta_path.is_file():  # for people browsing the cache; the folder name is the key
+        meta = {"n": len(images), "shape": list(images.shape[1:]), "seed": seed}
+        write_text_atomic(meta_path, json.dumps({**meta, "renderer": renderer}))
     if not (out / "labels.npy").is_file():
         _save_atomic(out / "labels.npy", np.tile(np.asarray(labels, dtype=np.int64), 5))
     for name in corruptions:

@@ -71,7 +71,7 @@ def candidate_layers(model: nn.Module, granularity: Granularity | str = "linear"
     proj = getattr(vit.patch_embed, "proj", None)
     if isinstance(proj, WEIGHT_MODULES):
         units.append(("patch_embed.proj", proj))
-    for block_name, block in vit.blocks.named_children():
+    for block_name, block in vit.get_submodule("blocks").named_children():
         if granularity is Granularity.BLOCK:
             units.append((f"blocks.{block_name}", block))
             continue

@@ -19,7 +19,6 @@ from robust_vit.errors import ConfigError
 from robust_vit.hub import HUB_PREFIX, check_pretrained_available, prefetch_hint
 
 HEAD_WEIGHT_KEY = "head.weight"
-PATCH_WEIGHT_KEY = "patch_embed.proj.weight"
 METADATA_KEY = "robust_vit"
 
 

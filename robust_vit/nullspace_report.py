@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,7 +12,6 @@ from robust_vit.anf import noise_shape, noisy_forward, prob_change, synthesize_n
 from robust_vit.attacks.pgd import eval_mode
 from robust_vit.models import NormalizedViT
 from robust_vit.nullspace import model_label, patch_nullspace, sample_nullspace_noise
-from robust_vit.records import save_figure_atomic
 
 
 def _change(model: NormalizedViT, x: Tensor, clean: Tensor, noise: Tensor) -> dict[str, float]:
@@ -58,7 +56,7 @@ def nullspace_report(
         clean = model(x)
         exact = (
             sample_nullspace_noise(
-                space, len(x), tuple(x.shape[-2:]), scale=noise_scale, generator=gen
+                space, len(x), (x.shape[-2], x.shape[-1]), scale=noise_scale, generator=gen
             ).to(x)
             * model.std
         )
@@ -122,34 +120,3 @@ def markdown_table(report: dict[str, Any]) -> str:
         )
     lines.append(f"\nANF synthesis: {a['steps']} steps, eps reached: {a['reached']}.")
     return "\n".join(lines) + "\n"
-
-
-def plot_report(report: dict[str, Any], path: Path) -> Path:
-    """Singular values of the patch embedding and prediction agreement per noise, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
-    s = report["singular_values"]
-    left.semilogy(range(1, len(s) + 1), s, marker=".")
-    left.set(
-        title=f"patch embedding: {report['patch_dim']} -> {report['embed_dim']}, "
-        f"nullspace {report['nullspace_dim']}",
-        xlabel="index",
-        ylabel="singular value",
-    )
-    names = ["exact nullspace\n(clamped)", "ANF noise", "random noise\n(same norm)"]
-    values = [
-        report["exact_agreement_clamped"],
-        report["anf_noise"]["agreement"],
-        report["random_same_norm"]["agreement"],
-    ]
-    right.bar(names, values, color=["tab:gray", "tab:blue", "tab:orange"])
-    right.set(title="unchanged predictions", ylim=(0, 1.05), ylabel="agreement")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure_atomic(fig, path, dpi=120)
-    plt.close(fig)
-    return path

@@ -1,6 +1,7 @@
 """Plots from result records (matplotlib, Agg backend).
 
-Accuracy vs epsilon, the corruption heatmap, robust overfitting curves, ANF's synthesis rounds.
+Accuracy vs epsilon, the corruption heatmap, robust overfitting curves, ANF's synthesis rounds,
+the nullspace report and the per-layer sharpness scores: every figure the project draws.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from robust_vit.radii import NORM_LABELS, metric_label, radius_label, threat_radius
@@ -164,4 +167,55 @@ def anf_rounds(rounds: list[dict[str, float]], path: Path, title: str) -> Path:
     fig.tight_layout()
     save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
+    return path
+
+
+def plot_nullspace_report(report: dict[str, Any], path: Path) -> Path:
+    """Singular values of the patch embedding and prediction agreement per noise, as a PNG."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    s = report["singular_values"]
+    left.semilogy(range(1, len(s) + 1), s, marker=".")
+    left.set(
+        title=f"patch embedding: {report['patch_dim']} -> {report['embed_dim']}, "
+        f"nullspace {report['nullspace_dim']}",
+        xlabel="index",
+        ylabel="singular value",
+    )
+    names = ["exact nullspace\n(clamped)", "ANF noise", "random noise\n(same norm)"]
+    values = [
+        report["exact_agreement_clamped"],
+        report["anf_noise"]["agreement"],
+        report["random_same_norm"]["agreement"],
+    ]
+    right.bar(names, values, color=["tab:gray", "tab:blue", "tab:orange"])
+    right.set(title="unchanged predictions", ylim=(0, 1.05), ylabel="agreement")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_figure_atomic(fig, path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_layer_scores(
+    scores: dict[str, float], selected: list[str], path: Path, title: str = "Layer sharpness"
+) -> Path:
+    """A bar chart of ``scores`` in layer order, the ``selected`` layers highlighted.
+
+    Args:
+        scores: layer name to score.
+        selected: layers drawn in a second colour.
+        path: the PNG file to write.
+        title: the chart's title.
+    """
+    names = list(scores)
+    fig = Figure(figsize=(max(4.0, 0.35 * len(names)), 3.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    colours = ["tab:red" if n in selected else "tab:blue" for n in names]
+    ax.bar(range(len(names)), [scores[n] for n in names], color=colours)
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_ylabel("score")
+    ax.set_title(title)
+    fig.tight_layout()
+    save_figure_atomic(fig, path, dpi=100)
     return path

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -11,7 +11,8 @@ import torch
 
 def capture_rng_states() -> dict[str, Any]:
     """The torch (CPU and CUDA), numpy and Python RNG states."""
-    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    legacy = tuple[str, np.ndarray, int, int, float]  # get_state's default, legacy=True
+    kind, keys, position, has_gauss, gauss = cast(legacy, np.random.get_state())
     version, internal, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),

@@ -74,7 +74,7 @@ class ResumableSampler(DistributedSampler):
         )
         self.resume_offset = resume_offset
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         """The epoch's keys; the first pass skips those the resumed epoch already trained."""
         start, offset, self.resume_offset = 0, self.resume_offset, None
         if offset is not None:

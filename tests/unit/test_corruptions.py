@@ -11,6 +11,7 @@ from datamodules.corruptions import cifar_c_dataset, imagenet_c_dataset, load_ci
 from robust_vit.corruptions import (
     ALEXNET_ERRORS,
     alexnet_reference,
+    cache_key,
     corrupt_image,
     corruption_metrics,
     render_corruptions,
@@ -61,10 +62,55 @@ def test_cache_round_trip_in_the_cifar_c_layout(tmp_path: Path) -> None:
         ]
         assert np.array_equal(x, np.stack(expected))
     before = (folder / "contrast.npy").stat().st_mtime_ns
-    render_corruptions(images, labels, folder, FEW, seed=0)
+    assert render_corruptions(images, labels, tmp_path / "cache", FEW, seed=0) == folder
     assert (folder / "contrast.npy").stat().st_mtime_ns == before
-    with pytest.raises(ValueError, match="other images"):
-        render_corruptions(images, labels, folder, FEW, seed=1)
+    other_seed = render_corruptions(images, labels, tmp_path / "cache", FEW, seed=1)
+    assert other_seed != folder and (folder / "contrast.npy").stat().st_mtime_ns == before
+
+
+def _variants(images: np.ndarray, labels: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The same images changed in one thing a cache must notice."""
+    larger = np.pad(images, ((0, 0), (12, 12), (12, 12), (0, 0)))
+    return {
+        "same": (images.copy(), labels.copy()),
+        "larger": (larger, labels),
+        "rgb": (np.repeat(images, 3, axis=3), labels),
+        "other pixels": (255 - images, labels),
+        "one pixel": (
+            np.where(np.arange(images.size).reshape(images.shape) == 0, 1, images),
+            labels,
+        ),
+        "fewer": (images[:-1], labels[:-1]),
+        "other labels": (images, (labels + 1) % 10),
+    }
+
+
+def test_the_cache_key_changes_with_every_input_that_shapes_the_set() -> None:
+    images, labels = grey_images()
+    key = cache_key(images, labels, 0, "r1")
+    variants = _variants(images, labels)
+    keys = {name: cache_key(x, y, 0, "r1") for name, (x, y) in variants.items()}
+    assert keys.pop("same") == key
+    keys.update(
+        seed=cache_key(images, labels, 1, "r1"), renderer=cache_key(images, labels, 0, "r2")
+    )
+    assert key not in keys.values() and len(set(keys.values())) == len(keys)
+
+
+@pytest.mark.parametrize("variant", ["larger", "rgb", "other pixels"])
+def test_other_images_get_their_own_set_not_the_cached_one(tmp_path: Path, variant: str) -> None:
+    images, labels = grey_images()
+    first = render_corruptions(images, labels, tmp_path, ["contrast"], seed=0)
+    x, y = _variants(images, labels)[variant]
+    second = render_corruptions(x, y, tmp_path, ["contrast"], seed=0)
+    assert second != first and sorted(tmp_path.iterdir()) == sorted([first, second])
+    for folder, source in ((first, images), (second, x)):
+        stored, _ = load_cifar_c(folder, "contrast", 2)
+        seeds = _seeds("contrast", 2, len(source))
+        expected = [
+            corrupt_image(img, "contrast", 2, s) for img, s in zip(source, seeds, strict=True)
+        ]
+        assert np.array_equal(stored, np.stack(expected))
 
 
 def _seeds(name: str, severity: int, n: int) -> list[int]:
