@@ -11,6 +11,7 @@ from typing import Any
 
 from scipy import stats
 
+from robust_vit.errors import ConfigError
 from robust_vit.radii import metric_label
 
 SEED_FOLDER = re.compile(r"^seed(\d+)$")
@@ -80,7 +81,10 @@ def delta_table(groups: Groups, baseline: str, keys: list[str]) -> str:
     """Each group minus ``baseline``, paired by seed: mean ± 95% interval of the differences."""
     base = next((by_seed for g, by_seed in groups.items() if Path(g).name == baseline), None)
     if base is None:
-        raise ValueError(f"no group named {baseline!r} among {sorted(groups)}")
+        raise ConfigError(
+            "baseline",
+            f"no group named {baseline!r} among {sorted(groups)}; name one of their last parts.",
+        )
     lines = [
         f"| group minus {baseline} | pairs | " + " | ".join(map(metric_label, keys)) + " |",
         "|---" * (len(keys) + 2) + "|",

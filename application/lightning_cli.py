@@ -166,7 +166,8 @@ class RobustViTCLI(LightningCLI):
             weights = select_weights(
                 self.trainer, config.test_weights, "test_weights", config.get("test_monitor")
             )
-            for callback in self.trainer.callbacks:
+            # Lightning's callback connector sets Trainer.callbacks; the class does not declare it.
+            for callback in self.trainer.callbacks:  # type: ignore[attr-defined]
                 if isinstance(callback, ResultRecord):
                     callback.expect_test_weights(weights)
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=weights.checkpoint)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from lightning.pytorch.cli import LightningArgumentParser
 
@@ -66,3 +67,18 @@ class RobustViTParser(LightningArgumentParser):
         if summary is not None and not message.startswith(summary):
             message = f"{summary}\n{message}"
         super().error(message, ex)
+
+    def parse_path(self, path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Any:
+        """Parse a config file; one that is not valid YAML fails naming its path and line."""
+        import yaml
+
+        if os.path.isfile(path):
+            with open(path) as text:
+                try:
+                    yaml.safe_load(text)
+                except yaml.YAMLError as err:
+                    self.error(
+                        f"config file {os.fspath(path)!r} is not valid YAML ({err}). Fix it at "
+                        "the line shown."
+                    )
+        return super().parse_path(path, *args, **kwargs)

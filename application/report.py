@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
 from application.aggregate import delta_table, group_by_seed, group_summary, group_table
+from robust_vit.errors import ConfigError
 from robust_vit.radii import metric_label
 from robust_vit.records import RECORD_NAME, read_record
 from robust_vit.tables import adversarial_table, corruption_table
@@ -105,6 +107,23 @@ def find_records(path: Path, latest: bool) -> list[Path]:
     return found[-1:] if latest else found
 
 
+def load_record(path: Path) -> dict[str, Any]:
+    """The result record at ``path``; a file that is not one fails naming it (ValueError)."""
+    try:
+        record = read_record(path)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"{path} is not a result record: not JSON ({err}). Remove it, or rerun the run "
+            "that wrote it."
+        ) from err
+    if not isinstance(record, dict) or not all(isinstance(v, dict) for v in record.values()):
+        raise ValueError(
+            f"{path} is not a result record: it must map sections (fit, test, ...) to objects. "
+            "Remove it, or rerun the run that wrote it."
+        )
+    return record
+
+
 def main(argv: list[str]) -> None:
     """Print the table for the given record files or run folders."""
     parser = argparse.ArgumentParser(prog="robust-vit report", description=__doc__)
@@ -138,9 +157,15 @@ def main(argv: list[str]) -> None:
         files = find_records(path, ns.latest)
         if not files:
             parser.error(f"no result record at or under {path}")
-        records.update({str(file.parent): read_record(file) for file in files})
+        try:
+            records.update({str(file.parent): load_record(file) for file in files})
+        except ValueError as err:
+            parser.error(str(err))
     if ns.group:
-        print(grouped_report(records, ns.keys, ns.baseline, ns.plots))
+        try:
+            print(grouped_report(records, ns.keys, ns.baseline, ns.plots))
+        except ConfigError as err:
+            parser.error(str(err))
         return
     print(markdown_table(records, ns.keys))
     robustness = robustness_sections(records, ns.plots)

@@ -165,7 +165,13 @@ def load_plan(
     import yaml
 
     path = plan_path(plan)
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        with path.open() as text:
+            data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(
+            "plan", f"{path} is not valid YAML ({' '.join(str(err).split())}). Fix it there."
+        ) from err
     if not isinstance(data, dict):
         raise ConfigError("plan", f"{path} must hold a mapping of plan fields.")
     data = {"name": path.stem, **data}

@@ -15,6 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from lightning_modules.methods import ERM, Batch, FinetuneMethod
 from lightning_modules.optim import weight_decay_groups
 from robust_vit.errors import ConfigError
+from robust_vit.factory_checks import check_optimizer_factory, check_scheduler_factory
 from robust_vit.models import NormalizedViT, create_vit, default_normalization
 from robust_vit.ranges import (
     PositiveFloat,
@@ -82,6 +83,8 @@ class ViTClassifier(L.LightningModule):
             self.method.check_fields()
         self.save_hyperparameters(ignore=["method", "optimizer", "lr_scheduler"])
         self.model = self.configure_model_from_hparams()
+        check_optimizer_factory(optimizer, "model.optimizer")
+        check_scheduler_factory(lr_scheduler, optimizer, "model.lr_scheduler")
         self.automatic_optimization = self.method.automatic_optimization
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler

@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from robust_vit.errors import ConfigError
+from robust_vit.geometry import check_geometry
 from robust_vit.hub import HUB_PREFIX, check_pretrained_available, prefetch_hint
 
 HEAD_WEIGHT_KEY = "head.weight"
@@ -100,6 +101,83 @@ def check_weights_file(weights: str | Path) -> Path:
     return path
 
 
+# Options ViTClassifier sets itself: model_kwargs may not set them a second time.
+OWN_OPTIONS = {
+    "num_classes": "model.num_classes (linked from data.num_classes)",
+    "img_size": "model.img_size (linked from data.img_size)",
+    "in_chans": "model.in_chans (linked from data.in_chans)",
+    "drop_path_rate": "model.drop_path_rate",
+    "patch_size": "model.patch_size",
+}
+
+
+def vit_kwargs(
+    *,
+    num_classes: int,
+    img_size: int,
+    in_chans: int,
+    patch_size: int | None,
+    drop_path_rate: float,
+    model_kwargs: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The ``timm.create_model`` arguments; ``model_kwargs`` may not repeat a field of its own."""
+    kwargs: dict[str, Any] = dict(model_kwargs or {})
+    for key, owner in OWN_OPTIONS.items():
+        if key in kwargs and (key != "patch_size" or patch_size is not None):
+            raise ConfigError(
+                f"model.model_kwargs.{key}",
+                f"is set by {owner}, which would override it. Remove it from model_kwargs and "
+                f"set {owner.split(' ')[0]} instead.",
+            )
+    kwargs.update(
+        num_classes=num_classes, img_size=img_size, in_chans=in_chans, drop_path_rate=drop_path_rate
+    )
+    if patch_size is not None:
+        kwargs["patch_size"] = patch_size
+    return kwargs
+
+
+def check_architecture(model_name: str, kwargs: dict[str, Any]) -> None:
+    """Build the architecture on the ``meta`` device (no memory, no weights) and check its shape.
+
+    timm's own refusals (an ``embed_dim`` that ``num_heads`` does not divide, a zero or negative
+    size, an unknown option) and shapes that would crash or crop at the first forward pass
+    (:mod:`robust_vit.geometry`) fail here, naming the field, before anything is computed.
+    """
+    try:
+        with torch.device("meta"):
+            vit = timm.create_model(model_name, pretrained=False, **kwargs)
+    except TypeError as err:
+        raise ConfigError(
+            "model.model_name",
+            f"{model_name!r} does not take the ViT options {sorted(kwargs)} ({err}). Use a timm "
+            "Vision Transformer (vit_*, deit_*, ...) or model_kwargs it accepts.",
+        ) from err
+    except (AssertionError, ValueError, RuntimeError, ArithmeticError) as err:
+        raise ConfigError(
+            "model.model_kwargs",
+            f"timm cannot build {model_name!r} with {describe(kwargs)} "
+            f"({type(err).__name__}: {err}). Every size must be at least 1 and embed_dim a "
+            "multiple of num_heads; change model_kwargs (or model.patch_size).",
+        ) from err
+    check_geometry(vit, kwargs.get("mlp_ratio"))
+
+
+def describe(kwargs: dict[str, Any]) -> str:
+    """The options of a build, as a user would read them (``embed_dim=50, num_heads=3``)."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(kwargs.items()))
+
+
+def weights_overlay(path: Path) -> dict[str, Any]:
+    """The ``pretrained_cfg_overlay`` by which timm loads ``path`` (with its head's size)."""
+    overlay: dict[str, Any] = {"file": str(path)}
+    if path.suffix == ".safetensors":
+        head = read_weights_header(path)["shapes"].get(HEAD_WEIGHT_KEY)
+        if head is not None:
+            overlay["num_classes"] = head[0]
+    return overlay
+
+
 def create_vit(
     model_name: str,
     *,
@@ -114,42 +192,35 @@ def create_vit(
 ) -> nn.Module:
     """Create a timm ViT, optionally loading a local weights file through timm's own loader.
 
-    A local file goes through ``pretrained_cfg_overlay=dict(file=...)``, the same path real timm
-    weights take: timm drops a head of another size and resizes ``pos_embed`` and the patch kernel.
+    The architecture is checked first (:func:`check_architecture`). A local file goes through
+    ``pretrained_cfg_overlay=dict(file=...)``, the same path real timm weights take: timm drops a
+    head of another size and resizes ``pos_embed`` and the patch kernel.
     """
     check_model_name(model_name)
-    kwargs: dict[str, Any] = dict(model_kwargs or {})
-    kwargs.update(
-        num_classes=num_classes, img_size=img_size, in_chans=in_chans, drop_path_rate=drop_path_rate
+    kwargs = vit_kwargs(
+        num_classes=num_classes,
+        img_size=img_size,
+        in_chans=in_chans,
+        patch_size=patch_size,
+        drop_path_rate=drop_path_rate,
+        model_kwargs=model_kwargs,
     )
-    if patch_size is not None:
-        kwargs["patch_size"] = patch_size
-    if weights is not None:
-        path = check_weights_file(weights)
-        overlay: dict[str, Any] = {"file": str(path)}
-        if path.suffix == ".safetensors":
-            head = read_weights_header(path)["shapes"].get(HEAD_WEIGHT_KEY)
-            if head is not None:
-                overlay["num_classes"] = head[0]
+    if weights is None and pretrained:
+        check_pretrained_available(model_name)  # hf-hub: names read their architecture there
+    overlay = None if weights is None else weights_overlay(check_weights_file(weights))
+    check_architecture(model_name, kwargs)
+    if overlay is not None:
         kwargs["pretrained_cfg_overlay"] = overlay
         pretrained = True
-    elif pretrained:
-        check_pretrained_available(model_name)
     try:
         return timm.create_model(model_name, pretrained=pretrained, **kwargs)
-    except TypeError as err:
-        raise ConfigError(
-            "model.model_name",
-            f"{model_name!r} does not take the ViT options {sorted(kwargs)} ({err}). Use a timm "
-            "Vision Transformer (vit_*, deit_*, ...) or model_kwargs it accepts.",
-        ) from err
     except LocalEntryNotFoundError as err:
         raise ConfigError(
             "model.pretrained",
             f"the weights of {model_name!r} are neither in the Hugging Face cache nor reachable "
             f"({err}). {prefetch_hint(model_name)}, or load a local file with --model.weights.",
         ) from err
-    except RuntimeError as err:
+    except Exception as err:
         if weights is None:
             raise
         raise ConfigError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -278,241 +279,494 @@ def attack_eps(
 
 NO_CREDENTIALS = {"WANDB_MODE": "online", "WANDB_API_KEY": None}
 
-CASES = [
-    Case(
-        "unknown timm model",
-        args("--model.model_name=vit_does_not_exist"),
-        "model.model_name",
-        "timm.list_models",
-    ),
-    Case(
-        "not a ViT (resnet18)",
-        args("--model.model_name=resnet18", "--model.model_kwargs={}"),
-        "model.model_name",
-        "vit_",
-    ),
-    Case(
-        "ANF on a model without patch embedding",
-        lambda tmp, data: [
-            *method("anf")(tmp, data),
-            "--model.model_name=mixer_s16_224",
-            "--model.patch_size=null",
-            "--model.model_kwargs={}",
-        ],
-        "model.model_name",
-        "space=image",
-    ),
-    Case(
-        "PGD-AT eps negative",
-        method("pgd_at", "eps=-0.01"),
-        f"{METHOD}.eps: -0.01",
-        "v>=0 and v<=1",
-    ),
-    Case("PGD-AT eps above 1", method("pgd_at", "eps=1.5"), f"{METHOD}.eps: 1.5", "v>=0 and v<=1"),
-    Case(
-        "TRADES alpha above 1",
-        method("trades", "alpha=2.0"),
-        f"{METHOD}.alpha: 2.0",
-        "v>=0 and v<=1",
-    ),
-    Case("SAFER eps negative", method("safer", "eps=-0.1"), f"{METHOD}.eps: -0.1", "v>=0"),
-    Case(
-        "SAFER fraction 0", method("safer", "fraction=0"), f"{METHOD}.fraction: 0", "v>0 and v<=1"
-    ),
-    Case(
-        "SAFER fraction above 1",
-        method("safer", "fraction=1.5"),
-        f"{METHOD}.fraction: 1.5",
-        "v>0 and v<=1",
-    ),
-    Case("SAFER k above the candidates", method("safer", "k=1000"), "init_args.k", "lower k"),
-    Case("ANF eps zero", method("anf", "eps=0"), f"{METHOD}.eps: 0", "v>0 and v<=2"),
-    Case("attack eps negative", attack_eps(-0.1), f"{ATTACKS}.eps: -0.1", "v>=0", "test"),
-    Case("attack L-inf eps above 1", attack_eps(1.5), "adversarial.attacks", "eps", "test"),
-    Case(
-        "eval epsilons negative",
-        attack_eps(0.01, [-0.1]),
-        f"{CALLBACK}.epsilons: -0.1",
-        "v>=0",
-        "test",
-    ),
-    Case(
-        "eval epsilons above 1",
-        attack_eps(0.01, [0.01, 2.0]),
-        "adversarial.attacks",
-        "8/255",
-        "test",
-    ),
-    Case(
-        "attack eval with inference mode on",
-        cpu_suite("--trainer.inference_mode=true"),
-        "trainer.inference_mode",
-        "inference_mode: false",
-        "test",
-    ),
-    Case(
-        "missing data directory",
-        args("--data.init_args.data_dir=/no/such/dir"),
-        "data.data_dir",
-        "directory",
-    ),
-    Case("data directory without the idx files", missing_idx_file, "data.data_dir", "idx files"),
-    Case("truncated idx file", truncated_idx, "train-images-idx3-ubyte", "re-fetch"),
-    Case("labels out of range", labels_out_of_range, "data.data_dir", "re-fetch"),
-    Case(
-        "validation fraction above 0.5",
-        args("--data.init_args.val_fraction=0.9"),
-        "data.init_args.val_fraction: 0.9",
-        "v<=0.5",
-    ),
-    Case(
-        "batch size 0", args("--data.init_args.batch_size=0"), "data.init_args.batch_size: 0", "v>0"
-    ),
-    Case(
-        "corrupt image in an image folder",
-        corrupt_image,
-        "img_2.png",
-        "remove or replace",
-        base="folder",
-    ),
-    Case(
-        "num_classes disagrees with the folders",
-        wrong_class_count,
-        "data.num_classes",
-        "class folders",
-        base="folder",
-    ),
-    Case(
-        "image folder without its val split",
-        missing_split,
-        "data.data_dir",
-        "expected",
-        base="folder",
-    ),
-    Case(
-        "corruption .npy of the wrong shape",
-        bad_corruption_npy,
-        "contrast.npy",
-        "expected uint8",
-        "test",
-    ),
-    Case(
-        "weights of another architecture",
-        weights_other_arch,
-        "model.weights",
-        "model_kwargs the file was trained with",
-    ),
-    Case(
-        "missing weights file",
-        args("--model.weights=/no/such/file.safetensors"),
-        "model.weights",
-        "make pretrain",
-    ),
-    Case(
-        "weights file that is not safetensors",
-        weights_not_safetensors,
-        "model.weights",
-        "safetensors",
-    ),
-    Case("ckpt_path missing", args("--ckpt_path=/no/such/last.ckpt"), "ckpt_path", "last"),
-    Case("ckpt_path a text file", ckpt_text_file, "ckpt_path", "Lightning checkpoint"),
-    Case("ckpt_path without a state_dict", ckpt_without_state, "ckpt_path", "Lightning checkpoint"),
-    Case("ckpt_path that needs unpickling code", ckpt_with_code, "ckpt_path", "weights_only"),
-    Case(
-        "ckpt_path with another num_classes", ckpt_other_classes, "ckpt_path", "head.weight", "test"
-    ),
-    Case(
-        "unknown config key",
-        args("--model.no_such_option=1"),
-        "no_such_option",
-        "model.no_such_option",
-    ),
-    Case(
-        "unknown method option",
-        method("erm", "no_such_option=1"),
-        "no_such_option",
-        "no_such_option",
-    ),
-    Case(
-        "wandb online without credentials",
-        args(),
-        "trainer.logger",
-        "wandb login",
-        env=NO_CREDENTIALS,
-    ),
-    Case("two input channels", args("--data.init_args.in_chans=2"), "data.in_chans", "1 or 3"),
-    Case("negative normalisation std", args("--model.std=[-1.0]"), "model.std: -1.0", "v>0"),
-    Case(
-        "export over an existing weights file",
-        export_over_existing,
-        "ExportWeights.path",
-        "overwrite",
-    ),
-    # Ranges declared as restricted types (robust_vit/ranges.py), one or more per class family.
-    Case("threads negative", args("--threads=-3"), "threads: -3", "v>0"),
-    Case("threads 0", args("--threads=0"), "threads: 0", "v>0"),
-    Case(
-        "limit_train 0",
-        args("--data.init_args.limit_train=0"),
-        "data.init_args.limit_train: 0",
-        "v>0",
-    ),
-    Case(
-        "limit_train below one batch",
-        args("--data.init_args.limit_train=5"),
-        "data.batch_size",
-        "train on nothing",
-    ),
-    Case(
-        "validation split rounds to no example",
-        args("--data.init_args.limit_train=100", "--data.init_args.val_fraction=0.001"),
-        "data.val_fraction",
-        "validate on nothing",
-    ),
-    Case(
-        "num_workers negative",
-        args("--data.init_args.num_workers=-1"),
-        "data.init_args.num_workers: -1",
-        "v>=0",
-    ),
-    Case(
-        "image folder crop fraction 0",
-        in_folder("--data.init_args.crop_fraction=0"),
-        "data.init_args.crop_fraction: 0",
-        "v>0 and v<=1",
-        base="folder",
-    ),
-    Case(
-        "drop path rate 1", args("--model.drop_path_rate=1.0"), "model.drop_path_rate: 1.0", "v<1"
-    ),
-    Case("patch size 0", args("--model.patch_size=0"), "model.patch_size: 0", "v>0"),
-    Case(
-        "ERM label smoothing above 1",
-        method("erm", "label_smoothing=1.5"),
-        f"{METHOD}.label_smoothing: 1.5",
-        "v>=0 and v<=1",
-    ),
-    Case(
-        "schedule warm-up fraction above 1",
-        args("--model.lr_scheduler.init_args.warmup_fraction=2"),
-        "model.lr_scheduler.init_args.warmup_fraction: 2",
-        "v>=0 and v<=1",
-    ),
-    Case("PGD restarts 0", attack_eps(0.01, restarts=0), f"{ATTACKS}.restarts: 0", "v>0", "test"),
-    Case(
-        "corruption eval batch size 0",
-        cpu_suite("--trainer.callbacks.init_args.batch_size=0"),
-        f"{CALLBACK}.batch_size: 0",
-        "v>0",
-        "test",
-    ),
-    Case(
-        "nullspace analysis on 0 images",
-        analysis("--trainer.callbacks.init_args.num_images=0"),
-        f"{CALLBACK}.num_images: 0",
-        "v>0",
-    ),
-]
+
+def model_kwargs(**changes: object) -> Callable[[Path, Path], list[str]]:
+    """The tiny model with ``changes`` to its ``model_kwargs``."""
+    return args(f"--model.model_kwargs={json.dumps({**TINY, **changes})}")
+
+
+def malformed_yaml(tmp: Path, data: Path) -> list[str]:
+    path = tmp / "broken.yaml"
+    path.write_text("model:\n  model_name: [unclosed\n")
+    return ["--config", str(path)]
+
+
+def malformed_plan(tmp: Path, data: Path) -> list[str]:
+    path = tmp / "broken_plan.yaml"
+    path.write_text("methods: [erm\nseeds: [0]\n")
+    return ["show", str(path)]
+
+
+def plan_not_a_mapping(tmp: Path, data: Path) -> list[str]:
+    path = tmp / "list_plan.yaml"
+    path.write_text("- erm\n- anf\n")
+    return ["show", str(path)]
+
+
+def record(text: str) -> Callable[[Path, Path], list[str]]:
+    """A ``results.json`` holding ``text``, given to ``robust-vit report``."""
+
+    def build(tmp: Path, data: Path) -> list[str]:
+        path = tmp / "records" / "results.json"
+        path.parent.mkdir()
+        path.write_text(text)
+        return [str(path)]
+
+    return build
+
+
+def weights_pth_garbage(tmp: Path, data: Path) -> list[str]:
+    path = tmp / "garbage.pth"
+    path.write_bytes(b"not a torch file")
+    return [f"--model.weights={path}"]
+
+
+# Every optimizer a config may name, and the arguments torch requires to be >= 0: each pair
+# is one row, so an optimizer added here is covered for all of its arguments by construction.
+OPTIMIZERS = (torch.optim.AdamW, torch.optim.SGD)
+NON_NEGATIVE = ("lr", "eps", "weight_decay", "momentum")
+
+
+def optimizer_rows() -> list[Case]:
+    rows = []
+    for optimizer in OPTIMIZERS:
+        accepted = inspect.signature(optimizer).parameters
+        for name in (n for n in NON_NEGATIVE if n in accepted):
+            rows.append(
+                Case(
+                    f"{optimizer.__name__} {name} negative",
+                    args(
+                        f"--model.optimizer=torch.optim.{optimizer.__name__}",
+                        f"--model.optimizer.init_args.{name}=-1",
+                    ),
+                    f"model.optimizer.init_args.{name}",
+                    f"Choose a value {optimizer.__name__} accepts",
+                )
+            )
+    return rows
+
+
+def scheduler(name: str, *values: str) -> Callable[[Path, Path], list[str]]:
+    """The torch scheduler ``name`` with ``values`` as its ``init_args``."""
+    return args(
+        f"--model.lr_scheduler=torch.optim.lr_scheduler.{name}",
+        *(f"--model.lr_scheduler.init_args.{v}" for v in values),
+    )
+
+
+# One list per kind of option or file: a new option of a kind gets the kind's row(s).
+CLASSES: dict[str, list[Case]] = {
+    "model choice": [
+        Case(
+            "unknown timm model",
+            args("--model.model_name=vit_does_not_exist"),
+            "model.model_name",
+            "timm.list_models",
+        ),
+        Case(
+            "not a ViT (resnet18)",
+            args("--model.model_name=resnet18", "--model.model_kwargs={}"),
+            "model.model_name",
+            "vit_",
+        ),
+        Case(
+            "ANF on a model without patch embedding",
+            lambda tmp, data: [
+                *method("anf")(tmp, data),
+                "--model.model_name=mixer_s16_224",
+                "--model.patch_size=null",
+                "--model.model_kwargs={}",
+            ],
+            "model.model_name",
+            "space=image",
+        ),
+        Case(
+            "model_kwargs repeats a linked field",
+            model_kwargs(img_size=64),
+            "model.model_kwargs.img_size",
+            "Remove it from model_kwargs",
+        ),
+    ],
+    "model geometry": [
+        Case("patch size 0", args("--model.patch_size=0"), "model.patch_size: 0", "v>0"),
+        Case(
+            "patch that does not tile the image (cropped before)",
+            args("--model.patch_size=5"),
+            "model.patch_size",
+            "divisor of 32",
+        ),
+        Case(
+            "patch larger than the image",
+            args("--model.patch_size=64"),
+            "model.patch_size",
+            "divisor of 32",
+        ),
+        Case(
+            "embed_dim not a multiple of num_heads",
+            model_kwargs(embed_dim=15),
+            "model.model_kwargs",
+            "multiple of num_heads",
+        ),
+        Case("depth 0", model_kwargs(depth=0), "model.model_kwargs", "depth to at least 1"),
+        Case("depth negative", model_kwargs(depth=-1), "model.model_kwargs", "at least 1"),
+        Case("num_heads 0", model_kwargs(num_heads=0), "model.model_kwargs", "at least 1"),
+        Case(
+            "num_heads negative",
+            model_kwargs(num_heads=-2),
+            "model.model_kwargs",
+            "num_heads to at least 1",
+        ),
+        Case("embed_dim negative", model_kwargs(embed_dim=-16), "model.model_kwargs", "at least 1"),
+        Case(
+            "mlp_ratio 0 (timm used its default width before)",
+            model_kwargs(mlp_ratio=0),
+            "model.model_kwargs.mlp_ratio",
+            "at least",
+        ),
+        Case(
+            "drop path rate 1",
+            args("--model.drop_path_rate=1.0"),
+            "model.drop_path_rate: 1.0",
+            "v<1",
+        ),
+        Case("negative normalisation std", args("--model.std=[-1.0]"), "model.std: -1.0", "v>0"),
+    ],
+    "optimizer hyperparameter": [
+        *optimizer_rows(),
+        Case(
+            "AdamW beta above 1",
+            args("--model.optimizer.init_args.betas=[1.5, 0.9]"),
+            "model.optimizer.init_args.betas",
+            "Choose a value AdamW accepts",
+        ),
+        Case(
+            "SGD nesterov without momentum",
+            args("--model.optimizer=torch.optim.SGD", "--model.optimizer.init_args.nesterov=true"),
+            "model.optimizer.init_args.nesterov",
+            "requires a momentum",
+        ),
+    ],
+    "scheduler hyperparameter": [
+        Case(
+            "schedule warm-up fraction above 1",
+            args("--model.lr_scheduler.init_args.warmup_fraction=2"),
+            "model.lr_scheduler.init_args.warmup_fraction: 2",
+            "v>=0 and v<=1",
+        ),
+        Case(
+            "StepLR gamma negative (a negative learning rate)",
+            scheduler("StepLR", "step_size=1", "gamma=-1"),
+            "model.lr_scheduler.init_args.gamma",
+            "learning rate to -",
+        ),
+        Case(
+            "LinearLR start factor above 1",
+            scheduler("LinearLR", "start_factor=2"),
+            "model.lr_scheduler.init_args.start_factor",
+            "Choose a value LinearLR accepts",
+        ),
+        Case(
+            "CosineAnnealingLR T_max 0",
+            scheduler("CosineAnnealingLR", "T_max=0"),
+            "model.lr_scheduler",
+            "CosineAnnealingLR accepts",
+        ),
+        Case(
+            "OneCycleLR without its length",
+            scheduler("OneCycleLR", "max_lr=0.1"),
+            "model.lr_scheduler",
+            "total_steps",
+        ),
+    ],
+    "method hyperparameter": [
+        Case(
+            "PGD-AT eps negative",
+            method("pgd_at", "eps=-0.01"),
+            f"{METHOD}.eps: -0.01",
+            "v>=0 and v<=1",
+        ),
+        Case(
+            "PGD-AT eps above 1",
+            method("pgd_at", "eps=1.5"),
+            f"{METHOD}.eps: 1.5",
+            "v>=0 and v<=1",
+        ),
+        Case(
+            "TRADES alpha above 1",
+            method("trades", "alpha=2.0"),
+            f"{METHOD}.alpha: 2.0",
+            "v>=0 and v<=1",
+        ),
+        Case("SAFER eps negative", method("safer", "eps=-0.1"), f"{METHOD}.eps: -0.1", "v>=0"),
+        Case(
+            "SAFER fraction 0",
+            method("safer", "fraction=0"),
+            f"{METHOD}.fraction: 0",
+            "v>0 and v<=1",
+        ),
+        Case(
+            "SAFER fraction above 1",
+            method("safer", "fraction=1.5"),
+            f"{METHOD}.fraction: 1.5",
+            "v>0 and v<=1",
+        ),
+        Case("SAFER k above the candidates", method("safer", "k=1000"), "init_args.k", "lower k"),
+        Case("ANF eps zero", method("anf", "eps=0"), f"{METHOD}.eps: 0", "v>0 and v<=2"),
+        Case(
+            "ERM label smoothing above 1",
+            method("erm", "label_smoothing=1.5"),
+            f"{METHOD}.label_smoothing: 1.5",
+            "v>=0 and v<=1",
+        ),
+        Case(
+            "unknown method option",
+            method("erm", "no_such_option=1"),
+            "no_such_option",
+            "no_such_option",
+        ),
+    ],
+    "evaluation option": [
+        Case("attack eps negative", attack_eps(-0.1), f"{ATTACKS}.eps: -0.1", "v>=0", "test"),
+        Case("attack L-inf eps above 1", attack_eps(1.5), "adversarial.attacks", "eps", "test"),
+        Case(
+            "eval epsilons negative",
+            attack_eps(0.01, [-0.1]),
+            f"{CALLBACK}.epsilons: -0.1",
+            "v>=0",
+            "test",
+        ),
+        Case(
+            "eval epsilons above 1",
+            attack_eps(0.01, [0.01, 2.0]),
+            "adversarial.attacks",
+            "8/255",
+            "test",
+        ),
+        Case(
+            "PGD restarts 0",
+            attack_eps(0.01, restarts=0),
+            f"{ATTACKS}.restarts: 0",
+            "v>0",
+            "test",
+        ),
+        Case(
+            "attack eval with inference mode on",
+            cpu_suite("--trainer.inference_mode=true"),
+            "trainer.inference_mode",
+            "inference_mode: false",
+            "test",
+        ),
+        Case(
+            "corruption eval batch size 0",
+            cpu_suite("--trainer.callbacks.init_args.batch_size=0"),
+            f"{CALLBACK}.batch_size: 0",
+            "v>0",
+            "test",
+        ),
+        Case(
+            "nullspace analysis on 0 images",
+            analysis("--trainer.callbacks.init_args.num_images=0"),
+            f"{CALLBACK}.num_images: 0",
+            "v>0",
+        ),
+    ],
+    "data option": [
+        Case(
+            "validation fraction above 0.5",
+            args("--data.init_args.val_fraction=0.9"),
+            "data.init_args.val_fraction: 0.9",
+            "v<=0.5",
+        ),
+        Case(
+            "batch size 0",
+            args("--data.init_args.batch_size=0"),
+            "data.init_args.batch_size: 0",
+            "v>0",
+        ),
+        Case("two input channels", args("--data.init_args.in_chans=2"), "data.in_chans", "1 or 3"),
+        Case(
+            "limit_train 0",
+            args("--data.init_args.limit_train=0"),
+            "data.init_args.limit_train: 0",
+            "v>0",
+        ),
+        Case(
+            "limit_train below one batch",
+            args("--data.init_args.limit_train=5"),
+            "data.batch_size",
+            "train on nothing",
+        ),
+        Case(
+            "validation split rounds to no example",
+            args("--data.init_args.limit_train=100", "--data.init_args.val_fraction=0.001"),
+            "data.val_fraction",
+            "validate on nothing",
+        ),
+        Case(
+            "num_workers negative",
+            args("--data.init_args.num_workers=-1"),
+            "data.init_args.num_workers: -1",
+            "v>=0",
+        ),
+        Case(
+            "image folder crop fraction 0",
+            in_folder("--data.init_args.crop_fraction=0"),
+            "data.init_args.crop_fraction: 0",
+            "v>0 and v<=1",
+            base="folder",
+        ),
+        Case(
+            "num_classes disagrees with the folders",
+            wrong_class_count,
+            "data.num_classes",
+            "class folders",
+            base="folder",
+        ),
+    ],
+    "data file": [
+        Case(
+            "missing data directory",
+            args("--data.init_args.data_dir=/no/such/dir"),
+            "data.data_dir",
+            "directory",
+        ),
+        Case(
+            "data directory without the idx files",
+            missing_idx_file,
+            "data.data_dir",
+            "idx files",
+        ),
+        Case("truncated idx file", truncated_idx, "train-images-idx3-ubyte", "re-fetch"),
+        Case("labels out of range", labels_out_of_range, "data.data_dir", "re-fetch"),
+        Case(
+            "corrupt image in an image folder",
+            corrupt_image,
+            "img_2.png",
+            "remove or replace",
+            base="folder",
+        ),
+        Case(
+            "image folder without its val split",
+            missing_split,
+            "data.data_dir",
+            "expected",
+            base="folder",
+        ),
+        Case(
+            "corruption .npy of the wrong shape",
+            bad_corruption_npy,
+            "contrast.npy",
+            "expected uint8",
+            "test",
+        ),
+    ],
+    "YAML config file": [
+        Case("malformed YAML", malformed_yaml, "broken.yaml", "Fix it at the line shown"),
+        Case(
+            "missing config file",
+            args("--config=/no/such/config.yaml"),
+            "/no/such/config.yaml",
+            "does not exist",
+        ),
+    ],
+    "sweep plan file": [
+        Case("malformed plan YAML", malformed_plan, "broken_plan.yaml", "Fix it there", "sweep"),
+        Case(
+            "plan that is not a mapping",
+            plan_not_a_mapping,
+            "list_plan.yaml",
+            "mapping of plan fields",
+            "sweep",
+        ),
+        Case(
+            "missing plan",
+            args("show", "no_such_plan"),
+            "no_such_plan",
+            "Name a plan",
+            "sweep",
+        ),
+    ],
+    "weights file": [
+        Case(
+            "weights of another architecture",
+            weights_other_arch,
+            "model.weights",
+            "model_kwargs the file was trained with",
+        ),
+        Case(
+            "missing weights file",
+            args("--model.weights=/no/such/file.safetensors"),
+            "model.weights",
+            "make pretrain",
+        ),
+        Case(
+            "weights file that is not safetensors",
+            weights_not_safetensors,
+            "model.weights",
+            "safetensors",
+        ),
+        Case(
+            "weights .pth that is not a torch file",
+            weights_pth_garbage,
+            "garbage.pth",
+            "model_kwargs the file was trained with",
+        ),
+        Case(
+            "export over an existing weights file",
+            export_over_existing,
+            "ExportWeights.path",
+            "overwrite",
+        ),
+    ],
+    "checkpoint file": [
+        Case("ckpt_path missing", args("--ckpt_path=/no/such/last.ckpt"), "ckpt_path", "last"),
+        Case("ckpt_path a text file", ckpt_text_file, "ckpt_path", "Lightning checkpoint"),
+        Case(
+            "ckpt_path without a state_dict",
+            ckpt_without_state,
+            "ckpt_path",
+            "Lightning checkpoint",
+        ),
+        Case("ckpt_path that needs unpickling code", ckpt_with_code, "ckpt_path", "weights_only"),
+        Case(
+            "ckpt_path with another num_classes",
+            ckpt_other_classes,
+            "ckpt_path",
+            "head.weight",
+            "test",
+        ),
+    ],
+    "record file": [
+        Case("record that is not JSON", record("{not json"), "results.json", "rerun", "report"),
+        Case(
+            "record that is not a mapping of sections",
+            record("[1, 2]"),
+            "results.json",
+            "rerun",
+            "report",
+        ),
+    ],
+    "run option": [
+        Case(
+            "unknown config key",
+            args("--model.no_such_option=1"),
+            "no_such_option",
+            "model.no_such_option",
+        ),
+        Case("threads negative", args("--threads=-3"), "threads: -3", "v>0"),
+        Case("threads 0", args("--threads=0"), "threads: 0", "v>0"),
+        Case(
+            "wandb online without credentials",
+            args(),
+            "trainer.logger",
+            "wandb login",
+            env=NO_CREDENTIALS,
+        ),
+    ],
+}
+# Commands that take their own arguments, not a run's configs.
+TOOLS = ("sweep", "report")
+CASES = [(kind, case) for kind, cases in CLASSES.items() for case in cases]
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -538,8 +792,9 @@ def forward_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize(("kind", "case"), CASES, ids=[f"{k}: {c.name}" for k, c in CASES])
 def test_bad_input_fails_before_compute(
+    kind: str,
     case: Case,
     tmp_path: Path,
     fmnist_dir: Path,
@@ -563,10 +818,11 @@ def test_bad_input_fails_before_compute(
             monkeypatch.setenv(key, value)
     extra = case.args(tmp_path, fmnist_dir)
     base = folder_base(tmp_path / "images") if case.base == "folder" else fmnist_base(fmnist_dir)
+    tool = case.subcommand in TOOLS
     before = snapshot(work)
 
     with pytest.raises(SystemExit) as exit_info:
-        main([case.subcommand, *base, *COMMON, *extra])
+        main([case.subcommand, *extra] if tool else [case.subcommand, *base, *COMMON, *extra])
 
     err = capsys.readouterr().err
     assert exit_info.value.code == 2, err
