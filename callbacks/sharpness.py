@@ -15,7 +15,6 @@ from lightning_modules.layer_logging import log_layer_scores
 from robust_vit.attacks.pgd import Norm, pgd
 from robust_vit.layers import Granularity, candidate_layers
 from robust_vit.ranges import (
-    ClosedUnitInterval,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveInt,
@@ -23,6 +22,7 @@ from robust_vit.ranges import (
 )
 from robust_vit.records import update_record
 from robust_vit.sharpness import Radius, ScoreVariant, fixed_batches, layer_sharpness
+from robust_vit.threat import UnitPixelRadius
 
 FIELD = "trainer.callbacks.LayerSharpness"
 
@@ -45,8 +45,8 @@ class LayerSharpness(L.Callback):
         num_batches: batches in the fixed scoring subset.
         batch_size: their size.
         seed: picks the subset.
-        eps: PGD radius of the scoring inputs (0: clean inputs).
-        alpha: PGD step size.
+        eps: PGD radius of the scoring inputs, ``8/255`` or a number (0: clean inputs).
+        alpha: PGD step size, ``2/255`` or a number.
         steps: PGD steps.
         norm: PGD threat model.
     """
@@ -63,8 +63,8 @@ class LayerSharpness(L.Callback):
         num_batches: PositiveInt = 2,
         batch_size: PositiveInt = 64,
         seed: int = 0,
-        eps: ClosedUnitInterval = 0.0,
-        alpha: ClosedUnitInterval = 2 / 255,
+        eps: UnitPixelRadius = 0.0,
+        alpha: UnitPixelRadius = 2 / 255,
         steps: NonNegativeInt = 10,
         norm: Literal["linf", "l2"] = "linf",
     ) -> None:

@@ -122,10 +122,10 @@ def _ranged_arguments(init: Callable[..., None]) -> dict[str, tuple[type, bool]]
 def _plain(field: str, value: Any, kind: type) -> int | float:
     """``value`` as a plain int or float, or a :class:`ConfigError` outside ``kind``'s range."""
     try:
-        kind(value)
+        checked = kind(value)
     except (TypeError, ValueError) as err:
         raise ConfigError(field, f"{err} ({kind.__name__}).") from err
-    return int(value) if issubclass(kind, int) else float(value)
+    return int(checked) if issubclass(kind, int) else float(checked)
 
 
 def check_ranges(prefix: str) -> Callable[[Init], Init]:
