@@ -12,7 +12,7 @@ from typing import Any
 from scipy import stats
 
 from robust_vit.errors import ConfigError
-from robust_vit.radii import metric_label
+from robust_vit.threat import canonical_metric_key
 
 SEED_FOLDER = re.compile(r"^seed(\d+)$")
 Groups = dict[str, dict[int, dict[str, float]]]
@@ -68,7 +68,7 @@ def _cell(values: Sequence[float]) -> str:
 def group_table(groups: Groups, keys: list[str]) -> str:
     """One row per group: mean ± 95% interval over its seeds for every key."""
     lines = [
-        "| group | seeds | " + " | ".join(map(metric_label, keys)) + " |",
+        "| group | seeds | " + " | ".join(map(canonical_metric_key, keys)) + " |",
         "|---" * (len(keys) + 2) + "|",
     ]
     for group, by_seed in sorted(groups.items()):
@@ -86,7 +86,7 @@ def delta_table(groups: Groups, baseline: str, keys: list[str]) -> str:
             f"no group named {baseline!r} among {sorted(groups)}; name one of their last parts.",
         )
     lines = [
-        f"| group minus {baseline} | pairs | " + " | ".join(map(metric_label, keys)) + " |",
+        f"| group minus {baseline} | pairs | " + " | ".join(map(canonical_metric_key, keys)) + " |",
         "|---" * (len(keys) + 2) + "|",
     ]
     for group, by_seed in sorted(groups.items()):

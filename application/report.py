@@ -9,17 +9,23 @@ from typing import Any
 
 from application.aggregate import delta_table, group_by_seed, group_summary, group_table
 from robust_vit.errors import ConfigError
-from robust_vit.radii import metric_label
 from robust_vit.records import RECORD_NAME, read_record
 from robust_vit.tables import adversarial_table, corruption_table
+from robust_vit.threat import canonical_metric_key
 
 
 def flatten_metrics(record: dict[str, Any]) -> dict[str, float]:
-    """All ``<stage>.metrics`` of a record in one dict, keyed as logged (``test/acc``)."""
+    """All ``<stage>.metrics`` of a record in one dict, keyed as logged now (``test/acc``).
+
+    Radii in the keys of records written before :class:`~robust_vit.threat.Threat`
+    (``.../pgd20_linf@0.0313725``) read as they are logged now (``.../pgd20_linf@8/255``).
+    """
     out: dict[str, float] = {}
     for section in record.values():
         if isinstance(section, dict) and isinstance(section.get("metrics"), dict):
-            out.update({k: v for k, v in section["metrics"].items() if v is not None})
+            out.update(
+                {canonical_metric_key(k): v for k, v in section["metrics"].items() if v is not None}
+            )
     return out
 
 
@@ -30,7 +36,7 @@ def markdown_table(records: dict[str, dict[str, Any]], keys: list[str] | None = 
         found = {k for metrics in flat.values() for k in metrics}
         keys = sorted(k for k in found if k.startswith(("test/", "val/")))
     lines = [
-        "| run | " + " | ".join(map(metric_label, keys)) + " |",
+        "| run | " + " | ".join(map(canonical_metric_key, keys)) + " |",
         "|---" * (len(keys) + 1) + "|",
     ]
     for name, metrics in flat.items():

@@ -25,7 +25,7 @@ SUITE = """trainer:
     - class_path: callbacks.AdversarialEval
       init_args:
         num_examples: {n}
-        epsilons: [0.0156863]
+        epsilons: [4/255]
         attacks:
           - class_path: robust_vit.attacks.PGD
             init_args: {{eps: 0.0, steps: 10}}

@@ -36,14 +36,15 @@ from robust_vit.attacks import (
 )
 from robust_vit.errors import ConfigError
 from robust_vit.plots import accuracy_vs_epsilon
-from robust_vit.ranges import NonNegativeFloat, PositiveInt, check_ranges
+from robust_vit.ranges import PositiveInt, check_ranges
 from robust_vit.tables import adversarial_table
+from robust_vit.threat import PixelRadius, Threat, radius_text
 
 Stage = Literal["fit", "test"]
 SANITY = "sanity"
 
 
-CountKey = tuple[str, ...]
+CountKey = tuple[str | Threat, ...]
 
 
 def add(counts: dict[CountKey, Tensor], key: CountKey, flags: Tensor) -> None:
@@ -61,7 +62,8 @@ class AdversarialEval(StagedEvaluation):
 
     Args:
         attacks: the suite (``robust_vit.attacks.PGD`` etc., as ``class_path`` entries).
-        epsilons: radii to run every attack at (pixel units); None: each attack's own ``eps``.
+        epsilons: radii to run every attack at (pixel units, ``8/255`` or a number); None: each
+            attack's own ``eps``.
         num_examples: examples to evaluate (the first ones of the loader's dataset).
         seed: seeds each example's random starts (with its dataset index).
         every_n_epochs: during fit, evaluate every this many epochs.
@@ -74,7 +76,7 @@ class AdversarialEval(StagedEvaluation):
     def __init__(
         self,
         attacks: list[Attack],
-        epsilons: list[NonNegativeFloat] | None = None,
+        epsilons: list[PixelRadius] | None = None,
         num_examples: PositiveInt = 1000,
         seed: int = 0,
         every_n_epochs: PositiveInt = 1,
@@ -96,13 +98,13 @@ class AdversarialEval(StagedEvaluation):
         self.batch_size, self.section = batch_size, section
 
     @staticmethod
-    def _suites(attacks: list[Attack], epsilons: list[float] | None) -> dict[str, list[Attack]]:
-        """Attacks grouped by threat model ``<norm>@<eps>``, in the order given."""
-        suites: dict[str, list[Attack]] = {}
+    def _suites(attacks: list[Attack], epsilons: list[float] | None) -> dict[Threat, list[Attack]]:
+        """Attacks grouped by threat model, in the order given."""
+        suites: dict[Threat, list[Attack]] = {}
         for eps in epsilons if epsilons is not None else [None]:
             for attack in attacks:
                 a = attack.with_eps(eps) if eps is not None else attack
-                suites.setdefault(f"{a.norm}@{a.eps:.6g}", []).append(a)
+                suites.setdefault(Threat(a.norm, a.eps), []).append(a)
         return suites
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -137,13 +139,14 @@ class AdversarialEval(StagedEvaluation):
                     for name, f in beaten_by_fgsm(attacked, fgsm).items():
                         add(counts, (SANITY, "beaten_by_fgsm", name, threat), f)
         totals = reduce_counts(trainer, counts)
-        result = self._result(totals, n, time.perf_counter() - start)
+        robust = self._robust(totals, n)
+        result = self._result(totals, robust, n, time.perf_counter() - start)
         prefix = "test" if stage == "test" else "val"
         scalars = {f"{prefix}/{self.section}/{CLEAN}": result["clean"]["acc"]}
-        for name, by_threat in {**result["attacks"], WORST: result["worst_case"]}.items():
+        for name, by_threat in robust.items():
             scalars.update(
                 {
-                    f"{prefix}/{self.section}/{name}@{t.split('@')[1]}": v["acc"]
+                    f"{prefix}/{self.section}/{name}@{radius_text(t.eps)}": v["acc"]
                     for t, v in by_threat.items()
                 }
             )
@@ -172,41 +175,57 @@ class AdversarialEval(StagedEvaluation):
         log_plot(trainer, self.section, stage, result, accuracy_vs_epsilon)
         return result
 
-    def _result(self, totals: dict[CountKey, int], n: int, seconds: float) -> dict[str, Any]:
-        attacks: dict[str, dict[str, Any]] = {}
-        worst: dict[str, Any] = {}
+    def _robust(
+        self, totals: dict[CountKey, int], n: int
+    ) -> dict[str, dict[Threat, dict[str, Any]]]:
+        """Robust accuracy per attack name (the worst case last) and threat, in suite order."""
+        robust: dict[str, dict[Threat, dict[str, Any]]] = {
+            name: {} for suite in self.suites.values() for name in (a.name for a in suite)
+        }
+        robust[WORST] = {}
+        for key, count in totals.items():
+            if key[0] != SANITY and key != (CLEAN,):
+                name, threat = key
+                robust[str(name)][threat] = proportion(count, n)  # type: ignore[index]
+        order = list(self.suites)
+        return {
+            name: dict(sorted(by_threat.items(), key=lambda kv: order.index(kv[0])))
+            for name, by_threat in robust.items()
+        }
+
+    def _result(
+        self,
+        totals: dict[CountKey, int],
+        robust: dict[str, dict[Threat, dict[str, Any]]],
+        n: int,
+        seconds: float,
+    ) -> dict[str, Any]:
+        """The record's section: accuracies keyed by threat key (``linf@8/255``), sanity checks."""
         sanity: dict[str, Any] = {"beaten_by_fgsm": {}}
-        for key, robust in totals.items():
+        for key, count in totals.items():
             if key[0] == SANITY:
                 _, check, *where = key
                 if where:
-                    sanity[check].setdefault(where[0], {})[where[1]] = robust
+                    sanity[str(check)].setdefault(where[0], {})[str(where[1])] = count
                 else:
-                    sanity[check] = {"examples": robust, "n": n}
-                continue
-            if key == (CLEAN,):
-                continue
-            name, threat = key
-            target = worst if name == WORST else attacks.setdefault(name, {})
-            target[threat] = proportion(robust, n)
-        order = list(self.suites)
-        names = list(dict.fromkeys(a.name for suite in self.suites.values() for a in suite))
-        attacks = {
-            name: dict(sorted(attacks[name].items(), key=lambda kv: order.index(kv[0])))
-            for name in names
+                    sanity[str(check)] = {"examples": count, "n": n}
+        keyed = {
+            name: {threat.key: v for threat, v in by_threat.items()}
+            for name, by_threat in robust.items()
         }
+        worst = keyed.pop(WORST)
         fgsm = list(
             dict.fromkeys(
                 a.name for suite in self.suites.values() for a in suite if isinstance(a, FGSM)
             )
         )
-        sanity["warnings"] = masking_warnings(sanity, attacks, fgsm)
+        sanity["warnings"] = masking_warnings(sanity, keyed, fgsm)
         return {
             "n": n,
             "seed": self.seed,
             "seconds": round(seconds, 2),
             "clean": proportion(totals[(CLEAN,)], n),
-            "attacks": attacks,
-            "worst_case": dict(sorted(worst.items(), key=lambda kv: order.index(kv[0]))),
+            "attacks": keyed,
+            "worst_case": worst,
             "sanity": sanity,
         }

@@ -17,6 +17,7 @@ from lightning_modules.logger_media import log_png, log_table
 from robust_vit.attacks import wilson_interval
 from robust_vit.errors import ConfigError
 from robust_vit.records import update_record, write_text_atomic
+from robust_vit.threat import Threat
 
 STAGES = ("fit", "test")
 
@@ -86,13 +87,13 @@ class _Indexed(Dataset):
         return x, torch.as_tensor(y), index
 
 
-Key = TypeVar("Key", str, tuple[str, ...])
+Key = TypeVar("Key", str, tuple[str, ...], tuple[str | Threat, ...])
 
 
 def reduce_counts(trainer: L.Trainer, counts: dict[Key, Tensor]) -> dict[Key, int]:
     """Sum integer counts over ranks (exact: every example lives on exactly one rank).
 
-    Keys are names or tuples of names; every rank must hold the same keys.
+    Keys are names or tuples of names and threats; every rank must hold the same keys.
     """
     keys = sorted(counts)
     stacked = torch.stack([counts[k].to(trainer.strategy.root_device, torch.float64) for k in keys])

@@ -82,11 +82,12 @@ class RobustValidation(StagedEvaluation):
         """Refuse a checkpoint that would look for the robust accuracy in epochs without it."""
         for callback in trainer.checkpoint_callbacks:
             every = getattr(callback, "_every_n_epochs", self.every_n_epochs)
-            if getattr(callback, "monitor", None) in MONITORS and every != self.every_n_epochs:
+            monitor = getattr(callback, "monitor", None)
+            if monitor in MONITORS and every != self.every_n_epochs:
                 raise ConfigError(
                     "robust_validation.every_n_epochs",
                     f"is {self.every_n_epochs} but the ModelCheckpoint monitoring "
-                    f"{callback.monitor} checks every {every} epochs, and would find no value in "
+                    f"{monitor} checks every {every} epochs, and would find no value in "
                     "the others: give both the same every_n_epochs.",
                 )
 
@@ -118,7 +119,7 @@ class RobustValidation(StagedEvaluation):
         start = time.perf_counter()
         datasets = {
             "val": eval_dataset(trainer, "fit"),
-            "train": getattr(trainer.datamodule, "plain_train_set", None),
+            "train": getattr(getattr(trainer, "datamodule", None), "plain_train_set", None),
         }
         sizes = {"val": self.num_examples, "train": self.train_examples}
         point: dict[str, Any] = {"epoch": trainer.current_epoch, "global_step": trainer.global_step}

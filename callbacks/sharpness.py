@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Literal
+from typing import Literal, cast
 
 import lightning as L
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
+from torch import nn
 from torch.utils.data import Dataset
 
 from callbacks.results import record_path
@@ -15,7 +16,6 @@ from lightning_modules.layer_logging import log_layer_scores
 from robust_vit.attacks.pgd import Norm, pgd
 from robust_vit.layers import Granularity, candidate_layers
 from robust_vit.ranges import (
-    ClosedUnitInterval,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveInt,
@@ -23,6 +23,7 @@ from robust_vit.ranges import (
 )
 from robust_vit.records import update_record
 from robust_vit.sharpness import Radius, ScoreVariant, fixed_batches, layer_sharpness
+from robust_vit.threat import UnitPixelRadius
 
 FIELD = "trainer.callbacks.LayerSharpness"
 
@@ -45,8 +46,8 @@ class LayerSharpness(L.Callback):
         num_batches: batches in the fixed scoring subset.
         batch_size: their size.
         seed: picks the subset.
-        eps: PGD radius of the scoring inputs (0: clean inputs).
-        alpha: PGD step size.
+        eps: PGD radius of the scoring inputs, ``8/255`` or a number (0: clean inputs).
+        alpha: PGD step size, ``2/255`` or a number.
         steps: PGD steps.
         norm: PGD threat model.
     """
@@ -63,8 +64,8 @@ class LayerSharpness(L.Callback):
         num_batches: PositiveInt = 2,
         batch_size: PositiveInt = 64,
         seed: int = 0,
-        eps: ClosedUnitInterval = 0.0,
-        alpha: ClosedUnitInterval = 2 / 255,
+        eps: UnitPixelRadius = 0.0,
+        alpha: UnitPixelRadius = 2 / 255,
         steps: NonNegativeInt = 10,
         norm: Literal["linf", "l2"] = "linf",
     ) -> None:
@@ -76,7 +77,7 @@ class LayerSharpness(L.Callback):
 
     def score(self, pl_module: L.LightningModule, dataset: Dataset) -> dict[str, float]:
         """Scores of every candidate layer of ``pl_module.model`` on the fixed subset."""
-        model = pl_module.model
+        model = cast(nn.Module, pl_module.model)
         batches = [
             (x.to(pl_module.device), y.to(pl_module.device))
             for x, y in fixed_batches(dataset, self.num_batches, self.batch_size, self.seed)
@@ -125,12 +126,15 @@ class LayerSharpness(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Score after every ``every_n_epochs``-th epoch, on the training set."""
-        if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self._run(trainer, pl_module, trainer.train_dataloader.dataset, trainer.current_epoch)
+        loader = trainer.train_dataloader
+        if loader is not None and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._run(trainer, pl_module, loader.dataset, trainer.current_epoch)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """In a stand-alone ``validate`` run, score once on the validation set."""
         if trainer.state.fn == TrainerFn.VALIDATING and not trainer.sanity_checking:
             loaders = trainer.val_dataloaders
             loader = loaders[0] if isinstance(loaders, list) else loaders
+            if loader is None:
+                return
             self._run(trainer, pl_module, loader.dataset, trainer.current_epoch)

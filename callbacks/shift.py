@@ -87,9 +87,9 @@ class ShiftEval(StagedEvaluation):
             data = ShiftFolder(
                 root,
                 self.class_index,
-                hp.img_size,
+                hp["img_size"],
                 self.crop_fraction,
-                hp.in_chans,
+                hp["in_chans"],
                 field=f"shifts.sets.{name}",
             )
             loader, n = rank_shard(data, self.num_examples or len(data), trainer, self.batch_size)
@@ -103,7 +103,7 @@ class ShiftEval(StagedEvaluation):
                 "source": str(root),
             }
         totals = reduce_counts(trainer, counts)
-        result = {
+        result: dict[str, Any] = {
             "sets": {
                 name: {**proportion(totals[name], e["n"]), **e} for name, e in entries.items()
             },

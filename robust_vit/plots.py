@@ -17,8 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from robust_vit.radii import NORM_LABELS, metric_label, radius_label, threat_radius
 from robust_vit.records import save_figure_atomic
+from robust_vit.threat import NORM_LABELS, NormName, canonical_metric_key, parse_threat, radius_text
 
 
 def accuracy_vs_epsilon(result: dict[str, Any], path: Path, title: str) -> Path:
@@ -27,11 +27,11 @@ def accuracy_vs_epsilon(result: dict[str, Any], path: Path, title: str) -> Path:
     rows = {**result["attacks"], "worst case": result["worst_case"]}
     radii: set[float] = {0.0}
     for name, by_threat in rows.items():
-        points: dict[str, list[tuple[float, float]]] = {}
-        for threat, entry in by_threat.items():
-            norm, eps = threat_radius(threat)
-            points.setdefault(norm, []).append((eps, entry["acc"]))
-            radii.add(eps)
+        points: dict[NormName, list[tuple[float, float]]] = {}
+        for key, entry in by_threat.items():
+            threat = parse_threat(key)
+            points.setdefault(threat.norm, []).append((threat.eps, entry["acc"]))
+            radii.add(threat.eps)
         for norm, pts in points.items():
             pts = sorted([(0.0, result["clean"]["acc"]), *pts])
             style = "k--" if name == "worst case" else "-o"
@@ -39,10 +39,10 @@ def accuracy_vs_epsilon(result: dict[str, Any], path: Path, title: str) -> Path:
                 *zip(*pts, strict=True),
                 style,
                 markersize=3,
-                label=f"{name} ({NORM_LABELS.get(norm, norm)})",
+                label=f"{name} ({NORM_LABELS[norm]})",
             )
     ticks = sorted(radii)
-    ax.set_xticks(ticks, ["0", *(radius_label(eps) for eps in ticks[1:])], fontsize=7)
+    ax.set_xticks(ticks, ["0", *(radius_text(eps) for eps in ticks[1:])], fontsize=7)
     ax.set(xlabel="epsilon (images in [0, 1])", ylabel="accuracy", ylim=(0, 1), title=title)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -91,7 +91,7 @@ def group_means(table: dict[str, dict[str, tuple[float, float]]], path: Path, ti
             capsize=3,
             label=Path(group).name,
         )
-    labels = [metric_label(m.replace("test/", "")) for m in metrics]
+    labels = [canonical_metric_key(m.replace("test/", "")) for m in metrics]
     ax.set_xticks(range(len(metrics)), labels, rotation=20, ha="right", fontsize=7)
     ax.set(ylabel="accuracy", title=title)
     ax.legend(fontsize=7)

@@ -115,10 +115,10 @@ _checked_by_owner: ContextVar[tuple[type, ...]] = ContextVar("checked_by_owner",
 def _check_number(kind: type) -> Check:
     def check(field: str, value: Any) -> int | float:
         try:
-            kind(value)
+            checked = kind(value)
         except (TypeError, ValueError) as err:
             raise ConfigError(field, f"{err} ({kind.__name__}).") from err
-        return int(value) if issubclass(kind, int) else float(value)
+        return int(checked) if issubclass(kind, int) else float(checked)
 
     return check
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from robust_vit.radii import threat_label
+from robust_vit.threat import parse_threat
 
 
 def cell(entry: dict[str, Any]) -> str:
@@ -18,7 +18,7 @@ def adversarial_table(result: dict[str, Any]) -> str:
     threats = list(result["worst_case"])
     header = f"| accuracy % [95% CI], n={result['n']}, seed={result['seed']} | "
     lines = [
-        header + " | ".join(threat_label(t) for t in threats) + " |",
+        header + " | ".join(parse_threat(t).label for t in threats) + " |",
         "|---" * (len(threats) + 1) + "|",
     ]
     lines.append("| clean | " + " | ".join(cell(result["clean"]) for _ in threats) + " |")

@@ -16,7 +16,7 @@ from application.aggregate import Groups, seed_of
 from application.results_page.claims import Sweep
 from application.results_page.headline import CLEAN, metric_keys
 from application.results_page.runs import read_records
-from robust_vit.radii import radius_label
+from robust_vit.threat import radius_text
 
 
 def arm_of(folder: str) -> tuple[str, int] | None:
@@ -218,7 +218,7 @@ def cost_table(
     """Per trained arm: trainable parameters and fit time per step beside its accuracies."""
     keys = metric_keys(sweep, radius["eps"] if radius else None)
     heads = [
-        label if key == CLEAN else f"{label} {radius_label(radius['eps'])}"  # type: ignore[index]
+        label if key == CLEAN else f"{label} {radius_text(radius['eps'])}"  # type: ignore[index]
         for label, key in keys.items()
     ]
     lines = [

@@ -8,7 +8,7 @@ from typing import Any
 
 from application.aggregate import Groups, mean_interval
 from application.results_page.claims import Comparison, Sweep
-from robust_vit.radii import radius_label, threat_radius
+from robust_vit.threat import parse_threat, radius_text
 
 BAND = (0.2, 0.6)  # the reference arm's robust accuracy at a headline radius
 CLEAN, CORRUPTIONS = "test/acc", "test/corruptions/mean_acc"
@@ -16,17 +16,17 @@ CLEAN, CORRUPTIONS = "test/acc", "test/corruptions/mean_acc"
 
 def attack_key(attack: str, eps: float) -> str:
     """The logged key of an attack's test accuracy at ``eps`` (as AdversarialEval writes it)."""
-    return f"test/adversarial/{attack}@{eps:.6g}"
+    return f"test/adversarial/{attack}@{radius_text(eps)}"
 
 
 def radii_of(records: dict[str, dict]) -> list[float]:
     """The L-inf radii the sweep's adversarial evaluations ran at."""
     found = {
-        eps
+        threat.eps
         for r in records.values()
-        for threat in ((r.get("adversarial") or {}).get("test") or {}).get("worst_case", {})
-        for norm, eps in [threat_radius(threat)]
-        if norm == "linf"
+        for key in ((r.get("adversarial") or {}).get("test") or {}).get("worst_case", {})
+        for threat in [parse_threat(key)]
+        if threat.norm == "linf"
     }
     return sorted(found)
 
@@ -50,7 +50,7 @@ def headline_radius(sweep: Sweep, groups: Groups, radii: list[float]) -> dict[st
     _, eps, acc = min(scored)
     return {
         "eps": eps,
-        "label": radius_label(eps),
+        "label": radius_text(eps),
         "reference": sweep.reference,
         "reference_pgd20_acc": acc,
         "in_band": BAND[0] <= acc <= BAND[1],
@@ -112,9 +112,7 @@ def headline_rows(
                 "method": comparison.method,
                 "baseline": comparison.baseline,
                 "role": comparison.role,
-                "metric": f"{label} {radius_label(eps)}"
-                if is_attack and eps is not None
-                else label,
+                "metric": f"{label} {radius_text(eps)}" if is_attack and eps is not None else label,
                 "key": key,
                 "eps": eps if is_attack else None,
                 "claim": comparison.claims.get(label, "not reported"),

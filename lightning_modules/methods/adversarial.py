@@ -9,7 +9,8 @@ from torch import Tensor
 
 from lightning_modules.methods.base import FinetuneMethod
 from robust_vit.attacks.pgd import LossFn, Norm, ce_loss, eval_mode, pgd
-from robust_vit.ranges import ClosedUnitInterval, NonNegativeFloat, NonNegativeInt, check_ranges
+from robust_vit.ranges import NonNegativeFloat, NonNegativeInt, check_ranges
+from robust_vit.threat import UnitPixelRadius
 
 if TYPE_CHECKING:
     from lightning_modules.classifier import ViTClassifier
@@ -22,8 +23,8 @@ class AdversarialMethod(FinetuneMethod):
 
     Args:
         norm: threat model, ``linf`` or ``l2``; epsilons are in pixel units (inputs in [0, 1]).
-        eps: attack radius (CIFAR-style default 8/255).
-        alpha: step size (default 2/255).
+        eps: attack radius, ``8/255`` or a number (CIFAR-style default 8/255).
+        alpha: step size, ``2/255`` or a number (default 2/255).
         steps: PGD steps (default 10).
         random_init: start from a uniform random point of the ball.
         eps_warmup_epochs: ramp eps (and alpha) linearly from 0 over this many epochs (0: off).
@@ -34,8 +35,8 @@ class AdversarialMethod(FinetuneMethod):
     def __init__(
         self,
         norm: Literal["linf", "l2"] = "linf",
-        eps: ClosedUnitInterval = 8 / 255,
-        alpha: ClosedUnitInterval = 2 / 255,
+        eps: UnitPixelRadius = 8 / 255,
+        alpha: UnitPixelRadius = 2 / 255,
         steps: NonNegativeInt = 10,
         random_init: bool = True,
         eps_warmup_epochs: NonNegativeFloat = 0.0,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +51,11 @@ def ce_target_loss(logits: Tensor, y: Tensor, target: Tensor | None = None) -> T
     if target is None:
         return F.cross_entropy(logits, y, reduction="none")
     return -F.cross_entropy(logits, target, reduction="none")
+
+
+def _with_target(loss: TargetLoss, target: Tensor | None, logits: Tensor, y: Tensor) -> Tensor:
+    """``loss`` at ``target``, as a two-argument loss once the target is bound."""
+    return loss(logits, y, target)
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -144,7 +150,7 @@ def _run(
             tgt = target[idx] if target is not None else None
             if k < steps:
                 logits, li, gi = loss_and_grad(
-                    model, x_cur[idx], y[idx], lambda z_, y_, t=tgt: loss(z_, y_, t)
+                    model, x_cur[idx], y[idx], partial(_with_target, loss, tgt)
                 )
                 grad[idx] = gi
             else:  # the last point only needs scoring

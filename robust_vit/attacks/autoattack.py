@@ -15,9 +15,10 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from robust_vit.attacks.classes import Attack, NormName
+from robust_vit.attacks.classes import Attack
 from robust_vit.errors import ConfigError
-from robust_vit.ranges import NonNegativeFloat, check_ranges
+from robust_vit.ranges import check_ranges
+from robust_vit.threat import NormName, PixelRadius
 
 Version = Literal["standard", "plus", "rand", "custom"]
 REFERENCE_ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
@@ -68,7 +69,7 @@ class AutoAttack(Attack):
     @check_ranges("adversarial.attacks.AutoAttack")
     def __init__(
         self,
-        eps: NonNegativeFloat,
+        eps: PixelRadius,
         norm: NormName = "linf",
         version: Version = "standard",
         attacks: list[str] | None = None,

@@ -19,15 +19,8 @@ from robust_vit.attacks.core import eval_mode, is_correct
 from robust_vit.attacks.fgsm import fgsm
 from robust_vit.attacks.pgd import pgd
 from robust_vit.errors import ConfigError
-from robust_vit.ranges import (
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-    check_ranges,
-)
-
-NormName = Literal["linf", "l2"]
+from robust_vit.ranges import NonNegativeInt, PositiveFloat, PositiveInt, check_ranges
+from robust_vit.threat import NormName, PixelRadius
 
 
 def check_eps(eps: float, norm: str, name: str) -> None:
@@ -62,7 +55,7 @@ class Attack(ABC):
     @check_ranges("adversarial.attacks")
     def __init__(
         self,
-        eps: NonNegativeFloat,
+        eps: PixelRadius,
         norm: NormName = "linf",
         name: str | None = None,
         early_exit: bool = True,
@@ -131,7 +124,7 @@ class PGD(Attack):
     @check_ranges("adversarial.attacks.PGD")
     def __init__(
         self,
-        eps: NonNegativeFloat,
+        eps: PixelRadius,
         steps: PositiveInt = 20,
         rel_step: PositiveFloat = 0.25,
         restarts: PositiveInt = 1,
@@ -182,7 +175,7 @@ class APGD(Attack):
     @check_ranges("adversarial.attacks.APGD")
     def __init__(
         self,
-        eps: NonNegativeFloat,
+        eps: PixelRadius,
         loss: Literal["ce", "dlr"] = "ce",
         steps: PositiveInt = 100,
         restarts: PositiveInt = 1,

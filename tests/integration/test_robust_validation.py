@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from robust_vit.threat import parse_radius
 from tests.conftest import EXPERIMENTS
 from tests.integration.test_cli import CPU_BASE, records_under, run, tiny_overrides
 
@@ -64,6 +65,10 @@ def test_curve_per_epoch_and_best_robust_checkpoint(
     assert Path(weights["checkpoint"]).name.startswith("robust-")
     saved = torch.load(weights["checkpoint"], weights_only=True)
     assert saved["global_step"] == best["global_step"]
+    # a run configured with radii written 4/255 and 1/255: exact values, a weights_only checkpoint
+    method = record["run"]["config"]["model"]["method"]["init_args"]
+    assert (parse_radius(method["eps"]), parse_radius(method["alpha"])) == (4 / 255, 1 / 255)
+    assert section["eps"] == 4 / 255
 
 
 def test_checkpoint_checking_other_epochs_fails_before_training(

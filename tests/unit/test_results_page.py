@@ -16,6 +16,7 @@ from application.results_page.headline import attack_key
 from application.results_page.render import build, robust_overfitting_plots
 from robust_vit.errors import ConfigError
 from robust_vit.records import write_json_atomic
+from robust_vit.threat import Threat
 
 RADII = (4 / 255, 8 / 255, 12 / 255)
 
@@ -26,7 +27,7 @@ def point(epoch: int, train: float, val: float) -> dict:
 
 def adversarial_record(clean: float, pgd: dict[float, float], step: int | None) -> dict:
     """A test record with PGD-20 and the worst case at RADII (pgd: eps -> accuracy)."""
-    by_threat = {f"linf@{eps:.6g}": {"acc": acc} for eps, acc in pgd.items()}
+    by_threat = {Threat("linf", eps).key: {"acc": acc} for eps, acc in pgd.items()}
     metrics = {"test/acc": clean}
     for eps, acc in pgd.items():
         metrics[attack_key("pgd20_linf", eps)] = acc
@@ -107,6 +108,22 @@ def test_headline_is_the_seed_paired_difference_at_the_band_radius(
     assert "spans 0" in versus_random["reading"]
     assert "0.0313725" not in page and "| 8/255" not in page.split("## Headline")[0]
     assert "PGD-20 8/255" in page and "pgd20_linf@8/255" in page
+
+
+def with_old_keys(text: str) -> str:
+    """A record's text with its radii as keys were written before Threat (``@0.0313725``)."""
+    return re.sub(r"@(\d+)/255", lambda m: f"@{int(m.group(1)) / 255:.6g}", text)
+
+
+def test_records_with_old_keys_give_the_same_results(runs: Path, tmp_path: Path) -> None:
+    _, new = build(runs, tmp_path / "new")
+    for path in runs.rglob("results.json"):
+        old_text = with_old_keys(path.read_text())
+        assert "@0.0313725" in old_text or "adversarial" not in old_text
+        path.write_text(old_text)
+    _, old = build(runs, tmp_path / "old")
+    assert old["headline_radius"] == new["headline_radius"]
+    assert old["headline"] == new["headline"]
 
 
 def test_json_carries_the_diagnostics(runs: Path, tmp_path: Path) -> None:
