@@ -14,6 +14,7 @@ CLASS = re.compile(
     r"|expects a function or a callable class:"
 )
 LEAF = re.compile(r"Not of type (\w+): (.+?)(?:\. Got value: .*)?$")
+CHOICE = re.compile(r"Expected a typing\.Literal\[(.+)\]\. Got value: (.*)$")
 GIVEN = re.compile(r"Given value: (.*)$")
 
 
@@ -28,14 +29,14 @@ def summarise(message: str) -> str | None:
     stack: list[tuple[int, str | None]] = []  # (indent, key), None for a class boundary
     for number, line in enumerate(lines):
         indent = len(line) - len(line.lstrip(" -"))
-        leaf = LEAF.search(line)
+        leaf = _leaf_problem(line)
         if leaf:
-            problem = leaf.group(2)
+            kind, problem = leaf
             if problem.startswith("does not conform"):  # jsonargparse left the value out
                 given = next(filter(None, map(GIVEN.search, lines[number + 1 :])), None)
                 problem = f"{given.group(1)} {problem}" if given else problem
             dotted = _dotted([key for i, key in stack if i < indent])
-            return f"{dotted}: {problem} ({leaf.group(1)})" if dotted else None
+            return f"{dotted}: {problem} ({kind})" if dotted else None
         while stack and stack[-1][0] >= indent:
             stack.pop()
         if CLASS.search(line):  # its keys may start at its own indent, below its "- "
@@ -44,6 +45,14 @@ def summarise(message: str) -> str | None:
         if key:
             stack.append((indent, key.group(1)))
     return None
+
+
+def _leaf_problem(line: str) -> tuple[str, str] | None:
+    """``(type, problem)`` when ``line`` is the innermost error of a value, else None."""
+    leaf, choice = LEAF.search(line), CHOICE.search(line)
+    if choice:
+        return "Literal", f"{choice.group(2)} is not one of {choice.group(1)}"
+    return (leaf.group(1), leaf.group(2)) if leaf else None
 
 
 def _dotted(keys: list[str | None]) -> str:

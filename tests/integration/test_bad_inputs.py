@@ -583,7 +583,12 @@ CLASSES: dict[str, list[Case]] = {
             "data.init_args.batch_size: 0",
             "v>0",
         ),
-        Case("two input channels", args("--data.init_args.in_chans=2"), "data.in_chans", "1 or 3"),
+        Case(
+            "two input channels",
+            args("--data.init_args.in_chans=2"),
+            "data.init_args.in_chans: 2 is not one of 1, 3",
+            "Literal",
+        ),
         Case(
             "limit_train 0",
             args("--data.init_args.limit_train=0"),

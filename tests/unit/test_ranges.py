@@ -80,6 +80,15 @@ CALLABLE = """Parser key "model.lr_scheduler":
       Not of type ClosedUnitInterval: 2 does not conform to restriction v>=0 and v<=1. Got value: x
 """
 
+CHOICE = """Parser key "data":
+  Does not validate against any of the Union subtypes
+  Errors:
+    - Problem with given class_path 'datamodules.FashionMNISTDataModule':
+        Parser key "in_chans":
+          Expected a typing.Literal[1, 3]. Got value: 2
+    - Expected a <class 'NoneType'>
+"""
+
 
 @pytest.mark.parametrize(
     ("message", "summary"),
@@ -95,6 +104,7 @@ CALLABLE = """Parser key "model.lr_scheduler":
             "model.lr_scheduler.init_args.warmup_fraction: 2 does not conform to "
             "restriction v>=0 and v<=1 (ClosedUnitInterval)",
         ),
+        (CHOICE, "data.init_args.in_chans: 2 is not one of 1, 3 (Literal)"),
         ("unrecognized arguments: --model.no_such 1", None),
     ],
 )
