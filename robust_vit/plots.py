@@ -21,6 +21,14 @@ from robust_vit.records import save_figure_atomic
 from robust_vit.threat import NORM_LABELS, NormName, canonical_metric_key, parse_threat, radius_text
 
 
+def finish(fig: Figure, path: Path, dpi: int = 120) -> Path:
+    """Lay the figure out, write it to ``path`` atomically and free it."""
+    fig.tight_layout()
+    save_figure_atomic(fig, path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def accuracy_vs_epsilon(result: dict[str, Any], path: Path, title: str) -> Path:
     """One line per attack (and the worst case) per norm: robust accuracy against epsilon."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -45,10 +53,7 @@ def accuracy_vs_epsilon(result: dict[str, Any], path: Path, title: str) -> Path:
     ax.set_xticks(ticks, ["0", *(radius_text(eps) for eps in ticks[1:])], fontsize=7)
     ax.set(xlabel="epsilon (images in [0, 1])", ylabel="accuracy", ylim=(0, 1), title=title)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    save_figure_atomic(fig, path, dpi=120)
-    plt.close(fig)
-    return path
+    return finish(fig, path)
 
 
 def corruption_heatmap(result: dict[str, Any], path: Path, title: str) -> Path:
@@ -62,10 +67,7 @@ def corruption_heatmap(result: dict[str, Any], path: Path, title: str) -> Path:
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.set(xlabel="severity", title=title)
     fig.colorbar(image, ax=ax, label="accuracy")
-    fig.tight_layout()
-    save_figure_atomic(fig, path, dpi=120)
-    plt.close(fig)
-    return path
+    return finish(fig, path)
 
 
 SECTION_PLOTS = {"adversarial": accuracy_vs_epsilon, "corruptions": corruption_heatmap}
@@ -95,11 +97,7 @@ def group_means(table: dict[str, dict[str, tuple[float, float]]], path: Path, ti
     ax.set_xticks(range(len(metrics)), labels, rotation=20, ha="right", fontsize=7)
     ax.set(ylabel="accuracy", title=title)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure_atomic(fig, path, dpi=120)
-    plt.close(fig)
-    return path
+    return finish(fig, path)
 
 
 def series_over_steps(
@@ -117,11 +115,7 @@ def series_over_steps(
             ax.plot(steps, values, marker=".", label=name)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure_atomic(fig, path, dpi=120)
-    plt.close(fig)
-    return path
+    return finish(fig, path)
 
 
 def robust_curve(curve: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
@@ -164,10 +158,7 @@ def anf_rounds(rounds: list[dict[str, float]], path: Path, title: str) -> Path:
     axes[0].set_title(title)
     axes[-1].set_xlabel("round")
     axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.tight_layout()
-    save_figure_atomic(fig, path, dpi=120)
-    plt.close(fig)
-    return path
+    return finish(fig, path)
 
 
 def plot_nullspace_report(report: dict[str, Any], path: Path) -> Path:
@@ -189,11 +180,7 @@ def plot_nullspace_report(report: dict[str, Any], path: Path) -> Path:
     ]
     right.bar(names, values, color=["tab:gray", "tab:blue", "tab:orange"])
     right.set(title="unchanged predictions", ylim=(0, 1.05), ylabel="agreement")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure_atomic(fig, path, dpi=120)
-    plt.close(fig)
-    return path
+    return finish(fig, path)
 
 
 def plot_layer_scores(
@@ -216,6 +203,4 @@ def plot_layer_scores(
     ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
     ax.set_ylabel("score")
     ax.set_title(title)
-    fig.tight_layout()
-    save_figure_atomic(fig, path, dpi=100)
-    return path
+    return finish(fig, path, dpi=100)
