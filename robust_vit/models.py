@@ -213,7 +213,7 @@ def create_vit(
         kwargs["pretrained_cfg_overlay"] = overlay
         pretrained = True
     try:
-        return timm.create_model(model_name, pretrained=pretrained, **kwargs)
+        vit = timm.create_model(model_name, pretrained=pretrained, **kwargs)
     except LocalEntryNotFoundError as err:
         raise ConfigError(
             "model.pretrained",
@@ -228,6 +228,35 @@ def create_vit(
             f"{str(weights)!r} does not fit {model_name!r} with {model_kwargs or {}} ({err}). "
             "Use the model_name and model_kwargs the file was trained with.",
         ) from err
+    if weights is not None:
+        check_weights_cover(Path(weights), vit, model_name, model_kwargs)
+    return vit
+
+
+def check_weights_cover(
+    path: Path, vit: nn.Module, model_name: str, model_kwargs: dict[str, Any] | None
+) -> None:
+    """Fail unless ``path`` held every tensor of ``vit`` but its classifier.
+
+    timm loads a file whose head is of another size with ``strict=False``, which would also pass
+    over a file of unrelated tensors in silence and train from random weights.
+    """
+    cfg: dict[str, Any] = getattr(vit, "pretrained_cfg", None) or {}
+    classifiers = cfg.get("classifier") or ()
+    heads = tuple(
+        f"{c}." for c in ((classifiers,) if isinstance(classifiers, str) else classifiers)
+    )
+    held = set(timm.models.load_state_dict(str(path)))
+    needed = [k for k in vit.state_dict() if not k.startswith(heads)]
+    missing = [k for k in needed if k not in held]
+    if missing:
+        raise ConfigError(
+            "model.weights",
+            f"{str(path)!r} lacks {len(missing)} of the {len(needed)} tensors {model_name!r} "
+            f"with {model_kwargs or {}} needs (e.g. {', '.join(missing[:3])}), which would start "
+            "from random values. Use the model_name and model_kwargs the file was trained with, "
+            "or a weights file of this model.",
+        )
 
 
 def save_vit_weights(vit: nn.Module, path: str | Path, metadata: dict[str, Any]) -> Path:

@@ -321,6 +321,12 @@ def weights_pth_garbage(tmp: Path, data: Path) -> list[str]:
     return [f"--model.weights={path}"]
 
 
+def weights_unrelated_tensors(tmp: Path, data: Path) -> list[str]:
+    path = tmp / "unrelated.pth"
+    torch.save({"x": torch.zeros(1), "head.weight": torch.zeros(10, 16)}, path)
+    return [f"--model.weights={path}"]
+
+
 # Every optimizer a config may name, and the arguments torch requires to be >= 0: each pair
 # is one row, so an optimizer added here is covered for all of its arguments by construction.
 OPTIMIZERS = (torch.optim.AdamW, torch.optim.SGD)
@@ -714,6 +720,12 @@ CLASSES: dict[str, list[Case]] = {
             "weights .pth that is not a torch file",
             weights_pth_garbage,
             "garbage.pth",
+            "model_kwargs the file was trained with",
+        ),
+        Case(
+            "weights .pth of unrelated tensors",
+            weights_unrelated_tensors,
+            "unrelated.pth' lacks",
             "model_kwargs the file was trained with",
         ),
         Case(
