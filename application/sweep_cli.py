@@ -53,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
         "run",
         parents=shared,
         allow_abbrev=False,
-        help="run one entry of the plan unless its .done marker exists",
+        help="run one entry of the plan unless its .done-<digest> marker exists",
     )
     run.add_argument("--index", type=int, help="the entry's index (SLURM_ARRAY_TASK_ID)")
     run.add_argument("--method", help="the entry's method (with --seed; wandb's agent)")

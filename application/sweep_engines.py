@@ -19,7 +19,7 @@ def make_quote(arg: str) -> str:
 
 
 def makefile(plan: Plan, runs: list[PlannedRun]) -> str:
-    """A makefile whose targets are the runs' ``.done`` markers, then the sweep's report.
+    """A makefile whose targets are the runs' ``.done-<digest>`` markers, then the sweep's report.
 
     Make skips a run whose marker exists and runs independent runs in parallel under ``-j``.
     ``CLI`` (default ``robust-vit``) is the command the recipes call; ``BASELINE`` adds the
@@ -75,7 +75,8 @@ def slurm_script(plan: Plan, runs: list[PlannedRun], rerun: list[str], extra: li
             f"# Sweep {plan.name} as a SLURM job array: task i runs entry i of "
             f"`robust-vit sweep show {' '.join(map(shlex.quote, rerun))}`.",
             f"# Submit from the repository root, robust-vit on PATH: sbatch {folder}/sweep.sbatch",
-            "# A finished run (its .done marker exists) is skipped: resubmitting reruns the rest.",
+            "# A finished run (its .done-<digest> marker exists) is skipped: resubmitting reruns",
+            "# the rest.",
             "# Edit the resources to your cluster:",
             f"#SBATCH --job-name={plan.name}",
             f"#SBATCH --array=0-{len(runs) - 1}",

@@ -3,14 +3,18 @@
 A plan (``experiments/sweeps/<name>.yaml``) names the arms (methods), the seeds, the weights the
 trained arms finetune from, the evaluation suite and the overlays some arms add. :func:`expand`
 turns it into :class:`PlannedRun` entries, index ``i = method_index * len(seeds) + seed_index``,
-each with the full ``robust-vit fit|test`` command, its run name and its ``.done`` marker. make,
-wandb sweeps and SLURM job arrays are all written from that one list (``robust-vit sweep``).
+each with the full ``robust-vit fit|test`` command, its run name and its ``.done-<digest>``
+marker, keyed by the command and the content of the configs it reads. make, wandb sweeps and
+SLURM job arrays are all written from that one list (``robust-vit sweep``).
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ PLANS_DIR = Path("experiments/sweeps")
 METHOD_DIR = Path("experiments/method")
 RUNS_DIR = Path("runs")
 DONE_MARKER = ".done"
+CONFIG_FLAGS = ("--config", "-c")
 # Method configs that are overlays on another method's config: each safer_<variant>.yaml
 # changes options of safer.yaml, which is loaded before it.
 OVERLAID_METHODS = ("safer",)
@@ -103,7 +108,7 @@ class Plan:
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """One run of a plan: what it runs, where its results and its ``.done`` marker go.
+    """One run of a plan: what it runs, where its results and its ``.done-<digest>`` marker go.
 
     Args:
         index: its place in the plan (the SLURM array index).
@@ -125,8 +130,12 @@ class PlannedRun:
 
     @property
     def marker(self) -> Path:
-        """The file written when the run finished: a restart skips the run while it exists."""
-        return RUNS_DIR / self.name / DONE_MARKER
+        """The file written when the run finished: a restart skips the run while it exists.
+
+        Its name holds :func:`inputs_digest` of the command, so a run whose command or configs
+        changed since it finished is run again rather than skipped.
+        """
+        return RUNS_DIR / self.name / f"{DONE_MARKER}-{inputs_digest(self.argv)}"
 
     def check_inputs(self) -> None:
         """Fail before any compute when the weights file is missing, naming what makes it."""
@@ -138,6 +147,15 @@ class PlannedRun:
                 "weights file the committed plans use), or point the plan at an "
                 "existing file.",
             )
+
+
+def inputs_digest(argv: Sequence[str]) -> str:
+    """12 hex digits of the sha256 of a command and of every config file it reads."""
+    digest = hashlib.sha256("\0".join(argv).encode())
+    for flag, value in pairwise(argv):
+        if flag in CONFIG_FLAGS and Path(value).is_file():
+            digest.update(Path(value).read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def plan_path(plan: str) -> Path:

@@ -15,7 +15,7 @@ from application import cli
 from application.sweep_cli import main as sweep_main
 from application.sweep_cli import parser, split_extra
 from application.sweep_engines import makefile, slurm_script, wandb_sweep
-from application.sweeps import PLANS_DIR, expand, find_run, load_plan
+from application.sweeps import PLANS_DIR, expand, find_run, inputs_digest, load_plan
 from robust_vit.errors import ConfigError
 from tests.conftest import REPO
 
@@ -91,7 +91,8 @@ def test_each_command_names_its_run_group_arm_and_seed(name: str) -> None:
     plan = load_plan(name)
     for run in expand(plan):
         assert run.name == f"{plan.name}/{run.method}/seed{run.seed}"
-        assert run.marker == Path("runs", run.name, ".done")
+        assert run.marker.parent == Path("runs", run.name)
+        assert run.marker.name == f".done-{inputs_digest(run.argv)}"
         assert option(run.argv, "--name") == [run.name]
         assert option(run.argv, "--group") == [plan.name]
         assert option(run.argv, "--job_type") == [run.method]
@@ -335,3 +336,14 @@ def test_overridden_methods_may_leave_out_the_test_only_arm_and_overlaid_arms() 
     runs = expand(load_plan("anf", {"methods": ["erm", "gaussian_noise"]}))
     assert [run.method for run in runs] == ["erm"] * 3 + ["gaussian_noise"] * 3
     assert all(run.argv[1] == "fit" for run in runs)
+
+
+def test_a_marker_changes_with_the_command_and_the_configs_it_reads(tmp_path: Path) -> None:
+    config = tmp_path / "regime.yaml"
+    config.write_text("trainer: {max_epochs: 1}\n")
+    argv = ["robust-vit", "fit", "--config", str(config), "--name", "x"]
+    first = inputs_digest(argv)
+    assert inputs_digest(argv) == first
+    assert inputs_digest([*argv, "--threads", "2"]) != first
+    config.write_text("trainer: {max_epochs: 2}\n")
+    assert inputs_digest(argv) != first
