@@ -1,7 +1,7 @@
 """The ``robust-vit`` command: LightningCLI's subcommands, and light tools that need no Lightning.
 
-``report``, ``prefetch`` and ``sweep`` (but for ``sweep run``, which runs a fit) import neither
-Lightning nor the callbacks: they read their arguments at once.
+``report``, ``compare``, ``prefetch`` and ``sweep`` (but for ``sweep run``, which runs a fit)
+import neither Lightning nor the callbacks: they read their arguments at once.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 # Subcommands beside LightningCLI's: each module's main(argv) takes the rest of the line.
 TOOLS = {
     "report": "application.report",
+    "compare": "application.compare",
     "prefetch": "application.prefetch",
     "sweep": "application.sweep_cli",
 }

@@ -81,6 +81,7 @@ HEAVY = ("lightning", "callbacks", "lightning_modules", "datamodules")
         ["sweep", "show", "anf"],
         ["sweep", "make", "anf"],
         ["report", "--help"],
+        ["compare", "--help"],
         ["prefetch", "--help"],
     ],
 )
