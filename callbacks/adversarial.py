@@ -11,16 +11,19 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
 from callbacks.evaluation import (
+    ShardOutcomes,
     StagedEvaluation,
     check_gradients_enabled,
     check_stages,
     eval_dataset,
+    gather_outcomes,
     log_plot,
     log_scalars,
     proportion,
     rank_shard,
     reduce_counts,
     write_outputs,
+    write_per_example,
 )
 from callbacks.results import record_path
 from robust_vit.attacks import (
@@ -35,6 +38,7 @@ from robust_vit.attacks import (
     zero_input_gradient,
 )
 from robust_vit.errors import ConfigError
+from robust_vit.outcomes import attack_column
 from robust_vit.plots import accuracy_vs_epsilon
 from robust_vit.ranges import PositiveInt, check_ranges
 from robust_vit.tables import adversarial_table
@@ -59,6 +63,11 @@ class AdversarialEval(StagedEvaluation):
     ``every_n_epochs``-th validation, on the first ``num_examples`` examples of that loader. Each
     rank attacks every ``world_size``-th example and the robust counts are summed, so results do
     not depend on the number of ranks. Needs ``trainer.inference_mode: false``.
+
+    Beside the record it writes ``<section>_<stage>.outcomes.safetensors``: per evaluated example,
+    its dataset index and a correct bit for ``clean``, each ``<attack>@<radius>`` and each
+    ``worst_case@<radius>`` (see :mod:`robust_vit.outcomes`); the section's ``per_example``
+    names it with its sha256.
 
     Args:
         attacks: the suite (``robust_vit.attacks.PGD`` etc., as ``class_path`` entries).
@@ -93,6 +102,7 @@ class AdversarialEval(StagedEvaluation):
                 "must list at least one radius, or be null to run each attack at its own eps.",
             )
         self.suites = self._suites(attacks, epsilons)
+        self.columns = self._columns(self.suites)
         self.num_examples, self.seed = num_examples, seed
         self.every_n_epochs, self.stages = every_n_epochs, list(stages)
         self.batch_size, self.section = batch_size, section
@@ -106,6 +116,24 @@ class AdversarialEval(StagedEvaluation):
                 a = attack.with_eps(eps) if eps is not None else attack
                 suites.setdefault(Threat(a.norm, a.eps), []).append(a)
         return suites
+
+    @staticmethod
+    def _columns(suites: dict[Threat, list[Attack]]) -> list[str]:
+        """The per-example file's columns; refuse two outcomes that would share one."""
+        names = [
+            (name, threat)
+            for threat, suite in suites.items()
+            for name in [*(a.name for a in suite), WORST]
+        ]
+        columns = [attack_column(name, threat) for name, threat in names]
+        clashes = sorted({c for c in columns if columns.count(c) > 1})
+        if clashes:
+            raise ConfigError(
+                "adversarial.epsilons",
+                f"two threats of different norms share a radius, so {clashes} would name two "
+                "outcomes; evaluate each norm in its own AdversarialEval (its own `section`).",
+            )
+        return [CLEAN, *columns]
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Fail before any compute if the stage would run the attacks without gradients."""
@@ -122,7 +150,9 @@ class AdversarialEval(StagedEvaluation):
         start = time.perf_counter()
         loader, n = rank_shard(dataset, self.num_examples, trainer, self.batch_size)
         counts: dict[CountKey, Tensor] = {}
+        shard = ShardOutcomes(self.columns)
         for x, y, index in loader:
+            shard.add_index(index)
             x, y = x.to(pl_module.device), y.to(pl_module.device)
             seeds = index + self.seed * 2**31
             add(counts, (SANITY, "randomized_forward"), randomized_forward(pl_module, x))
@@ -133,12 +163,14 @@ class AdversarialEval(StagedEvaluation):
                     if name == CLEAN and i > 0:
                         continue
                     add(counts, (CLEAN,) if name == CLEAN else (name, threat), f)
+                    shard.add(CLEAN if name == CLEAN else attack_column(name, threat), f)
                 fgsm = [a.name for a in suite if isinstance(a, FGSM)]
                 attacked = {a.name: flags[a.name] for a in suite}
                 if fgsm:
                     for name, f in beaten_by_fgsm(attacked, fgsm).items():
                         add(counts, (SANITY, "beaten_by_fgsm", name, threat), f)
         totals = reduce_counts(trainer, counts)
+        outcomes = gather_outcomes(trainer, shard.outcomes())
         robust = self._robust(totals, n)
         result = self._result(totals, robust, n, time.perf_counter() - start)
         prefix = "test" if stage == "test" else "val"
@@ -153,6 +185,7 @@ class AdversarialEval(StagedEvaluation):
         log_scalars(pl_module, scalars)
         record = record_path(trainer)
         if trainer.is_global_zero:
+            result["per_example"] = write_per_example(record, self.section, stage, outcomes)
             table = adversarial_table(result)
             for warning in result["sanity"]["warnings"]:
                 rank_zero_warn(f"AdversarialEval: {warning}")

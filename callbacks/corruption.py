@@ -12,21 +12,25 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset
 
 from callbacks.evaluation import (
     StagedEvaluation,
     check_stages,
     eval_dataset,
+    gather_outcomes,
     loader_dataset,
     log_plot,
     log_scalars,
     proportion,
+    rank_shard,
     reduce_counts,
     write_outputs,
+    write_per_example,
 )
 from callbacks.results import record_path
 from datamodules.corruptions import cifar_c_dataset, open_cifar_c
+from robust_vit.attacks import CLEAN, eval_mode
 from robust_vit.corruptions import (
     CORRUPTIONS,
     MIN_SIDE,
@@ -39,6 +43,7 @@ from robust_vit.corruptions import (
     renderer_version,
 )
 from robust_vit.errors import ConfigError
+from robust_vit.outcomes import Outcomes, corruption_column
 from robust_vit.plots import corruption_heatmap
 from robust_vit.ranges import NonNegativeInt, OneToFive, PositiveInt, check_ranges
 from robust_vit.tables import corruption_table
@@ -53,6 +58,11 @@ class CorruptionEval(StagedEvaluation):
     CIFAR-100-C). Without it, the first ``num_examples`` images of the stage's dataset are
     corrupted once (rank zero, seeded per image, when the trainer sets up) into a folder of
     ``cache_dir`` named by a hash of the images, labels, seed and renderer, and read from there.
+
+    Beside the record it writes ``<section>_<stage>.outcomes.safetensors``: per evaluated image,
+    its index and a correct bit for each ``<corruption>/<severity>`` and for ``clean`` when the
+    stage has a dataset to score clean (see :mod:`robust_vit.outcomes`); the section's
+    ``per_example`` names it with its sha256.
 
     Args:
         data_dir: folder of a pre-rendered set (``<corruption>.npy`` + ``labels.npy``).
@@ -151,15 +161,29 @@ class CorruptionEval(StagedEvaluation):
         folder = self.source_folder(trainer, stage)
         hp = pl_module.hparams
         counts: dict[tuple[str, ...], Tensor] = {}
+        columns: dict[str, Tensor] = {}
+        indices: list[Tensor] = []
         n = 0
-        clean = eval_dataset(trainer, stage)
         for name in self.corruptions:
             for severity in self.severities:
                 data = cifar_c_dataset(folder, name, severity, hp["img_size"], hp["in_chans"])
-                correct, n = self._count(trainer, pl_module, data)
-                counts[(name, str(severity))] = correct
-        if clean is not None:
-            counts[("clean",)], _ = self._count(trainer, pl_module, clean)
+                index, correct, n = self._score(trainer, pl_module, data, self.num_examples)
+                if indices and not torch.equal(indices[0], index):
+                    raise ConfigError(
+                        "corruptions.data_dir",
+                        f"{name} at severity {severity} gives {n} images where the first set "
+                        "gives another number; every corruption and severity must hold the same "
+                        "images.",
+                    )
+                indices.append(index)
+                counts[(name, str(severity))] = correct.sum()
+                columns[corruption_column(name, severity)] = correct
+        clean = eval_dataset(trainer, stage)
+        if clean is not None and len(clean) >= n:  # type: ignore[arg-type]
+            _, correct, _ = self._score(trainer, pl_module, clean, n)
+            counts[("clean",)] = correct.sum()
+            columns[CLEAN] = correct
+        outcomes = gather_outcomes(trainer, Outcomes(indices[0], columns))
         totals = reduce_counts(trainer, counts)
         accuracy = {
             c: {str(s): proportion(totals[(c, str(s))], n) for s in self.severities}
@@ -184,6 +208,7 @@ class CorruptionEval(StagedEvaluation):
         log_scalars(pl_module, scalars)
         record = record_path(trainer)
         if trainer.is_global_zero:
+            result["per_example"] = write_per_example(record, self.section, stage, outcomes)
             table = corruption_table(result)
             rows = [
                 [c, int(s), v["acc"], *v["ci"]] for c, by in accuracy.items() for s, v in by.items()
@@ -202,21 +227,18 @@ class CorruptionEval(StagedEvaluation):
         log_plot(trainer, self.section, stage, result, corruption_heatmap)
         return result
 
-    def _count(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, dataset: Dataset
-    ) -> tuple[Tensor, int]:
-        """Correct predictions on this rank's every ``world_size``-th of the first images."""
-        n = min(self.num_examples, len(dataset))  # type: ignore[arg-type]
-        shard = Subset(dataset, list(range(trainer.global_rank, n, trainer.world_size)))
-        correct = torch.zeros((), dtype=torch.long)
-        was_training = pl_module.training
-        pl_module.eval()
-        with torch.no_grad():
-            for x, y in DataLoader(shard, batch_size=self.batch_size):
+    def _score(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, dataset: Dataset, limit: int
+    ) -> tuple[Tensor, Tensor, int]:
+        """This rank's every ``world_size``-th of the first ``limit`` images: index, correct, n."""
+        loader, n = rank_shard(dataset, limit, trainer, self.batch_size)
+        indices, flags = [torch.empty(0, dtype=torch.long)], [torch.empty(0, dtype=torch.bool)]
+        with eval_mode(pl_module), torch.no_grad():
+            for x, y, index in loader:
                 pred = pl_module(x.to(pl_module.device)).argmax(dim=1).cpu()
-                correct += (pred == torch.as_tensor(y)).sum()
-        pl_module.train(was_training)
-        return correct, n
+                indices.append(index)
+                flags.append(pred == y)
+        return torch.cat(indices), torch.cat(flags), n
 
     def _reference(self) -> dict[str, Any] | None:
         if self.reference is None:

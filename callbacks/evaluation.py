@@ -16,6 +16,7 @@ from lightning_modules.classifier import ViTClassifier
 from lightning_modules.logger_media import log_png, log_table
 from robust_vit.attacks import wilson_interval
 from robust_vit.errors import ConfigError
+from robust_vit.outcomes import Outcomes, merge_shards, outcomes_file_name, write_outcomes
 from robust_vit.records import update_record, write_text_atomic
 from robust_vit.threat import Threat
 
@@ -85,6 +86,61 @@ class _Indexed(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor, int]:
         x, y = self.dataset[index]
         return x, torch.as_tensor(y), index
+
+
+class ShardOutcomes:
+    """This rank's per-example outcomes, collected batch by batch as the counts are.
+
+    Args:
+        columns: the outcomes every rank holds (so that a rank with no examples still has them).
+    """
+
+    def __init__(self, columns: list[str]) -> None:
+        self._index: list[Tensor] = []
+        self._correct: dict[str, list[Tensor]] = {name: [] for name in columns}
+
+    def add_index(self, index: Tensor) -> None:
+        """Note the dataset indices of the next batch."""
+        self._index.append(index.detach().cpu().long())
+
+    def add(self, column: str, correct: Tensor) -> None:
+        """Note the batch's correct flags under ``column``."""
+        self._correct[column].append(correct.detach().cpu().bool())
+
+    def outcomes(self) -> Outcomes:
+        """The collected shard (ValueError if a column missed a batch)."""
+        index = torch.cat(self._index) if self._index else torch.empty(0, dtype=torch.long)
+        return Outcomes(
+            index,
+            {
+                name: torch.cat(parts) if parts else torch.empty(0, dtype=torch.bool)
+                for name, parts in self._correct.items()
+            },
+        )
+
+
+def gather_outcomes(trainer: L.Trainer, shard: Outcomes) -> Outcomes:
+    """Every rank's shard, merged in dataset-index order. Call it on every rank (a collective).
+
+    The result does not depend on the number of ranks or the batch size.
+    """
+    if trainer.world_size == 1:
+        return merge_shards([shard])
+    shards: list[Outcomes | None] = [None] * trainer.world_size
+    torch.distributed.all_gather_object(shards, shard)
+    return merge_shards([s for s in shards if s is not None])
+
+
+def write_per_example(
+    record: Path, section: str, stage: str, outcomes: Outcomes, part: str | None = None
+) -> dict[str, Any]:
+    """Write ``outcomes`` beside the record; return the record's ``per_example`` entry.
+
+    Rank zero only. The entry names the file (relative to the record's folder), its sha256 and n.
+    """
+    name = outcomes_file_name(section, stage, part)
+    digest = write_outcomes(record.parent / name, outcomes)
+    return {"file": name, "sha256": digest, "n": outcomes.n}
 
 
 Key = TypeVar("Key", str, tuple[str, ...], tuple[str | Threat, ...])

@@ -14,16 +14,19 @@ from torch.utils.data import DataLoader
 from callbacks.evaluation import (
     StagedEvaluation,
     check_stages,
+    gather_outcomes,
     log_scalars,
     proportion,
     rank_shard,
     reduce_counts,
     write_outputs,
+    write_per_example,
 )
 from callbacks.results import record_path
 from datamodules.shifts import SHIFT_SETS, ShiftFolder, imagenet_class_index
 from robust_vit.attacks import eval_mode
 from robust_vit.errors import ConfigError
+from robust_vit.outcomes import Outcomes
 from robust_vit.ranges import LeftOpenUnitInterval, PositiveInt, check_ranges
 from robust_vit.tables import shift_table
 
@@ -36,6 +39,10 @@ class ShiftEval(StagedEvaluation):
     Each set is read through the ImageNet evaluation transform; ImageNet-A and -R are scored over
     the logits of their own 200 classes. Each rank scores every ``world_size``-th image and the
     counts are summed, so results do not depend on the number of ranks.
+
+    Each set has its own images, so each gets its own per-example file beside the record,
+    ``<section>_<stage>_<set>.outcomes.safetensors`` with one column named after the set (see
+    :mod:`robust_vit.outcomes`); the set's entry in the section names it under ``per_example``.
 
     Args:
         sets: set name (``imagenet_a``, ``imagenet_r``, ``imagenet_sketch``, ``imagenetv2``,
@@ -83,6 +90,7 @@ class ShiftEval(StagedEvaluation):
         hp = pl_module.hparams
         counts: dict[str, Tensor] = {}
         entries: dict[str, dict[str, Any]] = {}
+        outcomes: dict[str, Outcomes] = {}
         for name, root in self.sets.items():
             data = ShiftFolder(
                 root,
@@ -94,7 +102,9 @@ class ShiftEval(StagedEvaluation):
             )
             loader, n = rank_shard(data, self.num_examples or len(data), trainer, self.batch_size)
             mask = data.class_mask(len(self.class_index)) if SHIFT_SETS[name] else None
-            counts[name] = self._count(pl_module, loader, mask)
+            index, correct = self._score(pl_module, loader, mask)
+            counts[name] = correct.sum()
+            outcomes[name] = gather_outcomes(trainer, Outcomes(index, {name: correct}))
             classes = int(mask.sum()) if mask is not None else len(self.class_index)
             entries[name] = {
                 "n": n,
@@ -119,6 +129,10 @@ class ShiftEval(StagedEvaluation):
         )
         record = record_path(trainer)
         if trainer.is_global_zero:
+            for name, entry in result["sets"].items():
+                entry["per_example"] = write_per_example(
+                    record, self.section, stage, outcomes[name], part=name
+                )
             table = shift_table(result)
             rows = [
                 [name, e["acc"], *e["ci"], e["n"], e["classes"]]
@@ -137,13 +151,13 @@ class ShiftEval(StagedEvaluation):
             rank_zero_info(f"\n{table}\n(written to {md})")
         return result
 
-    def _count(
+    def _score(
         self, pl_module: L.LightningModule, loader: DataLoader, mask: Tensor | None
-    ) -> Tensor:
-        """Correct predictions on this rank's images, over the masked classes when given."""
-        correct = torch.zeros((), dtype=torch.long)
+    ) -> tuple[Tensor, Tensor]:
+        """This rank's images: their indices and whether each was correct (over ``mask``)."""
+        indices, flags = [torch.empty(0, dtype=torch.long)], [torch.empty(0, dtype=torch.bool)]
         with eval_mode(pl_module), torch.no_grad():
-            for x, y, _ in loader:
+            for x, y, index in loader:
                 logits = pl_module(x.to(pl_module.device))
                 if logits.shape[1] != len(self.class_index):
                     raise ConfigError(
@@ -153,5 +167,6 @@ class ShiftEval(StagedEvaluation):
                     )
                 if mask is not None:
                     logits = logits.masked_fill(~mask.to(logits.device), float("-inf"))
-                correct += (logits.argmax(dim=1).cpu() == y).sum()
-        return correct
+                indices.append(index)
+                flags.append(logits.argmax(dim=1).cpu() == y)
+        return torch.cat(indices), torch.cat(flags)

@@ -19,9 +19,29 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from robust_vit.threat import Threat, radius_text
+
 INDEX_KEY = "index"
 COLUMN_PREFIX = "correct/"
 SUFFIX = ".outcomes.safetensors"
+
+
+def outcomes_file_name(section: str, stage: str, part: str | None = None) -> str:
+    """The file an evaluation writes beside its record: ``adversarial_test.outcomes.safetensors``.
+
+    ``part`` names one of several files of a section (a shift set: ``shifts_test_imagenet_a``).
+    """
+    return f"{section}_{stage}{'_' + part if part else ''}{SUFFIX}"
+
+
+def attack_column(name: str, threat: Threat) -> str:
+    """The column of an attack (or the worst case) at a threat: ``pgd20_linf@8/255``."""
+    return f"{name}@{radius_text(threat.eps)}"
+
+
+def corruption_column(corruption: str, severity: int) -> str:
+    """The column of a corruption at a severity: ``fog/3``."""
+    return f"{corruption}/{severity}"
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from application.cli import main
+from robust_vit.outcomes import Outcomes
 from tests.conftest import EXPERIMENTS, REPO
+from tests.per_example import (
+    adversarial_summaries,
+    assert_summaries_match,
+    corruption_summaries,
+    read_per_example,
+)
 
 SUITE = """
 trainer:
@@ -54,6 +62,14 @@ def common_args(data_dir: Path, name: str) -> list[str]:
         "--threads=1",
         f"--name={name}",
     ]
+
+
+def per_example(run_dir: Path, section: str) -> Outcomes:
+    """The section's per-example file, checked against the sha256 its record names."""
+    (path,) = run_dir.rglob("results.json")
+    return read_per_example(
+        path.parent, json.loads(path.read_text())[section]["test"]["per_example"]
+    )
 
 
 def sections(run_dir: Path) -> dict[str, Any]:
@@ -107,7 +123,15 @@ def test_two_process_evaluation_equals_one_process(
         assert done.returncode == 0, done.stderr[-3000:]
     one, two = sections(tmp_path / "runs" / "one"), sections(tmp_path / "runs" / "two")
     assert (one.pop("world_size"), two.pop("world_size")) == (1, 2)
-    assert one == two
+    assert one == two  # the per_example entries too: same file name, n and sha256
+    summaries = {"adversarial": adversarial_summaries, "corruptions": corruption_summaries}
+    for section, summary in summaries.items():
+        single, sharded = (per_example(tmp_path / "runs" / run, section) for run in ("one", "two"))
+        assert torch.equal(single.index, sharded.index)
+        assert single.index.tolist() == list(range(one[section]["n"]))
+        assert single.correct.keys() == sharded.correct.keys()
+        assert all(torch.equal(bits, sharded.correct[c]) for c, bits in single.correct.items())
+        assert_summaries_match(sharded, summary(two[section]))
     adversarial = one["adversarial"]
     (worst_case,) = adversarial["worst_case"].values()
     worst = worst_case["correct"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import pytest
@@ -14,7 +15,9 @@ from callbacks import ResultRecord, ShiftEval
 from datamodules.shifts import ShiftFolder, imagenet_class_index
 from lightning_modules import ViTClassifier
 from robust_vit.errors import ConfigError
+from robust_vit.outcomes import Outcomes
 from tests.fakes import write_image_folder
+from tests.per_example import read_per_example
 
 WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361", "n01494475", "n01496331"]
 
@@ -96,6 +99,27 @@ def test_callback_records_masked_and_full_accuracy(train_dir: Path, tmp_path: Pa
         assert entry["ci"][0] <= entry["acc"] <= entry["ci"][1]
     assert record["test"]["metrics"]["test/shifts/imagenet_a"] == pytest.approx(masked["acc"])
     assert (tmp_path / "run" / "shifts_test.md").read_text().startswith("| set")
+    files = {
+        name: read_per_example(tmp_path / "run", entry["per_example"])
+        for name, entry in sets.items()
+    }
+    assert files["imagenet_a"].index.tolist() == files["imagenet_sketch"].index.tolist()
+    assert files["imagenet_a"].index.tolist() == list(range(12))
+    for name, outcomes in files.items():
+        assert entry_matches(outcomes, name, sets[name])
+    # per example too: masking can only turn a wrong prediction right
+    masked_bits, full_bits = files["imagenet_a"].correct, files["imagenet_sketch"].correct
+    assert bool((masked_bits["imagenet_a"] >= full_bits["imagenet_sketch"]).all())
+
+
+def entry_matches(outcomes: Outcomes, name: str, entry: dict[str, Any]) -> bool:
+    """The set's one column sums to its recorded count, and its accuracy is that count / n."""
+    correct = int(torch.count_nonzero(outcomes.correct[name]))
+    return list(outcomes.correct) == [name] and (correct, outcomes.n, correct / outcomes.n) == (
+        entry["correct"],
+        entry["n"],
+        entry["acc"],
+    )
 
 
 def test_unknown_set_names_are_refused(train_dir: Path) -> None:
