@@ -200,6 +200,9 @@ def compare(a_root: Path, b_root: Path, replicates: int, seed: int) -> tuple[Sid
     return side_a, side_b, rows
 
 
+ALPHA = 0.05  # the family-wise error rate of a table's readings
+
+
 def points(value: float) -> str:
     """A fraction as signed percentage points."""
     return f"{100 * value:+.2f}"
@@ -220,9 +223,16 @@ def table(rows: list[Row]) -> str:
             f"| {'.'.join(row.stage)} | {row.outcome} | {100 * row.accuracy_a:.2f} "
             f"| {100 * row.accuracy_b:.2f} | {points(r.difference)} "
             f"| [{points(r.low)}, {points(r.high)}] | {r.p_value:.3g} | {holm_p:.3g} "
-            f"| {r.a_only} | {r.b_only} | {r.n} | {seeds} | {r.reading} |"
+            f"| {r.a_only} | {r.b_only} | {r.n} | {seeds} | {family_reading(r, holm_p)} |"
         )
     return "\n".join(lines)
+
+
+def family_reading(result: PairedDifference, holm_p: float) -> str:
+    """The row's reading, kept as it is only when it survives Holm's correction over the table."""
+    if result.reading == "no clear difference" or holm_p < ALPHA:
+        return result.reading
+    return f"{result.reading} alone, not after Holm"
 
 
 def main(argv: list[str]) -> None:

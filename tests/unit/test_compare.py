@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from application.cli import main
+from application.compare import family_reading
 from robust_vit.outcomes import Outcomes, write_outcomes
+from robust_vit.paired import Method, PairedDifference
 
 COLUMNS = ("clean", "pgd20_linf@8/255", "worst_case@8/255")
 
@@ -126,3 +128,11 @@ def test_a_record_without_per_example_outcomes_is_refused(
     (tmp_path / "old" / "results.json").write_text(json.dumps(old))
     err = refusal(capsys, a, tmp_path / "old")
     assert "B:" in err and "adversarial.test.per_example is missing" in err
+
+
+def test_a_reading_holds_only_if_it_survives_holm() -> None:
+    better = PairedDifference(0.07, 0.01, 0.13, 0.04, 8, 1, 100, 1, None, Method.MCNEMAR)
+    none = PairedDifference(0.01, -0.02, 0.04, 0.6, 3, 2, 100, 1, None, Method.MCNEMAR)
+    assert family_reading(better, 0.04) == "better"
+    assert family_reading(better, 0.5) == "better alone, not after Holm"
+    assert family_reading(none, 1.0) == "no clear difference"
