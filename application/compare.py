@@ -152,12 +152,15 @@ def check_same(what: str, a: set[str], b: set[str]) -> None:
         )
 
 
-def check_examples(where: str, a: Outcomes, b: Outcomes) -> None:
-    """Refuse outcomes over different examples, naming how many and the first that differ."""
+def check_examples(where: str, a: Outcomes, b: Outcomes, field: str = "B") -> None:
+    """Refuse outcomes over different examples, naming how many and the first that differ.
+
+    ``field`` is what the error names: the command's B, or the arm a page compares.
+    """
     if not np.array_equal(a.index.numpy(), b.index.numpy()):
         only = np.setxor1d(a.index.numpy(), b.index.numpy())
         raise ConfigError(
-            "B",
+            field,
             f"{where}: A and B evaluated different examples (A {a.n}, B {b.n}; "
             f"{only.size} dataset indices in one only, first {only[:5].tolist()}); compare runs "
             "evaluated on the same examples.",

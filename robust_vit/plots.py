@@ -1,11 +1,17 @@
 """Plots from result records (matplotlib, Agg backend).
 
 Accuracy vs epsilon, the corruption heatmap, robust overfitting curves, ANF's synthesis rounds,
-the nullspace report and the per-layer sharpness scores: every figure the project draws.
+the nullspace report, the per-layer sharpness scores (bars, and a layer x scoring heatmap) and
+the forest plot of paired differences: every figure the project draws. Titles wrap to the
+figure's width, so that none is cut off.
 """
 
 from __future__ import annotations
 
+import math
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +26,21 @@ from matplotlib.ticker import MaxNLocator
 from robust_vit.records import save_figure_atomic
 from robust_vit.threat import NORM_LABELS, NormName, canonical_metric_key, parse_threat, radius_text
 
+CHARACTERS_PER_INCH = 10  # of a default-size title, with some margin
+
+
+def wrap_titles(fig: Figure) -> None:
+    """Wrap every axes' title to the figure's width, so that a long title is not cut off."""
+    width = max(20, int(fig.get_figwidth() * CHARACTERS_PER_INCH))
+    for ax in fig.axes:
+        title = ax.get_title()
+        if title:
+            ax.set_title(textwrap.fill(title, width))
+
 
 def finish(fig: Figure, path: Path, dpi: int = 120) -> Path:
-    """Lay the figure out, write it to ``path`` atomically and free it."""
+    """Wrap the titles, lay the figure out, write it to ``path`` atomically and free it."""
+    wrap_titles(fig)
     fig.tight_layout()
     save_figure_atomic(fig, path, dpi=dpi)
     plt.close(fig)
@@ -204,3 +222,67 @@ def plot_layer_scores(
     ax.set_ylabel("score")
     ax.set_title(title)
     return finish(fig, path, dpi=100)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One paired difference for a forest plot.
+
+    Args:
+        label: what is compared, e.g. ``safer - pgd_at: PGD-20 8/255``.
+        difference: the difference (a fraction, drawn in points).
+        low: its 95% interval's lower end.
+        high: its upper end.
+        per_example: paired per example and seed (False: over seed means only).
+    """
+
+    label: str
+    difference: float
+    low: float
+    high: float
+    per_example: bool
+
+
+def forest(estimates: Sequence[Estimate], path: Path, title: str) -> Path:
+    """Each paired difference as a point with its 95% interval, around a line at 0.
+
+    Seed-means estimates (no per-example files) are drawn hollow: their intervals leave out
+    the test set's sampling error.
+    """
+    fig, ax = plt.subplots(figsize=(7.0, 1.2 + 0.3 * len(estimates)))
+    for y, e in enumerate(reversed(estimates)):
+        colour = "tab:blue" if e.per_example else "tab:gray"
+        ax.errorbar(
+            100 * e.difference,
+            y,
+            xerr=[[100 * (e.difference - e.low)], [100 * (e.high - e.difference)]],
+            fmt="o",
+            capsize=3,
+            color=colour,
+            mfc=colour if e.per_example else "white",
+        )
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(estimates)), [e.label for e in reversed(estimates)], fontsize=7)
+    ax.set_ylim(-0.7, len(estimates) - 0.3)
+    ax.set(xlabel="difference, accuracy points (95% interval)", title=title)
+    return finish(fig, path)
+
+
+def layer_heatmap(
+    scores: dict[str, list[tuple[float, float]]], path: Path, title: str, label: str
+) -> Path:
+    """Layers (rows) by scoring (columns, at their optimizer step): each layer's score.
+
+    ``scores`` maps layer -> ``(step, score)``; a layer not scored at a step is left blank.
+    """
+    layers = list(scores)
+    steps = sorted({step for points in scores.values() for step, _ in points})
+    by_layer = {layer: dict(points) for layer, points in scores.items()}
+    grid = [[by_layer[layer].get(step, math.nan) for step in steps] for layer in layers]
+    fig, ax = plt.subplots(figsize=(4 + 0.3 * len(steps), 1.5 + 0.25 * len(layers)))
+    image = ax.imshow(grid, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(steps)), [f"{s:g}" for s in steps], rotation=90, fontsize=6)
+    ax.set_yticks(range(len(layers)), layers, fontsize=6)
+    ax.set(xlabel="scoring (optimizer step)", title=title)
+    fig.colorbar(image, ax=ax, label=label)
+    return finish(fig, path)

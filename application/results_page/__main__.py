@@ -7,10 +7,11 @@
   ablations and the early-stopped stage-1 weights.
 
 Each headline row puts the paper's claim (``claims.yaml``), with the comparison the paper made,
-beside our comparison: the seed-paired difference with its 95% t-interval, at the radius where the
-sweep's reference arm keeps 20-60% robust accuracy. The diagnostics say whether the runs exercised
-what each method targets (ANF's reach rate, stage 1's robust overfitting, SAFER's re-selections)
-and which step every arm was tested at.
+beside our comparison: the difference paired per example and seed with its 95% interval, p-value
+and Holm-corrected p (seed means only where the records hold no per-example files), at the radius
+where the sweep's reference arm keeps 20-60% robust accuracy. The diagnostics say whether the runs
+exercised what each method targets (ANF's reach rate, stage 1's robust overfitting, SAFER's
+re-selections) and which step every arm was tested at.
 
     python -m application.results_page --runs runs --out docs/results.md
 """

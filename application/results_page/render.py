@@ -11,11 +11,11 @@ from typing import Any
 from application.aggregate import (
     Groups,
     delta_table,
-    group_summary,
     group_table,
     mean_result,
     seed_of,
 )
+from application.results_page.arms import sweep_arms
 from application.results_page.claims import Sweep, load_claims
 from application.results_page.diagnostics import (
     anf_reach,
@@ -30,14 +30,24 @@ from application.results_page.headline import (
     BAND,
     CLEAN,
     CORRUPTIONS,
+    SEED_MEANS,
     attack_key,
     headline_radius,
     headline_rows,
     headline_table,
     radii_of,
+    read_family,
 )
 from application.results_page.runs import arm_groups, logged_series, read_records, run_seconds
-from robust_vit.plots import SECTION_PLOTS, group_means, robust_curve, series_over_steps
+from robust_vit.paired import Method
+from robust_vit.plots import (
+    SECTION_PLOTS,
+    Estimate,
+    forest,
+    layer_heatmap,
+    robust_curve,
+    series_over_steps,
+)
 
 
 def method_plots(records: dict[str, dict], docs: Path, sweep: str) -> list[str]:
@@ -76,7 +86,7 @@ def training_plots(runs: Path, docs: Path) -> list[str]:
         header = csvs[0].read_text().splitlines()[0].split(",")
         layers = [k for k in header if k.startswith("sharpness/")]
         scores = {k.removeprefix("sharpness/"): logged_series([safer], k) for k in layers}
-        path = series_over_steps(
+        path = layer_heatmap(
             scores,
             docs / "results" / "safer_layer_scores.png",
             "SAFER layer sharpness at each scoring (mean over seeds)",
@@ -118,22 +128,61 @@ def robust_overfitting_plots(runs: Path, docs: Path) -> list[str]:
     return links
 
 
+INFERENCE_TEXT = (
+    "Each row pairs the two arms' per-example test outcomes by example and by seed (the code "
+    "`robust-vit compare` runs): with one run per arm, "
+    f"{Method.MCNEMAR.value}; with several seeds, {Method.BOOTSTRAP.value}, so the 95% interval "
+    "carries the test set's sampling error as well as the seeds'. Clean rows use the adversarial "
+    "evaluation's clean outcomes on its n examples. Where one side is a single fixed model (a "
+    "test-only arm: the same weights for every seed) the seeds column says so: that side carries "
+    "no training variance. p is two-sided; Holm p is Holm's step-down correction over every "
+    "per-example row of this table (its family-wise error rate 5%). A row reads better or worse "
+    "only when its interval excludes 0 and its Holm p is below 0.05; an interval that excludes 0 "
+    "but fails Holm reads 'alone, not after Holm'. Rows whose records hold no per-example files "
+    f"(written before them), and the corruption mean, say so and keep the {SEED_MEANS}: they are "
+    "never read as better or worse.\n"
+)
+
+
+def forest_plot(sweep: Sweep, rows: list[dict[str, Any]], docs: Path) -> Path:
+    """The forest plot of the sweep's headline differences with their 95% intervals."""
+    estimates = [
+        Estimate(
+            f"{row['method']} - {row['baseline']}: {row['metric']}",
+            row["difference"],
+            row["ci95"][0],
+            row["ci95"][1],
+            per_example=row["note"] is None,
+        )
+        for row in rows
+        if row["sweep"] == sweep.name and row["ci95"] is not None
+    ]
+    return forest(
+        estimates,
+        docs / "results" / f"{sweep.name}_differences.png",
+        f"{sweep.name}: headline differences, paired per example and seed (hollow: over seed "
+        "means only)",
+    )
+
+
 def sweep_section(
-    sweep: Sweep, records: dict[str, dict], groups: Groups, docs: Path, radii: list[float]
+    sweep: Sweep,
+    records: dict[str, dict],
+    groups: Groups,
+    docs: Path,
+    radii: list[float],
+    rows: list[dict[str, Any]],
 ) -> str:
     """All arms of a sweep at every radius: means, differences from the reference, plots."""
     keys = [CLEAN, *(attack_key(a, eps) for eps in radii for a in sweep.attacks)]
     keys += [CORRUPTIONS] if sweep.corruptions else []
-    plot = group_means(
-        group_summary(groups, keys),
-        docs / "results" / f"{sweep.name}_groups.png",
-        f"{sweep.name}: mean and 95% interval across seeds",
-    )
+    plot = forest_plot(sweep, rows, docs)
     return (
         f"## {sweep.name}: every arm\n\n`{sweep.command}`: {sweep.setting}. The runs' fit and test "
         f"times sum to {run_seconds(records) / 60:.0f} min. Accuracy, mean ± 95% "
         f"t-interval over seeds:\n\n{group_table(groups, keys)}\n\nEach arm minus "
         f"{sweep.reference}, paired by seed:\n\n{delta_table(groups, sweep.reference, keys)}\n\n"
+        f"The headline's differences with their 95% intervals:\n\n"
         f"![{sweep.name}]({plot.relative_to(docs)})\n\n"
         "Per arm, mean over seeds: accuracy against epsilon per attack (and the corruption "
         "heatmap where it ran).\n\n" + "\n".join(method_plots(records, docs, sweep.name)) + "\n"
@@ -175,9 +224,10 @@ def build(runs: Path, docs: Path) -> tuple[str, dict[str, Any]]:
         radii = radii_of(records)
         radius = headline_radius(sweep, groups, radii)
         radii_used[sweep.name] = radius
+        arms = sweep_arms(runs / sweep.name, records)
         for comparison in claims.comparisons:
             if comparison.sweep == sweep.name:
-                rows += headline_rows(comparison, groups, sweep, radius)
+                rows += headline_rows(comparison, groups, arms, sweep, radius)
         diagnostics["anf_reach"].update(anf_reach(records))
         diagnostics["safer_selections"].update(safer_selections(records))
         diagnostics["tested_steps"][sweep.name] = tested_steps(records)
@@ -187,7 +237,8 @@ def build(runs: Path, docs: Path) -> tuple[str, dict[str, Any]]:
             + cost_table(costs[sweep.name], groups, sweep, radius)
             + "\n"
         )
-        sections.append(sweep_section(sweep, records, groups, docs, radii))
+        sections.append(sweep_section(sweep, records, groups, docs, radii, rows))
+    rows = read_family(rows)
     bench_file = runs / "bench_seconds"
     bench = int(bench_file.read_text()) if bench_file.is_file() else None
     wall = (
@@ -220,6 +271,7 @@ def build(runs: Path, docs: Path) -> tuple[str, dict[str, Any]]:
             "and size of effect was claimed, and against what, not a number to match. Analyses: "
             "docs/anf.md, docs/safer.md, docs/regimes.md.\n",
             "## Headline\n",
+            INFERENCE_TEXT,
             headline_table(rows) + "\n",
             "Headline radius per sweep, the one where the reference arm's PGD-20 accuracy is "
             "nearest the middle of the 20-60% band: "

@@ -7,14 +7,18 @@ import re
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from application.aggregate import mean_interval
 from application.results_page.__main__ import main as results_page_main
 from application.results_page.claims import load_claims
-from application.results_page.headline import attack_key
+from application.results_page.headline import attack_key, read_family
 from application.results_page.render import build, robust_overfitting_plots
 from robust_vit.errors import ConfigError
+from robust_vit.outcomes import Outcomes, write_outcomes
+from robust_vit.paired import Method, paired_difference
 from robust_vit.records import write_json_atomic
 from robust_vit.threat import Threat
 
@@ -87,9 +91,10 @@ def runs(tmp_path: Path) -> Path:
     return runs
 
 
-def test_headline_is_the_seed_paired_difference_at_the_band_radius(
+def test_records_without_per_example_files_keep_the_seed_means_unread(
     runs: Path, tmp_path: Path
 ) -> None:
+    """Records written before per-example files: the old seed-paired interval, never a reading."""
     page, result = build(runs, tmp_path / "docs")
     radius = result["headline_radius"]["anf"]
     assert radius["label"] == "8/255" and radius["in_band"]
@@ -100,7 +105,10 @@ def test_headline_is_the_seed_paired_difference_at_the_band_radius(
     assert row["difference"] == pytest.approx(mean)
     assert row["ci95"] == pytest.approx([mean - half, mean + half])
     assert row["seeds"] == [0, 1, 2]
-    assert row["reading"] == "anf better (interval above 0)"
+    # was: "anf better (interval above 0)"; seed means alone no longer read as better
+    assert row["reading"] == "seed means only: interval above 0, not read as a difference"
+    assert row["note"].startswith("no per-example files: seed-paired t-interval over seed means")
+    assert row["p"] is None and row["holm_p"] is None and row["n"] is None
     assert row["claim"] == "not reported"
     assert rows[("anf", "pretrained", "FGSM 8/255")]["claim"].startswith("ViT-S + NS vs ViT-S")
     versus_random = rows[("anf", "anf_random", "PGD-20 8/255")]
@@ -196,3 +204,133 @@ def test_a_bad_claims_file_names_the_entry(tmp_path: Path, text: str, where: str
     path.write_text(text)
     with pytest.raises(ConfigError, match=re.escape(where)):
         load_claims(path)
+
+
+N = 400
+EPS = 8 / 255
+
+
+def flip(bits: np.ndarray, rng: np.random.Generator, up: int, down: int) -> np.ndarray:
+    """``bits`` with ``up`` wrong examples turned right and ``down`` right ones turned wrong."""
+    out = bits.copy()
+    out[rng.choice(np.flatnonzero(~bits), up, replace=False)] = True
+    out[rng.choice(np.flatnonzero(bits), down, replace=False)] = False
+    return out
+
+
+def write_paired_run(folder: Path, bits: dict[str, np.ndarray], weights: str, fit: bool) -> None:
+    """A run as the callbacks leave it: adversarial.test references its per-example file."""
+    outcomes = Outcomes(torch.arange(N), {k: torch.from_numpy(v) for k, v in bits.items()})
+    digest = write_outcomes(folder / "adversarial_test.outcomes.safetensors", outcomes)
+    threat = Threat("linf", EPS).key
+    metrics = {"test/acc": float(bits["clean"].mean())}
+    for attack in ("pgd20_linf", "fgsm_linf"):
+        metrics[attack_key(attack, EPS)] = float(bits[f"{attack}@8/255"].mean())
+    record = {
+        "test": {"metrics": metrics, "weights_sha256": weights},
+        "adversarial": {
+            "test": {
+                "clean": {"acc": metrics["test/acc"]},
+                "n": N,
+                "attacks": {
+                    a: {threat: {"acc": metrics[attack_key(a, EPS)]}}
+                    for a in ("pgd20_linf", "fgsm_linf")
+                },
+                "worst_case": {threat: {"acc": metrics[attack_key("pgd20_linf", EPS)]}},
+                "per_example": {
+                    "file": "adversarial_test.outcomes.safetensors",
+                    "sha256": digest,
+                    "n": N,
+                },
+            }
+        },
+    }
+    if fit:
+        record["fit"] = {"global_step": 800, "seconds": 80.0}
+    write_json_atomic(folder / "results.json", record)
+
+
+@pytest.fixture
+def paired_runs(tmp_path: Path) -> Path:
+    """An ANF sweep with per-example files: pretrained is one fixed model tested with 3 seeds.
+
+    Against pretrained, per seed and column: anf and anf_random each turn 60 examples right and 5
+    wrong, at random (a clear gain, and none between them); erm turns 8 right and 8 wrong.
+    """
+    runs = tmp_path / "runs"
+    rng = np.random.default_rng(0)
+    columns = ("clean", "pgd20_linf@8/255", "fgsm_linf@8/255")
+    accuracy = {"clean": 0.85, "pgd20_linf@8/255": 0.45, "fgsm_linf@8/255": 0.5}
+    pretrained = {c: rng.random(N) < accuracy[c] for c in columns}
+    moves = {"anf": (60, 5), "erm": (8, 8), "anf_random": (60, 5)}
+    for seed in range(3):
+        folder = runs / "anf" / "pretrained" / f"seed{seed}" / "version_0"
+        write_paired_run(folder, pretrained, "pretrained-digest", fit=False)
+        for arm, (up, down) in moves.items():
+            bits = {c: flip(pretrained[c], rng, up, down) for c in columns}
+            folder = runs / "anf" / arm / f"seed{seed}" / "version_0"
+            write_paired_run(folder, bits, f"{arm}-{seed}", fit=True)
+    return runs
+
+
+def test_a_clear_paired_difference_reads_better_and_none_reads_no_difference(
+    paired_runs: Path, tmp_path: Path
+) -> None:
+    page, result = build(paired_runs, tmp_path / "docs")
+    rows = {(r["method"], r["baseline"], r["metric"]): r for r in result["headline"]}
+    assert result["headline_radius"]["anf"]["label"] == "8/255"
+    gain = rows[("anf", "pretrained", "PGD-20 8/255")]
+    assert gain["reading"] == "anf better"
+    assert gain["ci95"][0] > 0 and gain["holm_p"] < 0.05 and gain["note"] is None
+    assert gain["difference"] == pytest.approx((60 - 5) / N)
+    assert (gain["method_only"], gain["baseline_only"]) == (3 * 60, 3 * 5)
+    assert gain["n"] == N and gain["seeds"] == [0, 1, 2]
+    assert gain["fixed"] == "baseline"  # pretrained: the same weights for every seed
+    assert gain["inference"] == Method.BOOTSTRAP.value
+    for metric in ("clean", "PGD-20 8/255", "FGSM 8/255"):
+        none = rows[("anf", "anf_random", metric)]
+        assert none["reading"] == "no clear difference"
+        assert none["ci95"][0] < 0 < none["ci95"][1]
+        assert none["fixed"] is None and none["seeds"] == [0, 1, 2]
+    assert all(r["holm_p"] >= r["p"] for r in result["headline"] if r["p"] is not None)
+    corruptions = [r for r in result["headline"] if r["metric"] == "corruptions"]
+    assert corruptions and all(r["note"].startswith("corruption mean") for r in corruptions)
+    assert "3 (pretrained fixed)" in page and "| anf better |" in page
+    json.dumps(result, allow_nan=False)
+    assert (tmp_path / "docs" / "results" / "anf_differences.png").stat().st_size
+
+
+def test_a_changed_per_example_file_is_refused_naming_the_arm(
+    paired_runs: Path, tmp_path: Path
+) -> None:
+    target = paired_runs / "anf" / "erm" / "seed1" / "version_0"
+    (target / "adversarial_test.outcomes.safetensors").write_bytes(b"not the file")
+    with pytest.raises(ConfigError, match=re.escape(str(paired_runs / "anf" / "erm"))):
+        build(paired_runs, tmp_path / "docs")
+
+
+def mcnemar_row(method: str) -> dict:
+    """A one-run-per-arm headline row whose McNemar p is about 0.012 (16 against 4 discordant)."""
+    a = np.zeros((1, 100), bool)
+    b = np.zeros((1, 100), bool)
+    a[0, :16] = True
+    b[0, 16:20] = True
+    result = paired_difference(a, b)
+    return {
+        "method": method,
+        "p": result.p_value,
+        "ci95": [result.low, result.high],
+        "result": result,
+    }
+
+
+def test_holm_turns_a_lone_reading_into_not_after_holm_in_a_family() -> None:
+    alone = read_family([mcnemar_row("anf")])
+    assert alone[0]["p"] < 0.05 and alone[0]["ci95"][0] > 0
+    assert alone[0]["reading"] == "anf better"
+    family = read_family([mcnemar_row(f"arm{i}") for i in range(5)])
+    assert all(row["holm_p"] > 0.05 for row in family)
+    assert [row["reading"] for row in family] == [
+        f"arm{i} better alone, not after Holm" for i in range(5)
+    ]
+    assert all("result" not in row for row in family)
