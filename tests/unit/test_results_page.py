@@ -19,6 +19,7 @@ from application.results_page.render import build, robust_overfitting_plots
 from robust_vit.errors import ConfigError
 from robust_vit.outcomes import Outcomes, write_outcomes
 from robust_vit.paired import Method, paired_difference
+from robust_vit.plots import CHARACTERS_PER_INCH, layer_heatmap, plt, wrap_titles
 from robust_vit.records import write_json_atomic
 from robust_vit.threat import Threat
 
@@ -334,3 +335,15 @@ def test_holm_turns_a_lone_reading_into_not_after_holm_in_a_family() -> None:
         f"arm{i} better alone, not after Holm" for i in range(5)
     ]
     assert all("result" not in row for row in family)
+
+
+def test_layer_scores_are_a_heatmap_and_long_titles_wrap(tmp_path: Path) -> None:
+    scores = {"patch_embed.proj": [(10.0, 0.5), (20.0, 0.7)], "head": [(20.0, 0.2)]}
+    path = layer_heatmap(scores, tmp_path / "scores.png", "SAFER layer sharpness " * 8, "score")
+    assert path.stat().st_size
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.set_title("a long title that would not fit on one line of a small figure " * 3)
+    wrap_titles(fig)
+    lines = ax.get_title().splitlines()
+    assert len(lines) > 1 and all(len(line) <= 4 * CHARACTERS_PER_INCH for line in lines)
+    plt.close(fig)
