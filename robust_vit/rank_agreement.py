@@ -28,7 +28,8 @@ def spearman_permutation_p(
 ) -> float:
     """Two-sided permutation p-value of Spearman's rho: (1 + #{|rho*| >= |rho|}) / (1 + B).
 
-    Each of the ``permutations`` draws pairs ``x`` with a random reordering of ``y``.
+    Each of the ``permutations`` draws pairs ``x`` with a random reordering of ``y``. When either
+    scoring is constant rho is undefined, and so is its p-value: nan.
 
     Args:
         x: one score per layer.
@@ -40,6 +41,8 @@ def spearman_permutation_p(
         raise ValueError(f"need two equally long scorings of at least 3 layers: {len(x)}, {len(y)}")
     rx, ry = rankdata(x), rankdata(y)
     observed = abs(_pearson_rows(rx, ry[None, :])[0])
+    if np.isnan(observed):
+        return float("nan")
     rng = np.random.default_rng(seed)
     shuffled = rng.permuted(np.tile(ry, (permutations, 1)), axis=1)
     null = np.abs(_pearson_rows(rx, shuffled))

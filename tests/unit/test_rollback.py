@@ -132,6 +132,12 @@ def test_permutation_p_is_small_for_a_perfect_ranking_and_large_for_none() -> No
     assert spearman_permutation_p(x, np.array([4, 9, 0, 7, 2, 5, 8, 1, 6, 3.0])) > 0.3
 
 
+def test_rank_correlation_with_a_constant_scoring_is_undefined() -> None:
+    x, flat = np.arange(6.0), np.zeros(6)
+    assert np.isnan(spearman(x, flat))
+    assert np.isnan(spearman_permutation_p(x, flat, permutations=100))
+
+
 def test_agreement_top_k_overlap() -> None:
     a = {"l0": 5.0, "l1": 4.0, "l2": 3.0, "l3": 2.0, "l4": 1.0}
     b = {"l0": 0.1, "l1": 0.5, "l2": 0.4, "l3": 0.9, "l4": 0.0}
