@@ -24,7 +24,7 @@ PLAN_OVERRIDES = $(if $(METHODS),--methods $(METHODS)) $(if $(SEEDS),--seeds $(S
 STAGE1_LAST := artifacts/safer_stage1_last.safetensors
 STAGE1_BEST := artifacts/safer_stage1_best.safetensors
 
-.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer sweep-config sweep-slurm nullspace report bench perf gpu-check prefetch test test-full lint clean
+.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer rollback sweep-config sweep-slurm nullspace report bench perf gpu-check prefetch test test-full lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -100,6 +100,12 @@ $(STAGE1_LAST) $(STAGE1_BEST) &: | $(VENV)/.installed
 		--trainer.callbacks.select best --trainer.callbacks.monitor val/robust_acc
 sweep-safer: install $(STAGE1_LAST) $(STAGE1_BEST) ## overfit PGD-AT stage 1, then SAFER (and SAFER-LoRA, PGD-AT + ANF noise) vs continued PGD-AT, early stopping and two ablations, 3 seeds, 24 epochs each
 	$(MAKE) --no-print-directory sweep SWEEP=safer
+
+# SAFER's premise (issue #24 D): roll each layer of the overfit stage-1 weights back to the
+# early-stopped ones, and rank-correlate the robust-accuracy gains with SAFER's sharpness scores.
+rollback: install $(STAGE1_LAST) $(STAGE1_BEST) ## layer rollback gains vs SAFER's sharpness on the stage-1 weights (runs/safer_rollback/)
+	PYTHONPATH=$(CURDIR) $(PY) benchmarks/safer_rollback.py --last $(STAGE1_LAST) \
+		--best $(STAGE1_BEST) --out runs/safer_rollback --threads $(THREADS)
 
 report: install ## docs/results.md (and its plots in docs/results/) from the sweeps' records
 	$(PY) -m application.results_page --runs runs --out docs/results.md

@@ -286,3 +286,36 @@ def layer_heatmap(
     ax.set(xlabel="scoring (optimizer step)", title=title)
     fig.colorbar(image, ax=ax, label=label)
     return finish(fig, path)
+
+
+def rollback_vs_sharpness(
+    sharpness: dict[str, float],
+    gains: dict[str, float],
+    top: tuple[list[str], list[str]],
+    path: Path,
+    title: str,
+) -> Path:
+    """Each layer's sharpness score above its rollback gain, each score's top k in red.
+
+    Args:
+        sharpness: layer name to sharpness score, in layer order.
+        gains: layer name to rollback gain (robust accuracy), for the same layers.
+        top: the top-k layers by sharpness and by gain.
+        path: the PNG file to write.
+        title: the figure's title.
+    """
+    names = list(sharpness)
+    fig = Figure(figsize=(max(5.0, 0.35 * len(names)), 6.0))
+    FigureCanvasAgg(fig)
+    upper, lower = fig.subplots(2, 1, sharex=True)
+    for ax, scores, chosen, label in (
+        (upper, sharpness, top[0], "sharpness (loss rise)"),
+        (lower, gains, top[1], "rollback gain (robust acc)"),
+    ):
+        colours = ["tab:red" if n in chosen else "tab:blue" for n in names]
+        ax.bar(range(len(names)), [scores[n] for n in names], color=colours)
+        ax.axhline(0.0, color="black", linewidth=0.5)
+        ax.set_ylabel(label)
+    lower.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    fig.suptitle(title, wrap=True)
+    return finish(fig, path, dpi=100)
