@@ -87,6 +87,23 @@ def find_side(field: str, root: Path) -> Side:
     return Side(field, records)
 
 
+def references(stage: str, result: dict[str, Any]) -> dict[str, Any]:
+    """``stage`` -> its ``per_example`` entry, or ``stage.<set>`` -> each shift set's.
+
+    A shift set has examples and a file of its own (``shifts.test.sets.<set>.per_example``).
+    """
+    if "per_example" in result:
+        return {stage: result["per_example"]}
+    sets = result.get("sets")
+    if not isinstance(sets, dict):
+        return {}
+    return {
+        f"{stage}.{name}": entry["per_example"]
+        for name, entry in sets.items()
+        if isinstance(entry, dict) and "per_example" in entry
+    }
+
+
 def per_example_files(field: str, record_file: Path) -> dict[Stage, tuple[Path, str]]:
     """``(section, stage) -> (outcomes file, sha256)`` for every evaluation in the record."""
     record = load_record(record_file)
@@ -95,24 +112,23 @@ def per_example_files(field: str, record_file: Path) -> dict[Stage, tuple[Path, 
         for stage, result in stages.items():
             if not isinstance(result, dict):
                 continue
-            reference: Any = result.get("per_example")
-            if reference is None:
-                if section in EVALUATION_SECTIONS:
-                    raise ConfigError(
-                        field,
-                        f"{record_file}: {section}.{stage}.per_example is missing: the record "
-                        "must reference its per-example outcomes file ({'file', 'sha256', 'n'}); "
-                        "rerun the evaluation with this version to write it.",
-                    )
-                continue
-            path = record_file.parent / reference["file"]
-            if not path.is_file():
+            found_here = references(stage, result)
+            if not found_here and section in EVALUATION_SECTIONS:
                 raise ConfigError(
                     field,
-                    f"{record_file}: {section}.{stage}.per_example.file names {path}, which "
-                    "does not exist; restore it beside the record or rerun the evaluation.",
+                    f"{record_file}: {section}.{stage}.per_example is missing: the record "
+                    "must reference its per-example outcomes file ({'file', 'sha256', 'n'}); "
+                    "rerun the evaluation with this version to write it.",
                 )
-            found[(section, stage)] = (path, reference["sha256"])
+            for where, reference in found_here.items():
+                path = record_file.parent / reference["file"]
+                if not path.is_file():
+                    raise ConfigError(
+                        field,
+                        f"{record_file}: {section}.{where}.per_example.file names {path}, which "
+                        "does not exist; restore it beside the record or rerun the evaluation.",
+                    )
+                found[(section, where)] = (path, reference["sha256"])
     if not found:
         raise ConfigError(
             field,

@@ -136,3 +136,25 @@ def test_a_reading_holds_only_if_it_survives_holm() -> None:
     assert family_reading(better, 0.04) == "better"
     assert family_reading(better, 0.5) == "better alone, not after Holm"
     assert family_reading(none, 1.0) == "no clear difference"
+
+
+def add_shift_set(folder: Path, name: str, accuracy: float) -> None:
+    """Give the record a shift set with examples and an outcomes file of its own (ShiftEval)."""
+    bits = torch.from_numpy(np.random.default_rng(7).random(50) < accuracy)
+    file = f"shifts_test_{name}.outcomes.safetensors"
+    digest = write_outcomes(folder / file, Outcomes(torch.arange(1000, 1050), {name: bits}))
+    record = json.loads((folder / "results.json").read_text())
+    entry = {"per_example": {"file": file, "sha256": digest, "n": 50}}
+    record["shifts"] = {"test": {"sets": {name: entry}}}
+    (folder / "results.json").write_text(json.dumps(record))
+
+
+def test_each_shift_set_is_compared_on_its_own_examples(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = write_run(tmp_path / "a", 0, 0.7), write_run(tmp_path / "b", 1, 0.7)
+    add_shift_set(a, "imagenet_r", 0.9)
+    add_shift_set(b, "imagenet_r", 0.2)
+    main(["compare", str(a), str(b)])
+    (row,) = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| shifts.test")]
+    assert row.startswith("| shifts.test.imagenet_r | imagenet_r |") and "| 50 |" in row
