@@ -16,8 +16,9 @@ export OMP_NUM_THREADS ?= $(THREADS)
 .DEFAULT_GOAL := help
 # Sweeps: the plan experiments/sweeps/$(SWEEP).yaml (or SWEEP=path/to/plan.yaml) runs each method
 # once per seed in runs/<sweep>/<method>/seed<s>/; a run that finished has a .done-<digest> marker
-# (of its command and configs) and is skipped on restart. METHODS, SEEDS, FROM (the weights finetuned from), EVAL and SWEEP_ARGS (added
-# to every run) override the plan when set. `robust-vit sweep show $(SWEEP)` prints the plan.
+# (of its command and configs) and is skipped on restart. METHODS, SEEDS, FROM (the weights
+# finetuned from), EVAL and SWEEP_ARGS (added to every run) override the plan when set.
+# `robust-vit sweep show $(SWEEP)` prints the plan.
 SWEEP ?= sweep
 PLAN_OVERRIDES = $(if $(METHODS),--methods $(METHODS)) $(if $(SEEDS),--seeds $(SEEDS)) \
 	$(if $(FROM),--weights $(FROM)) $(if $(EVAL),--eval $(EVAL)) $(if $(SWEEP_ARGS),-- $(SWEEP_ARGS))
@@ -69,8 +70,8 @@ demo: install ## pretrain, finetune from the weights file, evaluate, print the t
 	$(CLI) report runs/pretrain runs/finetune --latest --keys test/acc --plots runs/plots && \
 	echo "demo: $$(( $$(date +%s) - start )) s"
 
-# make reads the plan's rules (`robust-vit sweep make`: one per run, its target the .done-<digest> marker)
-# from stdin, so -j runs them in parallel and make -n prints them.
+# make reads the plan's rules (`robust-vit sweep make`: one per run, its target the run's
+# .done-<digest> marker) from stdin, so -j runs them in parallel and make -n prints them.
 sweep: | $(VENV)/.installed ## the plan SWEEP (default: METHODS x SEEDS finetuning runs from FROM, each tested with EVAL); make -n sweep: the plan
 	set -o pipefail; $(CLI) sweep make $(SWEEP) --threads $(THREADS) $(PLAN_OVERRIDES) | \
 		$(MAKE) --no-print-directory -f - CLI=$(CLI)
