@@ -25,7 +25,7 @@ PLAN_OVERRIDES = $(if $(METHODS),--methods $(METHODS)) $(if $(SEEDS),--seeds $(S
 STAGE1_LAST := artifacts/safer_stage1_last.safetensors
 STAGE1_BEST := artifacts/safer_stage1_best.safetensors
 
-.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer rollback sweep-config sweep-slurm nullspace report bench perf gpu-check prefetch test test-full lint clean
+.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer rollback anf-nullspace sweep-config sweep-slurm nullspace report bench perf gpu-check prefetch test test-full lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -107,6 +107,13 @@ sweep-safer: install $(STAGE1_LAST) $(STAGE1_BEST) ## overfit PGD-AT stage 1, th
 rollback: install $(STAGE1_LAST) $(STAGE1_BEST) ## layer rollback gains vs SAFER's sharpness on the stage-1 weights (runs/safer_rollback/)
 	PYTHONPATH=$(CURDIR) $(PY) benchmarks/safer_rollback.py --last $(STAGE1_LAST) \
 		--best $(STAGE1_BEST) --out runs/safer_rollback --threads $(THREADS)
+
+# ANF's premise (issue #24 E): the largest passing token-noise norm and the random pass fraction of
+# the pretrained, ERM, ANF and random-control weights of sweep-anf (3 seeds), mean and 95% interval.
+anf-nullspace: install $(WEIGHTS) sweep-anf ## the approximate nullspace's size per ANF sweep arm (runs/anf_nullspace/)
+	PYTHONPATH=$(CURDIR) $(PY) benchmarks/anf_nullspace_size.py --runs runs/anf \
+		--arms pretrained erm anf anf_random --fixed pretrained=$(WEIGHTS) \
+		--out runs/anf_nullspace --threads $(THREADS)
 
 report: install ## docs/results.md (and its plots in docs/results/) from the sweeps' records
 	$(PY) -m application.results_page --runs runs --out docs/results.md
