@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_checkpoint(path: Path) -> NormalizedViT:
     """The normalised ViT of a Lightning checkpoint of ``ViTClassifier`` (weights only)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     hp = ckpt["hyper_parameters"]
     vit = create_vit(
         hp["model_name"],
