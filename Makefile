@@ -24,8 +24,9 @@ PLAN_OVERRIDES = $(if $(METHODS),--methods $(METHODS)) $(if $(SEEDS),--seeds $(S
 	$(if $(FROM),--weights $(FROM)) $(if $(EVAL),--eval $(EVAL)) $(if $(SWEEP_ARGS),-- $(SWEEP_ARGS))
 STAGE1_LAST := artifacts/safer_stage1_last.safetensors
 STAGE1_BEST := artifacts/safer_stage1_best.safetensors
+ROLLBACK := runs/safer_rollback/gains.json
 
-.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer rollback anf-nullspace sweep-config sweep-slurm nullspace report bench perf gpu-check prefetch test test-full lint clean
+.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer rollback anf-nullspace sweep-config sweep-slurm nullspace records report bench perf gpu-check prefetch test test-full lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -99,14 +100,16 @@ $(STAGE1_LAST) $(STAGE1_BEST) &: | $(VENV)/.installed
 		--trainer.callbacks+=callbacks.ExportWeights --trainer.callbacks.path $(STAGE1_LAST) \
 		--trainer.callbacks+=callbacks.ExportWeights --trainer.callbacks.path $(STAGE1_BEST) \
 		--trainer.callbacks.select best --trainer.callbacks.monitor val/robust_acc
-sweep-safer: install $(STAGE1_LAST) $(STAGE1_BEST) ## overfit PGD-AT stage 1, then SAFER (and SAFER-LoRA, PGD-AT + ANF noise) vs continued PGD-AT, early stopping and two ablations, 3 seeds, 24 epochs each
+sweep-safer: install $(STAGE1_LAST) $(STAGE1_BEST) $(ROLLBACK) ## overfit PGD-AT stage 1, then SAFER vs continued PGD-AT, the stage-1 weights, early stopping, random, one-time and oracle selection (5 seeds), other ablations and ANF compositions (3 seeds), 24 epochs each
 	$(MAKE) --no-print-directory sweep SWEEP=safer
 
 # SAFER's premise (issue #24 D): roll each layer of the overfit stage-1 weights back to the
 # early-stopped ones, and rank-correlate the robust-accuracy gains with SAFER's sharpness scores.
-rollback: install $(STAGE1_LAST) $(STAGE1_BEST) ## layer rollback gains vs SAFER's sharpness on the stage-1 weights (runs/safer_rollback/)
+# Its gains.json is what SAFER's oracle arm selects by (experiments/method/safer_oracle.yaml).
+$(ROLLBACK): $(STAGE1_LAST) $(STAGE1_BEST) | $(VENV)/.installed
 	PYTHONPATH=$(CURDIR) $(PY) benchmarks/safer_rollback.py --last $(STAGE1_LAST) \
-		--best $(STAGE1_BEST) --out runs/safer_rollback --threads $(THREADS)
+		--best $(STAGE1_BEST) --out $(dir $@) --threads $(THREADS)
+rollback: install $(ROLLBACK) ## layer rollback gains vs SAFER's sharpness on the stage-1 weights (runs/safer_rollback/)
 
 # ANF's premise (issue #24 E): the largest passing token-noise norm and the random pass fraction of
 # the pretrained, ERM, ANF and random-control weights of sweep-anf (3 seeds), mean and 95% interval.
@@ -115,19 +118,24 @@ anf-nullspace: install $(WEIGHTS) sweep-anf ## the approximate nullspace's size 
 		--arms pretrained erm anf anf_random --fixed pretrained=$(WEIGHTS) \
 		--out runs/anf_nullspace --threads $(THREADS)
 
-report: install ## docs/results.md (and its plots in docs/results/) from the sweeps' records
-	$(PY) -m application.results_page --runs runs --out docs/results.md
+records: install ## copy the records the results page reads from runs/ to docs/records/ (committed)
+	$(PY) -m application.results_page.collect --runs runs --out docs/records
+
+report: install ## docs/results.md (and its plots in docs/results/) from the committed records in docs/records/
+	$(PY) -m application.results_page --runs docs/records --out docs/results.md
 
 # make bench runs two jobs at a time with one thread each (on 2 cores that finishes sooner than one
-# 2-thread job at a time), and writes its wall time, pretraining included, to runs/bench_seconds.
+# 2-thread job at a time), and writes its wall time, pretraining included, to runs/bench_seconds;
+# then it copies the records to docs/records/ and builds docs/results.md from them. A restart skips
+# the runs that finished.
 BENCH_JOBS ?= 2
 BENCH_THREADS ?= 1
-bench: install ## the CPU reproduction end to end (pretrain, sweep-anf, sweep-safer), then docs/results.md
+bench: install ## the CPU reproduction end to end (pretrain, sweep-anf, stage 1, rollback, sweep-safer, anf-nullspace), then docs/results.md
 	@mkdir -p runs && start=$$(date +%s); \
 	$(MAKE) --no-print-directory -j$(BENCH_JOBS) -Otarget THREADS=$(BENCH_THREADS) \
-		OMP_NUM_THREADS=$(BENCH_THREADS) $(WEIGHTS) sweep-anf sweep-safer && \
+		OMP_NUM_THREADS=$(BENCH_THREADS) $(WEIGHTS) $(ROLLBACK) sweep-anf sweep-safer anf-nullspace && \
 	echo $$(( $$(date +%s) - start )) > runs/bench_seconds && \
-	echo "bench: $$(cat runs/bench_seconds) s" && $(MAKE) --no-print-directory report
+	echo "bench: $$(cat runs/bench_seconds) s" && $(MAKE) --no-print-directory records report
 
 perf: install $(WEIGHTS) ## every CPU performance benchmark in turn, written to docs/performance.md
 	PYTHONPATH=$(CURDIR) $(PY) benchmarks/performance.py --threads $(THREADS) --out docs/performance.md

@@ -87,8 +87,8 @@ def show(plan: Plan, runs: list[PlannedRun], ns: argparse.Namespace, extra: list
     """Print each run (index, done or todo, command)."""
     done = sum(run.marker.exists() for run in runs)
     print(
-        f"# sweep {plan.name}: {len(runs)} runs ({len(plan.methods)} methods x "
-        f"{len(plan.seeds)} seeds), {done} done"
+        f"# sweep {plan.name}: {len(runs)} runs ({len(plan.methods)} methods, "
+        f"seeds {', '.join(map(str, sorted({run.seed for run in runs})))}), {done} done"
     )
     for run in runs:
         state = "done" if run.marker.exists() else "todo"
@@ -126,7 +126,7 @@ def write_wandb(
     """Write the wandb sweep YAML and say how to start it."""
     out = write(
         ns.out or RUNS_DIR / plan.name / "wandb_sweep.yaml",
-        yaml.safe_dump(wandb_sweep(plan, rerun_args(ns), extra), sort_keys=False),
+        yaml.safe_dump(wandb_sweep(plan, runs, rerun_args(ns), extra), sort_keys=False),
     )
     print(
         f"{out}: create the sweep with `wandb sweep --project robust-vit {out}`, then run "

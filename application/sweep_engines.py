@@ -41,22 +41,23 @@ def makefile(plan: Plan, runs: list[PlannedRun]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def wandb_sweep(plan: Plan, rerun: list[str], extra: list[str]) -> dict[str, Any]:
-    """A wandb grid sweep over the plan's methods and seeds, each run by ``robust-vit sweep run``.
+def wandb_sweep(
+    plan: Plan, runs: list[PlannedRun], rerun: list[str], extra: list[str]
+) -> dict[str, Any]:
+    """A wandb grid sweep over the plan's entries, each run by ``robust-vit sweep run``.
 
-    wandb's agent expands ``${env}``, ``${program}`` and ``${args}`` (``--method=M --seed=S``).
+    The grid is the entries' indices (arms may run with different seeds, so methods x seeds
+    need not be the plan). wandb's agent expands ``${env}``, ``${program}`` and ``${args}``
+    (``--index=I``).
     """
     separator = ["--", *extra] if extra else []
     return {
         "name": plan.name,
-        "description": f"robust-vit sweep plan {plan.name}: each method x seed once, its run in "
+        "description": f"robust-vit sweep plan {plan.name}: each entry once, its run in "
         f"{RUNS_DIR / plan.name}/<method>/seed<seed>/.",
         "program": "robust-vit",
         "method": "grid",
-        "parameters": {
-            "method": {"values": list(plan.methods)},
-            "seed": {"values": list(plan.seeds)},
-        },
+        "parameters": {"index": {"values": [run.index for run in runs]}},
         "command": ["${env}", "${program}", "sweep", "run", *rerun, "${args}", *separator],
     }
 

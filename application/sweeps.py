@@ -2,10 +2,10 @@
 
 A plan (``experiments/sweeps/<name>.yaml``) names the arms (methods), the seeds, the weights the
 trained arms finetune from, the evaluation suite and the overlays some arms add. :func:`expand`
-turns it into :class:`PlannedRun` entries, index ``i = method_index * len(seeds) + seed_index``,
-each with the full ``robust-vit fit|test`` command, its run name and its ``.done-<digest>``
-marker, keyed by the command and the content of the configs it reads. make, wandb sweeps and
-SLURM job arrays are all written from that one list (``robust-vit sweep``).
+turns it into :class:`PlannedRun` entries, method-major and numbered in order, each with the
+full ``robust-vit fit|test`` command, its run name and its ``.done-<digest>`` marker, keyed
+by the command and the content of the configs it reads. make, wandb sweeps and SLURM job arrays
+are all written from that one list (``robust-vit sweep``).
 """
 
 from __future__ import annotations
@@ -44,6 +44,19 @@ class Overlay:
 
 
 @dataclass(frozen=True)
+class ArmSeeds:
+    """Seeds some arms run with instead of the plan's ``seeds``.
+
+    Args:
+        arms: the arms it applies to: names or shell-style patterns (``safer_*``).
+        seeds: their seeds (``--seed_everything``).
+    """
+
+    arms: list[str]
+    seeds: list[int]
+
+
+@dataclass(frozen=True)
 class TestOnly:
     """An arm that trains nothing: it tests fixed weights with the plan's evaluation suite.
 
@@ -68,12 +81,14 @@ class Plan:
         fit_configs: the configs the trained arms load after their method's config.
         methods: the arms in run order; each is ``experiments/method/<arm>.yaml`` unless it is
             the test-only arm.
-        seeds: the seeds each arm runs with (``--seed_everything``).
+        seeds: the seeds each arm runs with (``--seed_everything``), unless ``arm_seeds`` says
+            otherwise.
         weights: the weights file the trained arms finetune from (``--model.weights``).
         eval: the evaluation suite config every run is tested with.
         args: arguments every run adds at the end (regime overlays).
         overlays: arguments some arms add after ``args``, in order.
-        test_only: the arm, if any, that tests fixed weights instead of training.
+        test_only: the arms that test fixed weights instead of training.
+        arm_seeds: other seeds for some arms (the first entry matching an arm wins).
         threads: CPU threads per run (``--threads``); None leaves torch's default.
     """
 
@@ -86,7 +101,8 @@ class Plan:
     eval: str
     args: list[str] = field(default_factory=list)
     overlays: list[Overlay] = field(default_factory=list)
-    test_only: TestOnly | None = None
+    test_only: list[TestOnly] = field(default_factory=list)
+    arm_seeds: list[ArmSeeds] = field(default_factory=list)
     threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -94,9 +110,14 @@ class Plan:
         for key in ("name", "methods", "seeds", "configs"):
             if not getattr(self, key):
                 raise ConfigError(key, "must not be empty.")
-        for key in ("methods", "seeds"):
-            values = getattr(self, key)
-            repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        lists: dict[str, list[str] | list[int]] = {"methods": self.methods, "seeds": self.seeds}
+        lists["test_only"] = [entry.arm for entry in self.test_only]
+        for number, entry in enumerate(self.arm_seeds):
+            lists[f"arm_seeds[{number}].seeds"] = entry.seeds
+            if not entry.seeds:
+                raise ConfigError(f"arm_seeds[{number}].seeds", "must not be empty.")
+        for key, values in lists.items():
+            repeated = sorted({str(v) for v in values if list(values).count(v) > 1})
             if repeated:
                 raise ConfigError(
                     key,
@@ -104,6 +125,17 @@ class Plan:
                 )
         if self.threads is not None and self.threads < 1:
             raise ConfigError("threads", f"must be at least 1, got {self.threads}.")
+
+    def seeds_of(self, method: str) -> list[int]:
+        """The seeds of ``method``: the first matching ``arm_seeds`` entry's, or ``seeds``."""
+        for entry in self.arm_seeds:
+            if any(fnmatch(method, pattern) for pattern in entry.arms):
+                return entry.seeds
+        return self.seeds
+
+    def test_only_arm(self, method: str) -> TestOnly | None:
+        """The test-only entry of ``method``, or None for a trained arm."""
+        return next((entry for entry in self.test_only if entry.arm == method), None)
 
 
 @dataclass(frozen=True)
@@ -177,8 +209,9 @@ def load_plan(
     """Read and check the plan ``plan`` names, then apply ``overrides`` (field: value).
 
     The name defaults to the file's stem; ``extra_args`` go after the plan's ``args``. Every
-    field is type-checked (jsonargparse) and the error names the field. The file's overlays and
-    test-only arm must name its methods; overridden ``methods`` may be any subset or others.
+    field is type-checked (jsonargparse) and the error names the field. The file's overlays, arm
+    seeds and test-only arms must name its methods; overridden ``methods`` may be any subset or
+    others. Overridden ``seeds`` hold for every arm (the file's ``arm_seeds`` are dropped).
     """
     import yaml
 
@@ -194,8 +227,11 @@ def load_plan(
         raise ConfigError("plan", f"{path} must hold a mapping of plan fields.")
     data = {"name": path.stem, **data}
     check_references(build_plan(data, path))
+    overrides = dict(overrides or {})
+    if "seeds" in overrides:  # seeds given on the command line hold for every arm
+        overrides.setdefault("arm_seeds", [])
     return build_plan(
-        {**data, **(overrides or {}), "args": [*data.get("args", []), *(extra_args or [])]}, path
+        {**data, **overrides, "args": [*data.get("args", []), *(extra_args or [])]}, path
     )
 
 
@@ -216,20 +252,22 @@ def build_plan(data: dict[str, Any], path: Path) -> Plan:
 
 
 def check_references(plan: Plan) -> None:
-    """Fail when an overlay or the test-only arm names no method of ``plan`` (a typo)."""
-    for number, overlay in enumerate(plan.overlays):
-        for pattern in overlay.arms:
+    """Fail when an overlay, arm seeds or a test-only arm name no method of ``plan`` (a typo)."""
+    patterns = [(f"overlays[{i}].arms", entry.arms) for i, entry in enumerate(plan.overlays)]
+    patterns += [(f"arm_seeds[{i}].arms", entry.arms) for i, entry in enumerate(plan.arm_seeds)]
+    for key, arms in patterns:
+        for pattern in arms:
             if not any(fnmatch(method, pattern) for method in plan.methods):
                 raise ConfigError(
-                    f"overlays[{number}].arms",
-                    f"{pattern!r} matches none of the methods ({', '.join(plan.methods)}).",
+                    key, f"{pattern!r} matches none of the methods ({', '.join(plan.methods)})."
                 )
-    if plan.test_only is not None and plan.test_only.arm not in plan.methods:
-        raise ConfigError(
-            "test_only.arm",
-            f"{plan.test_only.arm!r} is not among the methods "
-            f"({', '.join(plan.methods)}); add it where it should run.",
-        )
+    for number, entry in enumerate(plan.test_only):
+        if entry.arm not in plan.methods:
+            raise ConfigError(
+                f"test_only[{number}].arm",
+                f"{entry.arm!r} is not among the methods "
+                f"({', '.join(plan.methods)}); add it where it should run.",
+            )
 
 
 def method_configs(method: str) -> list[str]:
@@ -252,7 +290,7 @@ def expand(plan: Plan) -> list[PlannedRun]:
     """Every run of ``plan``, method-major (all seeds of the first method first)."""
     runs: list[PlannedRun] = []
     for method in plan.methods:
-        for seed in plan.seeds:
+        for seed in plan.seeds_of(method):
             runs.append(planned_run(plan, len(runs), method, seed))
     return runs
 
@@ -261,9 +299,12 @@ def planned_run(plan: Plan, index: int, method: str, seed: int) -> PlannedRun:
     """The run of ``method`` with ``seed``: a test of fixed weights or a finetuning run."""
     name = f"{plan.name}/{method}/seed{seed}"
     layers = [*plan.configs]
-    if plan.test_only is not None and method == plan.test_only.arm:
-        subcommand, weights, weights_field = "test", plan.test_only.weights, "test_only.weights"
-        layers += [str(METHOD_DIR / f"{plan.test_only.method}.yaml"), plan.eval]
+    test_only = plan.test_only_arm(method)
+    if test_only is not None:
+        number = plan.test_only.index(test_only)
+        subcommand, weights = "test", test_only.weights
+        weights_field = f"test_only[{number}].weights"
+        layers += [str(METHOD_DIR / f"{test_only.method}.yaml"), plan.eval]
     else:
         subcommand, weights, weights_field = "fit", plan.weights, "weights"
         layers += [*method_configs(method), *plan.fit_configs, plan.eval]

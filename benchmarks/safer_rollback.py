@@ -8,8 +8,10 @@ gain. SAFER's sharpness scores are taken on the same last weights as SAFER's sta
 (experiments/method/safer.yaml with regime/safer_selection.yaml and safer_stage2_attack.yaml:
 one-step, absolute radius 0.05, four batches of 50 training images, PGD-5 at 8/255). Printed per
 layer: both scores and their ranks; then Spearman's rho with its permutation p-value and the
-overlap of the top-k sets (k as SAFER selects). Written: ``<out>/rollback.json`` and
-``<out>/rollback.png``. The defaults are the regime's (a test checks them against its YAML)::
+overlap of the top-k sets (k as SAFER selects). Written: ``<out>/rollback.json``,
+``<out>/rollback.png`` and ``<out>/gains.json`` (layer name to gain: the scores SAFER's oracle
+arm selects by, experiments/method/safer_oracle.yaml). The defaults are the regime's (a test
+checks them against its YAML)::
 
     PYTHONPATH=$PWD python benchmarks/safer_rollback.py \
         --last artifacts/safer_stage1_last.safetensors \
@@ -197,6 +199,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "rollback.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "gains.json").write_text(json.dumps(gains, indent=2) + "\n")
     rollback_vs_sharpness(
         sharpness,
         gains,
@@ -238,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"safer_rollback: error: {err}", file=sys.stderr)
         return 2
     print_report(report)
-    print(f"wrote {args.out / 'rollback.json'} and {args.out / 'rollback.png'}")
+    print(f"wrote rollback.json, rollback.png and gains.json in {args.out}")
     return 0
 
 

@@ -2,7 +2,9 @@
 
 Every candidate layer is scored on a fixed subset of the training set (the pure function
 :func:`robust_vit.sharpness.layer_sharpness`), the sharpest are selected, and only they are
-trained; the selection is re-scored every ``reselect_every_n_epochs`` epochs.
+trained; the selection is re-scored every ``reselect_every_n_epochs`` epochs. With
+``score_file`` the scores are read from a file instead (the oracle arm: layers ranked by their
+measured rollback gain, ``make rollback``).
 
 Freezing never touches ``requires_grad`` (DDP cannot follow that after it wrapped the model):
 the optimizer holds only the selected parameters, so the rest get no update and no state.
@@ -21,10 +23,12 @@ on the layers the checkpoint adapted before its weights are read.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from contextlib import nullcontext
 from enum import Enum
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
@@ -109,6 +113,10 @@ class SAFER(AdversarialMethod):
         score_batches: batches in the fixed scoring subset of the training set.
         score_batch_size: their size (None: the training batch size).
         score_seed: picks the scoring subset (and seeds ``random`` selection).
+        score_file: a JSON object of every candidate layer's score, used instead of sharpness
+            (``selection: sharpest`` takes the highest), e.g. the rollback gains ``make
+            rollback`` writes to ``runs/safer_rollback/gains.json`` (the oracle arm). None:
+            score sharpness.
         clip_grad_norm: clip the selected layers' gradient norm before the step (None: off).
         adapter: ``lora`` or ``dora`` adapters on the selected layers, trained instead of the
             layers' weights (None: train the weights themselves). Needs the ``peft`` extra.
@@ -145,6 +153,7 @@ class SAFER(AdversarialMethod):
         score_batches: PositiveInt = 4,
         score_batch_size: PositiveInt | None = None,
         score_seed: int = 0,
+        score_file: str | None = None,
         clip_grad_norm: NonNegativeFloat | None = 1.0,
         adapter: Literal["lora", "dora"] | None = None,
         adapter_rank: PositiveInt = 8,
@@ -171,6 +180,7 @@ class SAFER(AdversarialMethod):
         self.score_ascent_steps = score_ascent_steps
         self.score_batches, self.score_batch_size = score_batches, score_batch_size
         self.score_seed = score_seed
+        self.score_file = None if score_file is None else Path(score_file)
         self.clip_grad_norm = clip_grad_norm
         self.selected: list[str] = []
         self.scores: dict[str, float] = {}
@@ -180,9 +190,11 @@ class SAFER(AdversarialMethod):
         self.trainable_params = 0
 
     def check_fields(self) -> None:
-        """Adapters need ``peft``; the loss must return a loss, and be valid itself."""
+        """Adapters need ``peft``; a score file must hold scores; the loss must return a loss."""
         if self.adapter_config is not None:
             check_available("adapter")
+        if self.score_file is not None:
+            self.file_scores()
         loss = self.loss
         if loss is None:
             return
@@ -262,6 +274,8 @@ class SAFER(AdversarialMethod):
         plain = merged_copy(module.model) if has_adapters(module.model) else module.model
         self.num_candidates = len(candidate_layers(plain, self.granularity))
         num_selected(self.num_candidates, fraction=self.fraction, k=self.k, field=FIELD)
+        if self.score_file is not None:
+            self.score(module)  # a file that does not score these layers fails before training
         if self.loss is not None:
             self.loss.on_fit_start(module)
 
@@ -291,8 +305,41 @@ class SAFER(AdversarialMethod):
         )
 
     # -- scoring and selection ------------------------------------------------------------------
+    def file_scores(self) -> dict[str, float]:
+        """The layer scores of ``score_file``: a JSON object of layer name to number."""
+        path, field = self.score_file, f"{FIELD}.score_file"
+        assert path is not None
+        if not path.is_file():
+            raise ConfigError(
+                field, f"{str(path)!r} does not exist; `make rollback` writes the rollback gains."
+            )
+        try:
+            scores = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(field, f"{str(path)!r} is not JSON ({err}).") from err
+        valid = isinstance(scores, dict) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in scores.values()
+        )
+        if not valid or not scores:
+            raise ConfigError(
+                field, f"{str(path)!r} must hold a JSON object of layer name to score."
+            )
+        return {str(name): float(value) for name, value in scores.items()}
+
     def score(self, module: ViTClassifier) -> dict[str, float]:
-        """Layer scores on the fixed scoring subset, averaged over DDP ranks."""
+        """The score file's layer scores, or sharpness on the scoring subset (mean over ranks)."""
+        if self.score_file is not None:
+            names = [layer.name for layer in self.layers(module)]
+            scores = self.file_scores()
+            missing, unknown = set(names) - set(scores), set(scores) - set(names)
+            if missing or unknown:
+                raise ConfigError(
+                    f"{FIELD}.score_file",
+                    f"{str(self.score_file)!r} must score exactly the candidate layers: "
+                    f"missing {sorted(missing)}, unknown {sorted(unknown)}. Measure it on this "
+                    "model with this granularity.",
+                )
+            return {name: scores[name] for name in names}
         trainer = module.trainer
         loader = train_loader(module)
         batch_size = self.score_batch_size or loader.batch_size
@@ -364,7 +411,8 @@ class SAFER(AdversarialMethod):
         names = self.selected_parameter_names(module)
         trainable = sum(p.numel() for n, p in module.model.named_parameters() if n in names)
         self.trainable_params = trainable
-        module.log_dict({f"sharpness/{name}": value for name, value in scores.items()})
+        prefix = "sharpness" if self.score_file is None else "layer_score"
+        module.log_dict({f"{prefix}/{name}": value for name, value in scores.items()})
         module.log_dict(
             {"safer/num_selected": float(len(selected)), "safer/trainable_params": float(trainable)}
         )

@@ -94,7 +94,25 @@ REGIME_BELOW = {
         "finetune.yaml",
         "regime/safer_stage2.yaml",
     ],
+    "regime/pgd_at_dat_anf_stage2.yaml": [
+        "method/pgd_at_dat_anf.yaml",
+        "finetune.yaml",
+        "regime/safer_stage2.yaml",
+    ],
 }
+# The tiny stand-in's candidate layers (depth 1), scored for the oracle's score file.
+TINY_LAYERS = [
+    "patch_embed.proj",
+    *(f"blocks.0.{name}" for name in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")),
+    "head",
+]
+
+
+def write_score_file(folder: Path) -> None:
+    """The rollback gains make rollback would write, for the tiny stand-in's layers."""
+    path = folder / "runs" / "safer_rollback" / "gains.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({name: i / 10 for i, name in enumerate(TINY_LAYERS)}))
 
 
 def composition(yaml: str) -> tuple[list[str], str]:
@@ -135,6 +153,8 @@ def test_yaml_runs_one_batch(
         *STAND_IN_OVERRIDES.get(yaml, []),
     ]
     monkeypatch.chdir(tmp_path)
+    if yaml == "method/safer_oracle.yaml":
+        write_score_file(tmp_path)
     main(args)
     (record,) = (tmp_path / "runs").rglob("results.json")
     assert "test/acc" in json.loads(record.read_text())["test"]["metrics"]

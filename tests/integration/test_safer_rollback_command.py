@@ -78,6 +78,8 @@ def test_command_scores_rolls_back_and_compares(
     else:
         assert -1 <= rho <= 1 and 0 < p <= 1
     assert (out / "rollback.png").stat().st_size > 0
+    gains = json.loads((out / "gains.json").read_text())
+    assert gains == {name: row["rollback_gain"] for name, row in rows.items()}
     printed = capsys.readouterr().out
     assert "Spearman rho" in printed and "top-3 overlap" in printed
 

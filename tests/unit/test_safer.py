@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from functools import partial
 from pathlib import Path
 
@@ -208,3 +209,36 @@ def test_pgd_at_and_trades_steps_give_finite_losses_and_gradients() -> None:
         assert torch.isfinite(out["loss"]) and out["logits"].shape == (4, 10)
         assert module.vit.head.weight.grad is not None
     assert out["kl"] >= 0
+
+
+def test_a_score_file_selects_its_highest_scored_layers(tmp_path: Path) -> None:
+    probe = tiny_module(SAFER(**FAST))
+    names = [layer.name for layer in probe.method.layers(probe)]
+    scores = {name: float(i % 5) for i, name in enumerate(names)}
+    path = tmp_path / "gains.json"
+    path.write_text(json.dumps(scores))
+    module = tiny_module(SAFER(k=2, score_file=str(path), reselect=False, **FAST))
+    fit(module, tmp_path)
+    top = sorted(names, key=lambda name: -scores[name])[:2]
+    assert set(module.method.selected) == set(top)
+    assert module.method.scores == scores
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [(None, "does not exist"), ("[1, 2]", "JSON object"), ("{", "not JSON")],
+)
+def test_a_bad_score_file_names_the_field(tmp_path: Path, content: str | None, match: str) -> None:
+    path = tmp_path / "gains.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigError, match=rf"init_args\.score_file.*{match}"):
+        SAFER(score_file=str(path))
+
+
+def test_a_score_file_of_other_layers_fails_before_training(tmp_path: Path) -> None:
+    path = tmp_path / "gains.json"
+    path.write_text(json.dumps({"head": 1.0, "blocks.9.mlp.fc1": 0.5}))
+    module = tiny_module(SAFER(k=1, score_file=str(path)))
+    with pytest.raises(ConfigError, match=r"score_file.*unknown \['blocks\.9\.mlp\.fc1'\]"):
+        module.method.on_fit_start(module)

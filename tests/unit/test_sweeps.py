@@ -77,9 +77,9 @@ def test_the_committed_plans_are_the_three_make_runs() -> None:
 def test_indices_cover_every_method_and_seed_once(name: str) -> None:
     plan = load_plan(name)
     runs = expand(plan)
-    assert [run.index for run in runs] == list(range(len(plan.methods) * len(plan.seeds)))
+    assert [run.index for run in runs] == list(range(len(runs)))
     pairs = [(run.method, run.seed) for run in runs]
-    assert sorted(pairs) == sorted((m, s) for m in plan.methods for s in plan.seeds)
+    assert sorted(pairs) == sorted((m, s) for m in plan.methods for s in plan.seeds_of(m))
     assert len({run.marker for run in runs}) == len(runs)
     for run in runs:
         assert find_run(runs, index=run.index) == run
@@ -99,7 +99,7 @@ def test_each_command_names_its_run_group_arm_and_seed(name: str) -> None:
         assert option(run.argv, "--seed_everything") == [str(run.seed)]
         configs = option(run.argv, "--config")
         assert configs[: len(plan.configs)] == plan.configs and plan.eval in configs
-        is_test = plan.test_only is not None and run.method == plan.test_only.arm
+        is_test = plan.test_only_arm(run.method) is not None
         assert run.argv[1] == ("test" if is_test else "fit")
         assert option(run.argv, "--model.weights") == [str(run.weights)]
         if not is_test:
@@ -146,7 +146,12 @@ def test_overrides_and_extra_arguments_reach_every_run() -> None:
         ({"seeds": [0, 0]}, "seeds"),
         ({"methods": []}, "methods"),
         ({"overlays": [{"arms": ["saferr"], "args": []}]}, "overlays[0].arms"),
-        ({"test_only": {"arm": "pretrained", "method": "erm", "weights": "w"}}, "test_only.arm"),
+        (
+            {"test_only": [{"arm": "pretrained", "method": "erm", "weights": "w"}]},
+            "test_only[0].arm",
+        ),
+        ({"arm_seeds": [{"arms": ["erm"], "seeds": []}]}, "arm_seeds[0].seeds"),
+        ({"arm_seeds": [{"arms": ["ermm"], "seeds": [0]}]}, "arm_seeds[0].arms"),
     ],
 )
 def test_bad_plans_fail_naming_the_field(tmp_path: Path, fields: dict, field: str) -> None:
@@ -192,11 +197,9 @@ def test_make_runs_each_unfinished_run_once_then_reports(name: str, tmp_path: Pa
     assert commands[-1][:3] == ("robust-vit", "report", f"runs/{plan.name}")
 
 
-def wandb_agent_command(command: list[str], method: str, seed: int) -> list[str]:
+def wandb_agent_command(command: list[str], index: int) -> list[str]:
     """The command wandb's agent starts for one grid point: its macros filled in."""
-    values = create_sweep_command_args(
-        {"args": {"method": {"value": method}, "seed": {"value": seed}}}
-    )
+    values = create_sweep_command_args({"args": {"index": {"value": index}}})
     values |= {"env": ["/usr/bin/env"], "program": ["robust-vit"]}
     return [
         part
@@ -209,26 +212,23 @@ def wandb_agent_command(command: list[str], method: str, seed: int) -> list[str]
 def test_wandb_sweep_is_a_valid_grid_whose_points_are_the_plan(name: str) -> None:
     plan = load_plan(name)
     runs = expand(plan)
-    config = yaml.safe_load(yaml.safe_dump(wandb_sweep(plan, [name, "--threads", "1"], ["-x"])))
+    config = yaml.safe_load(
+        yaml.safe_dump(wandb_sweep(plan, runs, [name, "--threads", "1"], ["-x"]))
+    )
     assert set(config) <= WANDB_KEYS and config["method"] == "grid"
     assert isinstance(config["program"], str) and isinstance(config["command"], list)
     for key, parameter in config["parameters"].items():
         assert WANDB_PARAMETER_NAME.match(key) and list(parameter) == ["values"]
         assert len(parameter["values"]) >= 1
-    grid = [
-        (m, s)
-        for m in config["parameters"]["method"]["values"]
-        for s in config["parameters"]["seed"]["values"]
-    ]
     chosen = []
-    for method, seed in grid:
-        argv = wandb_agent_command(config["command"], method, seed)
+    for index in config["parameters"]["index"]["values"]:
+        argv = wandb_agent_command(config["command"], index)
         assert argv[:5] == ["/usr/bin/env", "robust-vit", "sweep", "run", name]
         args, extra = split_extra(argv[3:])
         assert extra == ["-x"]
         run_ns = parser().parse_args(args)
         assert run_ns.threads == 1
-        chosen.append(find_run(runs, method=run_ns.method, seed=run_ns.seed).index)
+        chosen.append(find_run(runs, index=run_ns.index).index)
     assert sorted(chosen) == list(range(len(runs)))
 
 
@@ -259,7 +259,7 @@ def test_the_engine_files_land_in_the_sweep_folder(
     sweep_main(["wandb", "anf"])
     sweep_main(["slurm", "anf", "--seeds", "0"])
     config = yaml.safe_load((tmp_path / "runs/anf/wandb_sweep.yaml").read_text())
-    assert config["parameters"]["seed"]["values"] == [0, 1, 2]
+    assert config["parameters"]["index"]["values"] == list(range(15))
     assert "#SBATCH --array=0-4\n" in (tmp_path / "runs/anf/sweep.sbatch").read_text()
 
 
@@ -336,6 +336,15 @@ def test_overridden_methods_may_leave_out_the_test_only_arm_and_overlaid_arms() 
     runs = expand(load_plan("anf", {"methods": ["erm", "gaussian_noise"]}))
     assert [run.method for run in runs] == ["erm"] * 3 + ["gaussian_noise"] * 3
     assert all(run.argv[1] == "fit" for run in runs)
+
+
+def test_arm_seeds_give_some_arms_other_seeds_until_seeds_are_overridden(tmp_path: Path) -> None:
+    path = str(write_plan(tmp_path, tmp_path / "w", arm_seeds=[{"arms": ["an*"], "seeds": [5]}]))
+    runs = expand(load_plan(path))
+    assert [(run.method, run.seed) for run in runs] == [("erm", 0), ("erm", 1), ("anf", 5)]
+    assert [run.index for run in runs] == [0, 1, 2]
+    pilot = expand(load_plan(path, {"seeds": [3]}))
+    assert [(run.method, run.seed) for run in pilot] == [("erm", 3), ("anf", 3)]
 
 
 def test_a_marker_changes_with_the_command_and_the_configs_it_reads(tmp_path: Path) -> None:

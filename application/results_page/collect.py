@@ -1,0 +1,60 @@
+"""Copy the records the results page reads from ``runs/`` to a folder that is committed.
+
+``make records`` (and ``make bench`` after its runs) copies, keeping the layout under ``runs/``:
+each sweep's result records, per-example outcome files and logged metrics, stage 1's, the layer
+rollback and the nullspace-size summaries, and the bench's wall time. ``make report`` then
+rebuilds docs/results.md from the copy alone::
+
+    python -m application.results_page.collect --runs runs --out docs/records
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+# What the page reads, by folder under runs/ (file name patterns, searched recursively).
+RECORD_FILES = ("results.json", "*.outcomes.safetensors", "metrics.csv")
+SOURCES = {
+    "anf": RECORD_FILES,
+    "safer": RECORD_FILES,
+    "safer_stage1": RECORD_FILES,
+    "safer_rollback": ("rollback.json",),
+    "anf_nullspace": ("nullspace_size.json",),
+}
+TOP_LEVEL = ("bench_seconds",)
+
+
+def collect(runs: Path, out: Path) -> list[Path]:
+    """Replace ``out`` with the page's inputs found under ``runs``; return the copied files."""
+    if not runs.is_dir():
+        raise SystemExit(f"collect: --runs {runs} is not a folder; run the sweeps first.")
+    if out.exists():
+        shutil.rmtree(out)
+    found = [runs / name for name in TOP_LEVEL if (runs / name).is_file()]
+    for folder, patterns in SOURCES.items():
+        for pattern in patterns:
+            found += sorted((runs / folder).rglob(pattern))
+    copied = []
+    for source in found:
+        target = out / source.relative_to(runs)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+        copied.append(target)
+    return copied
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Copy and say how much."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=Path, default=Path("runs"))
+    parser.add_argument("--out", type=Path, default=Path("docs/records"))
+    ns = parser.parse_args(argv)
+    copied = collect(ns.runs, ns.out)
+    size = sum(path.stat().st_size for path in copied)
+    print(f"collect: {len(copied)} files ({size / 2**20:.1f} MiB) in {ns.out}")
+
+
+if __name__ == "__main__":
+    main()
