@@ -38,6 +38,7 @@ from application.results_page.headline import (
     radii_of,
     read_family,
 )
+from application.results_page.premises import nullspace_section, rollback_section
 from application.results_page.runs import arm_groups, logged_series, read_records, run_seconds
 from robust_vit.paired import Method
 from robust_vit.plots import (
@@ -82,9 +83,9 @@ def training_plots(runs: Path, docs: Path) -> list[str]:
         lines.append(f"![ANF noise norm]({path.relative_to(docs)})")
     safer = runs / "safer" / "safer"
     csvs = sorted(safer.rglob("metrics.csv")) if safer.is_dir() else []
-    if csvs:
-        header = csvs[0].read_text().splitlines()[0].split(",")
-        layers = [k for k in header if k.startswith("sharpness/")]
+    header = csvs[0].read_text().splitlines()[0].split(",") if csvs else []
+    layers = [k for k in header if k.startswith("sharpness/")]
+    if layers:
         scores = {k.removeprefix("sharpness/"): logged_series([safer], k) for k in layers}
         path = layer_heatmap(
             scores,
@@ -239,6 +240,8 @@ def build(runs: Path, docs: Path) -> tuple[str, dict[str, Any]]:
         )
         sections.append(sweep_section(sweep, records, groups, docs, radii, rows))
     rows = read_family(rows)
+    rollback_text, rollback = rollback_section(runs, docs)
+    nullspace_text, nullspace = nullspace_section(runs)
     bench_file = runs / "bench_seconds"
     bench = int(bench_file.read_text()) if bench_file.is_file() else None
     wall = (
@@ -287,6 +290,8 @@ def build(runs: Path, docs: Path) -> tuple[str, dict[str, Any]]:
             "## Diagnostics: did the runs exercise what the methods target?\n",
             "\n".join(diagnostics_lines({**diagnostics, "tested_steps": flat_steps})) + "\n",
             *sections,
+            rollback_text,
+            nullspace_text,
             "## Training curves\n",
             "\n\n".join([*training_plots(runs, docs), *robust_overfitting_plots(runs, docs)])
             + "\n",
@@ -300,6 +305,7 @@ def build(runs: Path, docs: Path) -> tuple[str, dict[str, Any]]:
         "headline": rows,
         "diagnostics": diagnostics,
         "costs": costs,
+        "premises": {"safer_rollback": rollback, "anf_nullspace": nullspace},
         "fit_and_test_seconds": round(seconds, 1),
     }
     return page, json_safe(result)

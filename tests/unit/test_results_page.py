@@ -153,8 +153,12 @@ def test_main_writes_page_json_and_plots(
     runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "docs" / "results.md"
+    stale = out.parent / "results" / "a_plot_no_longer_made.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"png")
     monkeypatch.setattr("sys.argv", ["results_page", "--runs", str(runs), "--out", str(out)])
     results_page_main()
+    assert not stale.exists()
     assert json.loads(out.with_suffix(".json").read_text())["headline"]
     assert (out.parent / "results" / "anf_anf_adversarial.png").stat().st_size
     assert (out.parent / "results" / "robust_overfitting_safer_stage1_version_0.png").is_file()
