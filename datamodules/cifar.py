@@ -51,6 +51,8 @@ class CIFARDataModule(ImageClassificationDataModule):
         num_classes: 10 or 100, which picks the dataset.
         download: fetch the archive when missing (needs network access; off by default).
         augment: random shifts and horizontal flips on the training split.
+        upscale: resize the 32 px images to a larger ``img_size`` (bilinear) instead of
+            centre-padding them (a pretrained ViT at 224 px).
         **kwargs: batch size, split and shape options of the base datamodule.
     """
 
@@ -61,9 +63,11 @@ class CIFARDataModule(ImageClassificationDataModule):
         num_classes: Literal[10, 100] = 10,
         download: bool = False,
         augment: bool = True,
+        upscale: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.upscale = upscale
         self.num_classes = num_classes
         self.data_dir = Path(data_dir).expanduser()
         self.download = download
@@ -90,6 +94,7 @@ class CIFARDataModule(ImageClassificationDataModule):
             self.img_size,
             self.in_chans,
             augment=augment,
+            upscale=self.upscale,
         )
 
     def build_train_set(self, augment: bool) -> Dataset:

@@ -89,13 +89,15 @@ def load_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 class FashionMNISTDataModule(ImageClassificationDataModule):
-    """Fashion-MNIST from its idx files, centre-padded to ``img_size``.
+    """Fashion-MNIST from its idx files, centre-padded (or upscaled) to ``img_size``.
 
     Args:
         data_dir: folder with the four idx files; default: the Debian package's folder.
         augment: random shifts and horizontal flips on the training split.
         limit_train: keep only the first N training images (for quick runs; None keeps all).
         in_chans: channels the model receives (1 here by default: the images are grey).
+        upscale: resize the 28 px images to ``img_size`` (bilinear) instead of centre-padding
+            them, so that a pretrained ViT sees the object across its patches.
         **kwargs: batch size, split and shape options of
             :class:`~datamodules.base.ImageClassificationDataModule`.
     """
@@ -109,12 +111,14 @@ class FashionMNISTDataModule(ImageClassificationDataModule):
         augment: bool = True,
         limit_train: PositiveInt | None = None,
         in_chans: Literal[1, 3] = 1,
+        upscale: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(in_chans=in_chans, **kwargs)
         self.data_dir = self._resolve_data_dir(data_dir)
         self.augment = augment
         self.limit_train = limit_train
+        self.upscale = upscale
 
     @staticmethod
     def _resolve_data_dir(data_dir: str | None) -> Path:
@@ -142,6 +146,7 @@ class FashionMNISTDataModule(ImageClassificationDataModule):
             self.img_size,
             self.in_chans,
             augment=augment,
+            upscale=self.upscale,
         )
 
     def build_train_set(self, augment: bool) -> Dataset:

@@ -8,15 +8,19 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 
-def fit_images(images: Tensor, img_size: int, in_chans: int) -> Tensor:
-    """Centre-pad (or resize, when larger) uint8 ``(N, C, H, W)`` images and match the channels."""
+def fit_images(images: Tensor, img_size: int, in_chans: int, upscale: bool = False) -> Tensor:
+    """Fit uint8 ``(N, C, H, W)`` images to ``img_size`` and match the channels.
+
+    Larger images are resized (bilinear, antialiased); smaller ones are centre-padded, or resized
+    too with ``upscale``.
+    """
     if images.shape[1] != in_chans:
         if images.shape[1] == 1:
             images = images.expand(-1, in_chans, -1, -1)
         else:
             images = images.float().mean(dim=1, keepdim=True).round().to(torch.uint8)
     h, w = images.shape[-2:]
-    if h > img_size or w > img_size:
+    if h > img_size or w > img_size or (upscale and (h, w) != (img_size, img_size)):
         resized = F.interpolate(
             images.float(),
             size=(img_size, img_size),
@@ -38,10 +42,17 @@ class TensorImageDataset(Dataset):
         img_size: output side; smaller images are centre-padded, larger ones resized.
         in_chans: output channels.
         augment: random translation by up to ``img_size // 16`` pixels and horizontal flips.
+        upscale: resize smaller images to ``img_size`` too, instead of centre-padding them.
     """
 
     def __init__(
-        self, images: Tensor, labels: Tensor, img_size: int, in_chans: int, augment: bool = False
+        self,
+        images: Tensor,
+        labels: Tensor,
+        img_size: int,
+        in_chans: int,
+        augment: bool = False,
+        upscale: bool = False,
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(
@@ -49,7 +60,7 @@ class TensorImageDataset(Dataset):
             )
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        self.images = fit_images(images, img_size, in_chans)
+        self.images = fit_images(images, img_size, in_chans, upscale)
         self.labels = labels.long()
         self.augment = augment
         self.shift = max(1, img_size // 16)

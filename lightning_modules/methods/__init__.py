@@ -6,6 +6,7 @@ from lightning_modules.methods.base import Batch, FinetuneMethod
 from lightning_modules.methods.composite import Composite
 from lightning_modules.methods.erm import ERM
 from lightning_modules.methods.gaussian_noise import GaussianNoise
+from lightning_modules.methods.linear_probe import LinearProbe
 from lightning_modules.methods.pgd_at import PGDAT
 from lightning_modules.methods.safer import SAFER
 from lightning_modules.methods.trades import TRADES
@@ -21,4 +22,5 @@ __all__ = [
     "Composite",
     "FinetuneMethod",
     "GaussianNoise",
+    "LinearProbe",
 ]

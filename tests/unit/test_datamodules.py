@@ -47,6 +47,21 @@ def test_channels_and_size_follow_the_options(fmnist_dir: Path) -> None:
     assert torch.equal(x[:, 0], x[:, 1])
 
 
+def test_upscale_resizes_the_image_where_padding_leaves_a_border(fmnist_dir: Path) -> None:
+    def first_image(upscale: bool) -> torch.Tensor:
+        dm = FashionMNISTDataModule(data_dir=str(fmnist_dir), img_size=56, upscale=upscale)
+        dm.setup("test")
+        return dm.test_set[0][0][0]
+
+    padded, upscaled = first_image(False), first_image(True)
+    assert padded.shape == upscaled.shape == (56, 56)
+    assert torch.equal(padded[:14], torch.zeros(14, 56))  # a 14 px border above the 28 px image
+    expected = torch.nn.functional.interpolate(
+        padded[14:42, 14:42][None, None] * 255, size=(56, 56), mode="bilinear", antialias=True
+    )
+    assert torch.allclose(upscaled * 255, expected[0, 0].round().clamp(0, 255))
+
+
 def test_missing_data_dir_names_the_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"data\.data_dir.*not a directory"):
         FashionMNISTDataModule(data_dir=str(tmp_path / "nope"))
