@@ -36,6 +36,7 @@ STAND_IN_OVERRIDES = {
     "eval/robust_validation.yaml": [*SMALL_EVAL, "--trainer.callbacks.init_args.train_examples=10"],
     # `make real-vit` builds its weights (a download): the composition runs from random weights
     "model/vit_small_patch14_dinov2_real.yaml": ["--model.weights=null"],
+    "regime/real_vit_probe.yaml": ["--model.weights=null"],
 }
 CPU_STAND_IN = [
     "--trainer.accelerator=cpu",
@@ -95,6 +96,10 @@ REGIME_BELOW = {
         "method/pgd_at_anf.yaml",
         "finetune.yaml",
         "regime/safer_stage2.yaml",
+    ],
+    "regime/real_vit_probe.yaml": [
+        "model/vit_small_patch14_dinov2_real.yaml",
+        "method/linear_probe.yaml",
     ],
     "regime/pgd_at_dat_anf_stage2.yaml": [
         "method/pgd_at_dat_anf.yaml",
