@@ -65,9 +65,15 @@ def references_outcomes(record: dict) -> bool:
 
 
 def same_weights(records: list[dict]) -> bool:
-    """Whether several records tested weights with one digest (one fixed model)."""
+    """Whether the records tested one fixed model: weights with one digest, none trained.
+
+    Several records qualify when they share the digest; a single record, when it trained nothing
+    (a test-only run has no ``fit`` section).
+    """
     digests = {(r.get("test") or {}).get("weights_sha256") for r in records}
-    return len(records) > 1 and len(digests) == 1 and None not in digests
+    if len(digests) != 1 or None in digests:
+        return False
+    return len(records) > 1 or not any("fit" in r for r in records)
 
 
 def sweep_arms(sweep_dir: Path, records: dict[str, dict]) -> dict[str, ArmOutcomes]:

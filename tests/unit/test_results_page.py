@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import statistics
 from pathlib import Path
 
@@ -276,6 +277,18 @@ def paired_runs(tmp_path: Path) -> Path:
             folder = runs / "anf" / arm / f"seed{seed}" / "version_0"
             write_paired_run(folder, bits, f"{arm}-{seed}", fit=True)
     return runs
+
+
+def test_a_test_only_arm_run_once_is_one_fixed_model_against_every_seed(
+    paired_runs: Path, tmp_path: Path
+) -> None:
+    for seed in (1, 2):
+        shutil.rmtree(paired_runs / "anf" / "pretrained" / f"seed{seed}")
+    _, result = build(paired_runs, tmp_path / "docs")
+    rows = {(r["method"], r["baseline"], r["metric"]): r for r in result["headline"]}
+    gain = rows[("anf", "pretrained", "PGD-20 8/255")]
+    assert gain["fixed"] == "baseline" and gain["seeds"] == [0, 1, 2]
+    assert (gain["method_only"], gain["baseline_only"]) == (3 * 60, 3 * 5)
 
 
 def test_a_clear_paired_difference_reads_better_and_none_reads_no_difference(
