@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from benchmarks.command import run_command
 from benchmarks.safer_rollback import load
 from datamodules.fashion_mnist import FashionMNISTDataModule
 from robust_vit.anf import noise_shape, synthesize_noise, token_rms
@@ -207,14 +208,9 @@ def print_report(report: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the pilot; a bad input prints its field and fix and returns 2."""
     args = parse_args(argv)
-    try:
-        report = run(args)
-    except ConfigError as err:
-        print(f"anf_calibration: error: {err}", file=sys.stderr)
-        return 2
-    print_report(report)
-    print(f"wrote {args.out / 'anf_calibration.json'}")
-    return 0
+    return run_command(
+        "anf_calibration", args, run, print_report, str(args.out / "anf_calibration.json")
+    )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from application.aggregate import mean_interval
+from benchmarks.command import run_command
 from benchmarks.safer_rollback import finite_or_none, load
 from datamodules.fashion_mnist import FashionMNISTDataModule
 from robust_vit.errors import ConfigError
@@ -246,14 +247,9 @@ def print_report(report: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the measurement; a bad input prints its field and fix and returns 2."""
     args = parse_args(argv)
-    try:
-        report = run(args)
-    except ConfigError as err:
-        print(f"anf_nullspace_size: error: {err}", file=sys.stderr)
-        return 2
-    print_report(report)
-    print(f"wrote {args.out / 'nullspace_size.json'}")
-    return 0
+    return run_command(
+        "anf_nullspace_size", args, run, print_report, str(args.out / "nullspace_size.json")
+    )
 
 
 if __name__ == "__main__":

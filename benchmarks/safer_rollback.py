@@ -34,6 +34,7 @@ from scipy.stats import rankdata
 from torch import nn
 from torch.utils.data import Dataset
 
+from benchmarks.command import run_command
 from datamodules.fashion_mnist import FashionMNISTDataModule
 from robust_vit.attacks import PGD, WORST, run_suite
 from robust_vit.attacks.pgd import pgd
@@ -235,14 +236,13 @@ def print_report(report: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the analysis; a bad input prints its field and fix and returns 2."""
     args = parse_args(argv)
-    try:
-        report = run(args)
-    except ConfigError as err:
-        print(f"safer_rollback: error: {err}", file=sys.stderr)
-        return 2
-    print_report(report)
-    print(f"wrote rollback.json, rollback.png and gains.json in {args.out}")
-    return 0
+    return run_command(
+        "safer_rollback",
+        args,
+        run,
+        print_report,
+        f"rollback.json, rollback.png and gains.json in {args.out}",
+    )
 
 
 if __name__ == "__main__":

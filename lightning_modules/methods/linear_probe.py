@@ -18,10 +18,10 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor
 from torch.optim import Optimizer
 
-from lightning_modules.methods.base import Batch, FinetuneMethod
+from lightning_modules.methods.base import Batch
+from lightning_modules.methods.erm import ERM
 from lightning_modules.optim import weight_decay_groups
 from robust_vit.errors import ConfigError
-from robust_vit.ranges import ClosedUnitInterval, check_ranges
 
 if TYPE_CHECKING:
     from lightning_modules.classifier import ViTClassifier
@@ -29,17 +29,8 @@ if TYPE_CHECKING:
 HEAD = "vit.head."
 
 
-class LinearProbe(FinetuneMethod):
-    """CE(head(features(x)), y) with the backbone frozen.
-
-    Args:
-        label_smoothing: cross-entropy label smoothing (0 = none).
-    """
-
-    @check_ranges("model.method.init_args")
-    def __init__(self, label_smoothing: ClosedUnitInterval = 0.0) -> None:
-        super().__init__()
-        self.label_smoothing = label_smoothing
+class LinearProbe(ERM):
+    """ERM's cross-entropy on the head alone, the backbone frozen (``label_smoothing`` as ERM's)."""
 
     def head_names(self, module: ViTClassifier) -> set[str]:
         """The classifier head's parameter names in ``module.model``."""
