@@ -1,9 +1,10 @@
 """ANF's premise measured: does nullspace finetuning enlarge the approximate nullspace?
 
-For every arm and seed of the ANF sweep (``<runs>/<arm>/seed<s>/``: the newest exported
-``*.safetensors`` there, else the newest ``last.ckpt``; an arm tested as fixed weights, such as
-``pretrained``, is given with ``--fixed ARM=FILE``), on the first ``--num-images`` Fashion-MNIST
-test images, with the measurement seeded by the run's seed (the same seed for every arm):
+For every arm and seed of the ANF sweep (``<runs>/<arm>/seed<s>/``: the newest exported weights
+``*.safetensors`` there, not an evaluation's outcome file, else the newest ``last.ckpt``; an arm
+tested as fixed weights, such as ``pretrained``, is given with ``--fixed ARM=FILE``), on the
+first ``--num-images`` Fashion-MNIST test images, with the measurement seeded by the run's seed
+(the same seed for every arm):
 
 - the largest token-noise norm (token units) that passes ANF's eps test along the direction of
   ANF's own noise, synthesised with a fixed budget (robust_vit.nullspace_size.largest_passing_norm);
@@ -36,6 +37,7 @@ from datamodules.fashion_mnist import FashionMNISTDataModule
 from robust_vit.errors import ConfigError
 from robust_vit.models import NormalizedViT, create_vit
 from robust_vit.nullspace_size import largest_passing_norm, random_pass_fraction
+from robust_vit.outcomes import SUFFIX as OUTCOMES_SUFFIX
 
 VIT_PREFIX = "model."
 
@@ -94,9 +96,15 @@ def load_checkpoint(path: Path) -> NormalizedViT:
 
 
 def run_weights(folder: Path, arm: str) -> Path:
-    """The newest exported weights file under a run folder, else its newest ``last.ckpt``."""
+    """The newest exported weights file under a run folder, else its newest ``last.ckpt``.
+
+    An evaluation's outcome files (``*.outcomes.safetensors``) are records, not weights.
+    """
     for pattern in ("*.safetensors", "last.ckpt"):
-        found = sorted(folder.rglob(pattern), key=lambda p: p.stat().st_mtime)
+        found = sorted(
+            (p for p in folder.rglob(pattern) if not p.name.endswith(OUTCOMES_SUFFIX)),
+            key=lambda p: p.stat().st_mtime,
+        )
         if found:
             return found[-1]
     raise ConfigError(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import timm
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from benchmarks import anf_nullspace_size
@@ -54,6 +55,10 @@ def sweep_folder(root: Path) -> tuple[Path, Path]:
         save_vit_weights(tiny_vit(seed), erm / "weights.safetensors", META)
         ckpt = runs / "anf" / f"seed{seed}" / "version_0" / "checkpoints" / "last.ckpt"
         write_checkpoint(tiny_vit(10 + seed), ckpt)
+        # an evaluation's outcome file, newer than the checkpoint, is not weights
+        save_file(
+            {"index": torch.arange(4)}, ckpt.parents[1] / "adversarial_test.outcomes.safetensors"
+        )
     return runs, save_vit_weights(tiny_vit(99), root / "pretrained.safetensors", META)
 
 
@@ -92,7 +97,8 @@ def test_command_measures_every_arm_and_seed(
     assert list(report["arms"]) == ["pretrained", "erm", "anf"]
     assert report["arms"]["pretrained"]["fixed_weights"]
     assert not report["arms"]["anf"]["fixed_weights"]
-    assert report["arms"]["anf"]["seeds"]["1"]["weights"].endswith("last.ckpt")
+    for seed in ("0", "1"):
+        assert report["arms"]["anf"]["seeds"][seed]["weights"].endswith("last.ckpt")
     for arm in report["arms"].values():
         assert set(arm["seeds"]) == {"0", "1"}
         for seed in arm["seeds"].values():
