@@ -81,14 +81,24 @@ def metric_keys(sweep: Sweep, eps: float | None) -> dict[str, str]:
     return keys
 
 
-def seed_mean_difference(groups: Groups, method: str, baseline: str, key: str) -> dict[str, Any]:
+def seed_mean_difference(
+    groups: Groups, method: str, baseline: str, key: str, fixed: str | None = None
+) -> dict[str, Any]:
     """``method - baseline`` over the seeds both have: mean, 95% half-width, interval, seeds.
 
     The fallback where per-example files are missing: a t-interval over seed means, blind to
-    the test set's own sampling error.
+    the test set's own sampling error. ``fixed`` names the side that is one fixed model tested
+    once (``"method"`` or ``"baseline"``, see :func:`fixed_side`): its one value is paired with
+    every seed of the other side.
     """
     a, b = groups.get(method, {}), groups.get(baseline, {})
-    seeds = sorted(s for s in set(a) & set(b) if key in a[s] and key in b[s])
+    a = {s: v for s, v in a.items() if key in v}
+    b = {s: v for s, v in b.items() if key in v}
+    if fixed == "baseline" and len(b) == 1:
+        b = dict.fromkeys(a, next(iter(b.values())))
+    elif fixed == "method" and len(a) == 1:
+        a = dict.fromkeys(b, next(iter(a.values())))
+    seeds = sorted(set(a) & set(b))
     if not seeds:
         return {"difference": None, "half_width": None, "ci95": None, "seeds": []}
     mean, half = mean_interval([a[s][key] - b[s][key] for s in seeds])
@@ -155,9 +165,11 @@ def paired_row(
     }
 
 
-def fallback_row(groups: Groups, comparison: Comparison, key: str, note: str) -> dict[str, Any]:
+def fallback_row(
+    groups: Groups, comparison: Comparison, key: str, note: str, fixed: str | None
+) -> dict[str, Any]:
     """The seed-means row, saying why it is not per-example paired."""
-    diff = seed_mean_difference(groups, comparison.method, comparison.baseline, key)
+    diff = seed_mean_difference(groups, comparison.method, comparison.baseline, key, fixed)
     return {
         "inference": "seed-paired t-interval over seed means",
         **diff,
@@ -165,7 +177,7 @@ def fallback_row(groups: Groups, comparison: Comparison, key: str, note: str) ->
         "method_only": None,
         "baseline_only": None,
         "p": None,
-        "fixed": None,
+        "fixed": fixed,
         "note": note,
         "reading": seed_mean_reading(diff),
     }
@@ -186,6 +198,7 @@ def headline_rows(
     """
     eps = radius["eps"] if radius else None
     method, baseline = arms.get(comparison.method), arms.get(comparison.baseline)
+    fixed = fixed_side(method, baseline) if method and baseline else None
     rows = []
     for label, key in metric_keys(sweep, eps).items():
         column = outcome_column(key)
@@ -210,7 +223,7 @@ def headline_rows(
                 "key": key,
                 "eps": eps if is_attack else None,
                 "claim": comparison.claims.get(label, "not reported"),
-                **(paired or fallback_row(groups, comparison, key, note)),
+                **(paired or fallback_row(groups, comparison, key, note, fixed)),
             }
         )
     return rows

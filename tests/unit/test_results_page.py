@@ -15,7 +15,7 @@ import torch
 from application.aggregate import mean_interval
 from application.results_page.__main__ import main as results_page_main
 from application.results_page.claims import load_claims
-from application.results_page.headline import attack_key, read_family
+from application.results_page.headline import attack_key, read_family, seed_mean_difference
 from application.results_page.render import build, robust_overfitting_plots
 from robust_vit.errors import ConfigError
 from robust_vit.outcomes import Outcomes, write_outcomes
@@ -289,6 +289,24 @@ def test_a_test_only_arm_run_once_is_one_fixed_model_against_every_seed(
     gain = rows[("anf", "pretrained", "PGD-20 8/255")]
     assert gain["fixed"] == "baseline" and gain["seeds"] == [0, 1, 2]
     assert (gain["method_only"], gain["baseline_only"]) == (3 * 60, 3 * 5)
+
+
+def test_a_fixed_arm_tested_once_gives_its_seed_mean_row_every_seed_of_the_other() -> None:
+    """The seed-means fallback (the corruption mean): one fixed model against 3 trained seeds."""
+    key = "test/corruptions/mean_acc"
+    groups = {
+        "anf": {0: {key: 0.70}, 1: {key: 0.72}, 2: {key: 0.74}},
+        "pretrained": {0: {key: 0.69}},
+    }
+    paired_once = seed_mean_difference(groups, "anf", "pretrained", key)
+    assert paired_once["seeds"] == [0] and paired_once["ci95"] is None
+    fixed = seed_mean_difference(groups, "anf", "pretrained", key, fixed="baseline")
+    mean, half = mean_interval([0.01, 0.03, 0.05])
+    assert fixed["seeds"] == [0, 1, 2]
+    assert fixed["difference"] == pytest.approx(mean)
+    assert fixed["half_width"] == pytest.approx(half)
+    flipped = seed_mean_difference(groups, "pretrained", "anf", key, fixed="method")
+    assert flipped["difference"] == pytest.approx(-mean)
 
 
 def test_a_clear_paired_difference_reads_better_and_none_reads_no_difference(
