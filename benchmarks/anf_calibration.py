@@ -1,10 +1,12 @@
 """ANF's synthesis calibrated on one model: which settings put the noise in the eps-nullspace?
 
 For a weights file with its head (e.g. the real ViT's stage-0 linear probe), on Fashion-MNIST
-training images fitted as the model expects (``--upscale``), every combination of ``--init-lims``
-and ``--lrs`` (in ``--units``: ``token_rms``, the clean patch tokens' RMS, or ``absolute``) runs
-``--rounds`` syntheses of ANF (robust_vit.anf.synthesize_noise: a fresh seeded noise per round,
-batches of ``--batch-size`` images, at most ``--budget`` updates). Printed per setting: the reach
+training images fitted as the model expects (``--upscale``), every combination of ``--init-lims``,
+``--lrs`` (in ``--units``: ``token_rms``, the clean patch tokens' RMS, or ``absolute``) and
+``--start-criteria`` (ANF's start fit, ``none`` for the start as given) runs ``--rounds``
+syntheses of ANF (robust_vit.anf.synthesize_noise: a fresh seeded noise per round, batches of
+``--batch-size`` images, at most ``--budget`` updates). Printed per setting: the start's
+half-width after the fit and its criterion, the reach
 rate (share of rounds whose criterion fell below eps), the median updates to reach it, the noise
 norm in token units and absolute, and the share of predictions the noise flipped on its last
 tested batch. Also measured side by side: the time of one synthesis update and of one ERM step
@@ -47,6 +49,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--units", choices=["token_rms", "absolute"], default="token_rms")
     p.add_argument("--init-lims", nargs="+", type=float, default=[0.3, 1.0, 3.0])
     p.add_argument("--lrs", nargs="+", type=float, default=[0.03, 0.1])
+    p.add_argument(
+        "--start-criteria",
+        nargs="+",
+        type=start_criterion,
+        default=[None],
+        help="ANF's start_criterion per setting ('none': the start as given)",
+    )
     p.add_argument("--budget", type=int, default=200, help="most updates per synthesis")
     p.add_argument("--rounds", type=int, default=5, help="syntheses per setting (seeds 0..)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -55,6 +64,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/anf_calibration"))
     p.add_argument("--threads", type=int, default=None)
     return p.parse_args(argv)
+
+
+def start_criterion(text: str) -> float | None:
+    """A ``--start-criteria`` entry: a positive number, or ``none``."""
+    if text.lower() == "none":
+        return None
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive number or none")
+    return value
 
 
 def training_images(args: argparse.Namespace, meta: dict[str, Any]) -> torch.Tensor:
@@ -125,10 +144,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     scale = rms if args.units == "token_rms" else 1.0
     shape = noise_shape(model, first, "token")
     settings = []
-    for init_lim, lr in itertools.product(args.init_lims, args.lrs):
+    grid = itertools.product(args.init_lims, args.lrs, args.start_criteria)
+    for init_lim, lr, fit in grid:
         rounds = []
         for seed in range(args.rounds):
-            start = time.perf_counter()
+            began = time.perf_counter()
             result = synthesize_noise(
                 model,
                 batches(images, args.batch_size, offset=seed * 7),
@@ -139,16 +159,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 max_steps=args.budget,
                 generator=torch.Generator().manual_seed(seed),
                 scale=scale,
+                start_criterion=fit,
             )
             rounds.append(
                 {
+                    "start_lim": result.init_lim,
+                    "initial_criterion": result.initial_criterion,
                     "reached": result.reached,
                     "steps": result.steps,
                     "criterion": result.criterion,
                     "flipped": 1 - result.agreement,
                     "norm": result.norm,
                     "norm_token_units": result.norm / rms,
-                    "seconds": time.perf_counter() - start,
+                    "seconds": time.perf_counter() - began,
                 }
             )
         reached = [r for r in rounds if r["reached"]]
@@ -156,6 +179,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             {
                 "init_lim": init_lim,
                 "lr": lr,
+                "start_criterion": fit,
+                "mean_start_lim": statistics.fmean(r["start_lim"] for r in rounds),
+                "mean_initial_criterion": statistics.fmean(r["initial_criterion"] for r in rounds),
                 "reach_rate": len(reached) / len(rounds),
                 "median_steps_to_reach": statistics.median(r["steps"] for r in reached)
                 if reached
@@ -191,11 +217,16 @@ def print_report(report: dict[str, Any]) -> None:
         f"{report['token_rms']:.4f}, eps {report['eps']}, budget {report['budget']} updates, "
         f"units {report['units']}"
     )
-    print(f"{'init':>6} {'lr':>6} {'reach':>6} {'steps':>6} {'norm(tok)':>10} {'flipped':>8}")
+    print(
+        f"{'init':>6} {'lr':>6} {'fit':>5} {'start':>6} {'crit0':>6} {'reach':>6} {'steps':>6} "
+        f"{'norm(tok)':>10} {'flipped':>8}"
+    )
     for s in report["settings"]:
         steps = "-" if s["median_steps_to_reach"] is None else f"{s['median_steps_to_reach']:g}"
+        fit = "-" if s["start_criterion"] is None else f"{s['start_criterion']:g}"
         print(
-            f"{s['init_lim']:>6g} {s['lr']:>6g} {s['reach_rate']:>6.0%} {steps:>6} "
+            f"{s['init_lim']:>6g} {s['lr']:>6g} {fit:>5} {s['mean_start_lim']:>6.3g} "
+            f"{s['mean_initial_criterion']:>6.3f} {s['reach_rate']:>6.0%} {steps:>6} "
             f"{s['mean_norm_token_units']:>10.2f} {s['mean_flipped']:>8.1%}"
         )
     t = report["times"]

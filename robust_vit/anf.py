@@ -9,6 +9,8 @@ model's epsilon-approximate nullspace. Pure PyTorch; collectives are used only w
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -121,6 +123,9 @@ class SynthesisResult:
         criterion: the last tested criterion (the one that stopped the search if ``reached``).
         agreement: fraction of the last tested batch whose prediction the noise left unchanged.
         scale: the unit the search ran in (``noise = scale * u``; 1 in absolute units).
+        init_lim: the half-width the learned noise started from, in units of ``scale`` (after
+            the start fit of ``start_criterion``; NaN for the random control).
+        initial_criterion: the criterion of the starting noise on the first batch.
     """
 
     noise: Tensor
@@ -129,6 +134,8 @@ class SynthesisResult:
     criterion: float
     agreement: float
     scale: float = 1.0
+    init_lim: float = math.nan
+    initial_criterion: float = math.nan
 
     @property
     def norm(self) -> float:
@@ -162,6 +169,9 @@ def synthesize_noise(
     space: NoiseSpace | str = NoiseSpace.TOKEN,
     generator: torch.Generator | None = None,
     scale: float = 1.0,
+    start_criterion: float | None = None,
+    max_halvings: int = 8,
+    start: Tensor | None = None,
 ) -> SynthesisResult:
     """Search a universal noise in the eps-approximate nullspace of the frozen ``model``.
 
@@ -174,6 +184,13 @@ def synthesize_noise(
     runs in eval mode (its mode is restored) and its ``.grad`` fields are untouched. Under DDP
     the gradients are averaged over ranks, so every rank holds the same noise and stops together.
 
+    With ``start_criterion``, the start is fitted to the model first: the uniform draw is halved
+    (at most ``max_halvings`` times) until its criterion on the first batch is at most
+    ``start_criterion``, so the search starts as large as the model's sensitivity allows instead
+    of at a half-width tuned by hand for another model. ``start`` (a warm start, e.g. the
+    previous round's noise over ``scale``) replaces the uniform draw; its half-width is its
+    largest absolute value.
+
     Args:
         model: the classifier (images in [0, 1]).
         batches: image batches on the model's device (needs up to ``max_steps + 1``).
@@ -185,15 +202,30 @@ def synthesize_noise(
         space: ``token`` (after ``patch_embed``) or ``image`` (added to the input).
         generator: seeds the initialisation (same seed on every rank gives the same noise).
         scale: the unit of ``u`` (equal on every rank).
+        start_criterion: fit the start's half-width to the model (None: ``init_lim`` as given).
+        max_halvings: most halvings of the start's half-width.
+        start: the starting ``u`` (shape ``shape``; None: Uniform(-init_lim, init_lim)).
     """
     space = NoiseSpace(space)
     device = next(model.parameters()).device
-    init = torch.rand(shape, generator=generator, device=generator.device if generator else "cpu")
-    u = ((init * 2 - 1) * init_lim).to(device).requires_grad_(True)
+    if start is None:
+        gen_device = generator.device if generator else "cpu"
+        u0 = init_lim * (torch.rand(shape, generator=generator, device=gen_device) * 2 - 1)
+    else:
+        u0, init_lim = start.detach().clone(), float(start.abs().max())
+    u0 = u0.to(device)
+    first = next(batches)
+    with eval_mode(model), torch.no_grad():
+        initial = float(_test(model, first, scale * u0, space)[2][0])
+        halvings = 0
+        while start_criterion is not None and initial > start_criterion and halvings < max_halvings:
+            u0, init_lim, halvings = u0 / 2, init_lim / 2, halvings + 1
+            initial = float(_test(model, first, scale * u0, space)[2][0])
+    u = u0.requires_grad_(True)
     optimizer = torch.optim.AdamW([u], lr=lr)
     steps, stats = 0, torch.zeros(2)
     with eval_mode(model), torch.enable_grad():
-        for x in batches:
+        for x in itertools.chain([first], batches):
             clean, noisy, stats = _test(model, x, scale * u, space)
             if stats[0] < eps or steps >= max_steps:
                 break
@@ -204,7 +236,9 @@ def synthesize_noise(
             steps += 1
     criterion, agreement = (float(v) for v in stats)
     noise = (scale * u).detach()
-    return SynthesisResult(noise, steps, criterion < eps, criterion, agreement, scale)
+    return SynthesisResult(
+        noise, steps, criterion < eps, criterion, agreement, scale, init_lim, initial
+    )
 
 
 def random_noise(

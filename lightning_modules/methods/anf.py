@@ -50,6 +50,7 @@ STATS = (
     "synth_agreement",
     "token_rms",
     "synth_init_range",
+    "synth_initial_criterion",
 )
 
 
@@ -91,6 +92,12 @@ class ANF(FinetuneMethod):
             ``token_rms``, the RMS of the clean patch tokens measured at each synthesis (the
             noise is optimised as ``rms * u``), which carries the scale over to any ViT
             (token space only).
+        start_criterion: fit each round's start to the current model: the learned noise's
+            uniform start is halved (at most 8 times) until its criterion on the round's first
+            batch is at most this (None, the paper: ``init_lim`` as given). A rule that reads the
+            model in place of an ``init_lim`` tuned per model (docs/real_vit.md).
+        warm_start: each round's synthesis starts from the previous round's noise instead of a
+            fresh uniform draw (the first round draws); the start fit still applies to it.
 
     Each round's token RMS, initial range, steps, criterion and whether eps was reached are
     logged (``train/<stat>``) and listed, with the run's reach rate, by :meth:`summary`; after
@@ -119,6 +126,8 @@ class ANF(FinetuneMethod):
         space: Literal["token", "image"] = "token",
         seed: int | None = None,
         noise_units: Literal["absolute", "token_rms"] = "absolute",
+        start_criterion: PositiveFloat | None = None,
+        warm_start: bool = False,
     ) -> None:
         super().__init__()
         self.eps, self.init_lim, self.noise_lr = eps, init_lim, noise_lr
@@ -127,14 +136,26 @@ class ANF(FinetuneMethod):
         self.loss_weight, self.consistency_weight = loss_weight, consistency_weight
         self.clean_weight = clean_weight
         self.noise_kind, self.space, self.seed = noise, space, seed
-        self.noise_units = noise_units
+        self.noise_units, self.start_criterion = noise_units, start_criterion
+        self.warm_start = warm_start
         self.history: list[dict[str, float]] = []
         self.register_buffer("noise", torch.zeros(0))
         self.register_buffer("current_round", torch.tensor(-1))
         self.register_buffer("stats", torch.zeros(len(STATS)))
 
     def check_fields(self) -> None:
-        """Token-RMS units need the noise in token space."""
+        """Token-RMS units need the noise in token space; start options need a learned noise."""
+        start_options = {
+            "start_criterion": self.start_criterion is not None,
+            "warm_start": self.warm_start,
+        }
+        for field, given in start_options.items():
+            if given and self.noise_kind == "random":
+                raise ConfigError(
+                    field,
+                    "shapes the learned noise's start; the random control draws afresh and "
+                    f"shrinks until the eps test passes. Remove {field}, or set noise: learned.",
+                )
         if self.noise_units == "token_rms" and self.space != "token":
             raise ConfigError(
                 "noise_units",
@@ -236,17 +257,27 @@ class ANF(FinetuneMethod):
         images = itertools.chain([first], images)
         if self.noise_kind == "random":
             return random_noise(module.model, images, shape, **kwargs), rms
+        warm = self.warm_start and self.noise.numel() > 0
         return synthesize_noise(
-            module.model, images, shape, init_lim=self.init_lim, lr=self.noise_lr, **kwargs
+            module.model,
+            images,
+            shape,
+            init_lim=self.init_lim,
+            lr=self.noise_lr,
+            start_criterion=self.start_criterion,
+            start=self.noise / scale if warm else None,
+            **kwargs,
         ), rms
 
     def round_stats(self, result: SynthesisResult, rms: float) -> dict[str, float]:
         """A synthesis's statistics by ``STATS`` name (``rms``: the clean tokens' RMS).
 
-        ``synth_init_range`` is the half-width of the learned noise's uniform start, or the
-        random control's standard deviation, in absolute units.
+        ``synth_init_range`` is the half-width of the learned noise's uniform start (after the
+        start fit of ``start_criterion``), or the random control's standard deviation, in
+        absolute units; ``synth_initial_criterion`` is the learned start's criterion (NaN for
+        the random control).
         """
-        init_range = result.scale * (self.init_lim if self.noise_kind == "learned" else 1.0)
+        init_range = result.scale * (result.init_lim if self.noise_kind == "learned" else 1.0)
         values = [
             result.norm,
             result.steps,
@@ -255,6 +286,7 @@ class ANF(FinetuneMethod):
             result.agreement,
             rms,
             init_range,
+            result.initial_criterion,
         ]
         return dict(zip(STATS, values, strict=True))
 

@@ -42,6 +42,29 @@ def test_every_setting_reports_its_reach_over_its_rounds(
     assert "reach" in capsys.readouterr().out
 
 
+def test_the_start_fit_of_each_setting_reaches_the_search(tmp_path: Path, fmnist_dir: Path) -> None:
+    weights = save_vit_weights(tiny_vit(0), tmp_path / "probe.safetensors", META)
+    out = tmp_path / "out"
+    argv = [
+        f"--weights={weights}",
+        f"--data-dir={fmnist_dir}",
+        "--init-lims", "50",
+        "--lrs", "0.1",
+        "--start-criteria", "none", "0.01",
+        "--budget=1",
+        "--rounds=1",
+        "--batch-size=8",
+        "--timing-repeats=1",
+        f"--out={out}",
+    ]  # fmt: skip
+    assert anf_calibration.main(argv) == 0
+    as_given, fitted = json.loads((out / "anf_calibration.json").read_text())["settings"]
+    assert as_given["start_criterion"] is None and as_given["mean_start_lim"] == 50
+    assert as_given["mean_initial_criterion"] > 0.01  # a start this large moves the model
+    assert fitted["start_criterion"] == 0.01 and fitted["mean_start_lim"] < 50
+    assert fitted["mean_initial_criterion"] <= 0.01 or fitted["mean_start_lim"] == 50 / 2**8
+
+
 def test_a_headless_file_is_refused(tmp_path: Path, fmnist_dir: Path) -> None:
     meta = {**META, "num_classes": 0}
     vit = tiny_vit(0)

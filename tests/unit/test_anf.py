@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from datamodules.tensor_images import fit_images
 from lightning_modules.methods import ANF
 from robust_vit.anf import (
+    SynthesisResult,
     apply_noise,
     noise_shape,
     noisy_forward,
@@ -244,3 +245,71 @@ def test_token_units_need_token_space() -> None:
     with pytest.raises(ConfigError) as info:
         ANF(noise_units="token_rms", space="image")
     assert info.value.field == "model.method.init_args.noise_units"
+
+
+def start_criterion_of(
+    model: NormalizedViT, x: torch.Tensor, shape: tuple[int, ...], lim: float
+) -> float:
+    """The criterion of the seed-0 uniform start of half-width ``lim`` on ``x``."""
+    direction = torch.rand(shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        return float(prob_change(model(x), noisy_forward(model, x, lim * direction)))
+
+
+def test_the_start_fit_halves_the_start_until_the_model_barely_moves(
+    trained: tuple[NormalizedViT, torch.Tensor],
+) -> None:
+    model, x = trained
+    shape = noise_shape(model, x, "token")
+    first = x[:32]
+    too_big = start_criterion_of(model, first, shape, 24.0)
+    target = too_big / 4  # a bound the full start misses, so at least one halving is needed
+
+    def search(start: float | None) -> SynthesisResult:
+        return synthesize_noise(
+            model,
+            cycle(x),
+            shape,
+            eps=1e-9,
+            init_lim=24.0,
+            max_steps=2,
+            generator=torch.Generator().manual_seed(0),
+            start_criterion=start,
+        )
+
+    fitted = search(target)
+    assert fitted.init_lim < 24.0 and fitted.initial_criterion <= target
+    assert fitted.initial_criterion == pytest.approx(
+        start_criterion_of(model, first, shape, fitted.init_lim), rel=1e-4
+    )
+    assert start_criterion_of(model, first, shape, 2 * fitted.init_lim) > target
+    as_given = search(None)
+    assert as_given.init_lim == 24.0
+    assert as_given.initial_criterion == pytest.approx(too_big, rel=1e-4)
+
+
+@pytest.mark.parametrize(("option", "value"), [("start_criterion", 0.3), ("warm_start", True)])
+def test_start_options_need_a_learned_noise(option: str, value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        ANF(noise="random", **{option: value})  # type: ignore[arg-type]
+    assert info.value.field == f"model.method.init_args.{option}"
+
+
+def test_a_warm_start_in_the_nullspace_is_kept_as_it_is(
+    trained: tuple[NormalizedViT, torch.Tensor],
+) -> None:
+    """A start that already passes the eps test needs no update: the search returns it."""
+    model, x = trained
+    shape = noise_shape(model, x, "token")
+    gen = torch.Generator().manual_seed(0)
+    same = x[:32]
+    first = synthesize_noise(
+        model, itertools.repeat(same), shape, eps=0.03, max_steps=150, generator=gen
+    )
+    assert first.reached and first.steps > 0
+    warm = synthesize_noise(
+        model, itertools.repeat(same), shape, eps=0.03, max_steps=150, start=first.noise
+    )
+    assert warm.reached and warm.steps == 0
+    assert warm.init_lim == pytest.approx(float(first.noise.abs().max()))
+    torch.testing.assert_close(warm.noise, first.noise)
