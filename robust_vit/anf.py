@@ -157,6 +157,25 @@ def _test(
     return clean, noisy, torch.stack([criterion, agree])
 
 
+def _fit_start(
+    model: NormalizedViT,
+    first: Tensor,
+    u0: Tensor,
+    init_lim: float,
+    scale: float,
+    space: NoiseSpace,
+    start_criterion: float,
+    max_halvings: int,
+) -> tuple[Tensor, float]:
+    """Halve the start ``u0`` until its criterion on ``first`` is at most ``start_criterion``."""
+    with eval_mode(model), torch.no_grad():
+        for _ in range(max_halvings):
+            if float(_test(model, first, scale * u0, space)[2][0]) <= start_criterion:
+                break
+            u0, init_lim = u0 / 2, init_lim / 2
+    return u0, init_lim
+
+
 def synthesize_noise(
     model: NormalizedViT,
     batches: Iterator[Tensor],
@@ -215,18 +234,18 @@ def synthesize_noise(
         u0, init_lim = start.detach().clone(), float(start.abs().max())
     u0 = u0.to(device)
     first = next(batches)
-    with eval_mode(model), torch.no_grad():
-        initial = float(_test(model, first, scale * u0, space)[2][0])
-        halvings = 0
-        while start_criterion is not None and initial > start_criterion and halvings < max_halvings:
-            u0, init_lim, halvings = u0 / 2, init_lim / 2, halvings + 1
-            initial = float(_test(model, first, scale * u0, space)[2][0])
+    if start_criterion is not None:
+        u0, init_lim = _fit_start(
+            model, first, u0, init_lim, scale, space, start_criterion, max_halvings
+        )
     u = u0.requires_grad_(True)
     optimizer = torch.optim.AdamW([u], lr=lr)
-    steps, stats = 0, torch.zeros(2)
+    steps, stats, initial = 0, torch.zeros(2), math.nan
     with eval_mode(model), torch.enable_grad():
         for x in itertools.chain([first], batches):
             clean, noisy, stats = _test(model, x, scale * u, space)
+            if steps == 0:
+                initial = float(stats[0])
             if stats[0] < eps or steps >= max_steps:
                 break
             loss = (noisy - clean).pow(2).sum(dim=-1).mean()
