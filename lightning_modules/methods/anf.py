@@ -94,8 +94,9 @@ class ANF(FinetuneMethod):
             (token space only).
         start_criterion: fit each round's start to the current model: the learned noise's
             uniform start is halved (at most 8 times) until its criterion on the round's first
-            batch is at most this (None, the paper: ``init_lim`` as given). A rule that reads the
-            model in place of an ``init_lim`` tuned per model (docs/real_vit.md).
+            batch is at most this (None, the paper: ``init_lim`` as given). Tried as a rule that
+            reads the model in place of a hand-tuned ``init_lim``: no one bound gave a learned
+            noise on both the CPU ViT and the real ViT-S/14 (docs/real_vit.md).
         warm_start: each round's synthesis starts from the previous round's noise instead of a
             fresh uniform draw (the first round draws); the start fit still applies to it.
 
