@@ -37,6 +37,12 @@ STAND_IN_OVERRIDES = {
     # `make real-vit` builds its weights (a download): the composition runs from random weights
     "model/vit_small_patch14_dinov2_real.yaml": ["--model.weights=null"],
     "regime/real_vit_probe.yaml": ["--model.weights=null"],
+    "regime/real_vit_finetune.yaml": ["--model.weights=null"],
+    "regime/real_vit_anf.yaml": [
+        "--model.weights=null",
+        "--model.method.init_args.max_synthesis_steps=2",
+    ],
+    "eval/real_vit.yaml": SMALL_CORRUPTIONS,
 }
 CPU_STAND_IN = [
     "--trainer.accelerator=cpu",
@@ -105,6 +111,17 @@ REGIME_BELOW = {
         "method/pgd_at_dat_anf.yaml",
         "finetune.yaml",
         "regime/safer_stage2.yaml",
+    ],
+    "regime/real_vit_finetune.yaml": [
+        "model/vit_small_patch14_dinov2_real.yaml",
+        "method/erm.yaml",
+        "finetune.yaml",
+    ],
+    "regime/real_vit_anf.yaml": [
+        "model/vit_small_patch14_dinov2_real.yaml",
+        "method/anf.yaml",
+        "finetune.yaml",
+        "regime/real_vit_finetune.yaml",
     ],
 }
 # The tiny stand-in's candidate layers (depth 1), scored for the oracle's score file.
