@@ -69,8 +69,8 @@ def write_plan(folder: Path, weights: Path, **fields: object) -> Path:
     return path
 
 
-def test_the_committed_plans_are_the_three_make_runs() -> None:
-    assert PLANS == ["anf", "safer", "sweep"]
+def test_the_committed_plans_are_the_ones_make_runs() -> None:
+    assert PLANS == ["anf", "real", "safer", "sweep"]  # make sweep-anf, sweep-real, sweep-safer, sweep
 
 
 @pytest.mark.parametrize("name", PLANS)
@@ -166,7 +166,7 @@ def test_a_wrongly_typed_field_is_named(tmp_path: Path) -> None:
 
 
 def test_an_unknown_plan_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match="anf, safer, sweep"):
+    with pytest.raises(ConfigError, match="anf, real, safer, sweep"):
         load_plan("nope")
 
 
