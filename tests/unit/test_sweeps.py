@@ -70,7 +70,12 @@ def write_plan(folder: Path, weights: Path, **fields: object) -> Path:
 
 
 def test_the_committed_plans_are_the_ones_make_runs() -> None:
-    assert PLANS == ["anf", "real", "safer", "sweep"]  # make sweep-anf, sweep-real, sweep-safer, sweep
+    assert PLANS == [
+        "anf",
+        "real",
+        "safer",
+        "sweep",
+    ]  # make sweep-anf, sweep-real, sweep-safer, sweep
 
 
 @pytest.mark.parametrize("name", PLANS)
