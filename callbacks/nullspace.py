@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import lightning as L
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
@@ -28,6 +30,10 @@ class NullspaceAnalysis(L.Callback):
         noise_scale: std of the exact-nullspace noise coefficients.
         eps: stop threshold of the ANF noise synthesis.
         max_steps: synthesis budget.
+        noise_units: what ``init_lim`` and ``noise_lr`` are measured in (as ANF's option of
+            that name): absolute, or the clean patch tokens' RMS.
+        init_lim: the synthesis start's Uniform(-init_lim, init_lim) bound.
+        noise_lr: the synthesis learning rate.
     """
 
     @check_ranges("trainer.callbacks.NullspaceAnalysis")
@@ -37,9 +43,13 @@ class NullspaceAnalysis(L.Callback):
         noise_scale: PositiveFloat = 1.0,
         eps: PositiveAtMost2 = 0.03,
         max_steps: PositiveInt = 100,
+        noise_units: Literal["absolute", "token_rms"] = "absolute",
+        init_lim: PositiveFloat = 3.0,
+        noise_lr: PositiveFloat = 0.1,
     ) -> None:
         self.num_images, self.noise_scale = num_images, noise_scale
         self.eps, self.max_steps = eps, max_steps
+        self.noise_units, self.init_lim, self.noise_lr = noise_units, init_lim, noise_lr
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Analyse the trained model."""
@@ -74,6 +84,9 @@ class NullspaceAnalysis(L.Callback):
                 noise_scale=self.noise_scale,
                 eps=self.eps,
                 max_steps=self.max_steps,
+                noise_units=self.noise_units,
+                init_lim=self.init_lim,
+                noise_lr=self.noise_lr,
             )
         path = record_path(trainer)
         if not trainer.is_global_zero:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from robust_vit.anf import noise_shape, noisy_forward, prob_change, synthesize_noise
+from robust_vit.anf import noise_shape, noisy_forward, prob_change, synthesize_noise, token_rms
 from robust_vit.attacks.pgd import eval_mode
 from robust_vit.models import NormalizedViT
 from robust_vit.nullspace import model_label, patch_nullspace, sample_nullspace_noise
@@ -31,6 +31,9 @@ def nullspace_report(
     noise_scale: float = 1.0,
     eps: float = 0.03,
     max_steps: int = 100,
+    noise_units: Literal["absolute", "token_rms"] = "absolute",
+    init_lim: float = 3.0,
+    noise_lr: float = 0.1,
     batch_size: int = 64,
     tol: float = 1e-6,
     seed: int = 0,
@@ -43,6 +46,10 @@ def nullspace_report(
         noise_scale: std of the coefficients of the exact-nullspace noise (model input space).
         eps: stop threshold of the ANF noise synthesis.
         max_steps: synthesis budget.
+        noise_units: what ``init_lim`` and ``noise_lr`` are measured in: absolute, or the
+            clean patch tokens' RMS on ``x`` (as ANF's ``noise_units: token_rms``).
+        init_lim: the synthesis start's Uniform(-init_lim, init_lim) bound.
+        noise_lr: the synthesis learning rate.
         batch_size: synthesis batch size (batches cycle over ``x``).
         tol: relative singular-value tolerance of the nullspace.
         seed: seeds every random draw.
@@ -61,13 +68,17 @@ def nullspace_report(
             * model.std
         )
         unclamped, clamped = model(x + exact), model((x + exact).clamp(0, 1))
+    scale = token_rms(model, x) if noise_units == "token_rms" else 1.0
     result = synthesize_noise(
         model,
         itertools.cycle(x.split(batch_size)),
         noise_shape(model, x, "token"),
         eps=eps,
+        init_lim=init_lim,
+        lr=noise_lr,
         max_steps=max_steps,
         generator=gen,
+        scale=scale,
     )
     control = torch.randn(result.noise.shape, generator=gen).to(result.noise)
     control = control * result.norm / control.norm()
@@ -89,6 +100,10 @@ def nullspace_report(
             "steps": result.steps,
             "reached": result.reached,
             "criterion": result.criterion,
+            "noise_units": noise_units,
+            "scale": scale,
+            "init_lim": init_lim,
+            "noise_lr": noise_lr,
             **anf,
         },
         "random_same_norm": {"l2": float(control.norm()), **rand},
@@ -118,5 +133,9 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"| {name} | {row['l2']:.3g} | {row['agreement']:.4f} | "
             f"{row['prob_change']:.4g} | {row['max_abs_logit_diff']:.3g} |"
         )
-    lines.append(f"\nANF synthesis: {a['steps']} steps, eps reached: {a['reached']}.")
+    lines.append(
+        f"\nANF synthesis: {a['steps']} steps, eps reached: {a['reached']} (init_lim "
+        f"{a['init_lim']:g}, lr {a['noise_lr']:g}, in {a['noise_units']} units of "
+        f"{a['scale']:.3g})."
+    )
     return "\n".join(lines) + "\n"

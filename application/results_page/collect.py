@@ -1,9 +1,11 @@
 """Copy the records the results page reads from ``runs/`` to a folder that is committed.
 
-``make records`` (and ``make bench`` after its runs) copies, keeping the layout under ``runs/``:
-each sweep's result records, per-example outcome files and logged metrics, stage 1's, the layer
-rollback and the nullspace-size summaries, and the bench's wall time. ``make report`` then
-rebuilds docs/results.md from the copy alone::
+``make records`` (and ``make bench`` / ``make bench-real`` after their runs) copies, keeping the
+layout under ``runs/``: each sweep's result records, per-example outcome files and logged
+metrics, stage 1's, the layer rollback and the nullspace summaries, and the benches' wall times.
+Only what ``runs/`` holds is replaced: a folder or file it lacks (the CPU sweeps after a
+``make bench-real`` alone) keeps its committed copy. ``make report`` then rebuilds
+docs/results.md from the copy alone::
 
     python -m application.results_page.collect --runs runs --out docs/records
 """
@@ -22,18 +24,22 @@ SOURCES = {
     "safer_stage1": RECORD_FILES,
     "safer_rollback": ("rollback.json",),
     "anf_nullspace": ("nullspace_size.json",),
+    "real": RECORD_FILES,
+    "real_nullspace": ("results.json",),
 }
-TOP_LEVEL = ("bench_seconds",)
+TOP_LEVEL = ("bench_seconds", "bench_real_seconds")
 
 
 def collect(runs: Path, out: Path) -> list[Path]:
-    """Replace ``out`` with the page's inputs found under ``runs``; return the copied files."""
+    """Replace each of ``out``'s folders and files that ``runs`` holds; return the copied files."""
     if not runs.is_dir():
         raise SystemExit(f"collect: --runs {runs} is not a folder; run the sweeps first.")
-    if out.exists():
-        shutil.rmtree(out)
     found = [runs / name for name in TOP_LEVEL if (runs / name).is_file()]
     for folder, patterns in SOURCES.items():
+        if not (runs / folder).is_dir():
+            continue
+        if (out / folder).exists():
+            shutil.rmtree(out / folder)
         for pattern in patterns:
             found += sorted((runs / folder).rglob(pattern))
     copied = []

@@ -230,14 +230,16 @@ def headline_rows(
 
 
 def read_family(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows with Holm's p over the paired rows (the headline family) and their readings.
+    """The rows with Holm's p over each sweep's paired rows (its family) and their readings.
 
     A paired row reads better or worse only when its interval excludes 0 and it survives Holm
     (:func:`application.compare.family_reading`); seed-means rows keep their own reading.
     """
-    paired = [row for row in rows if "result" in row]
-    adjusted = holm([row["result"].p_value for row in paired])
-    holm_of = {id(row): p for row, p in zip(paired, adjusted, strict=True)}
+    holm_of: dict[int, float] = {}
+    for sweep in dict.fromkeys(row["sweep"] for row in rows):
+        paired = [row for row in rows if "result" in row and row["sweep"] == sweep]
+        adjusted = holm([row["result"].p_value for row in paired])
+        holm_of.update({id(row): p for row, p in zip(paired, adjusted, strict=True)})
     out = []
     for row in rows:
         if id(row) not in holm_of:

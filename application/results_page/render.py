@@ -136,11 +136,12 @@ INFERENCE_TEXT = (
     "carries the test set's sampling error as well as the seeds'. Clean rows use the adversarial "
     "evaluation's clean outcomes on its n examples. Where one side is a single fixed model (a "
     "test-only arm: the same weights for every seed) the seeds column says so: that side carries "
-    "no training variance. p is two-sided; Holm p is Holm's step-down correction over every "
-    "per-example row of this table (its family-wise error rate 5%). A row reads better or worse "
-    "only when its interval excludes 0 and its Holm p is below 0.05; an interval that excludes 0 "
-    "but fails Holm reads 'alone, not after Holm'. Rows whose records hold no per-example files "
-    f"(written before them), and the corruption mean, say so and keep the {SEED_MEANS}: they are "
+    "no training variance. p is two-sided; Holm p is Holm's step-down correction over the "
+    "per-example rows of the same sweep (each sweep is one study: its family-wise error rate "
+    "5%). A row reads better or worse only when its interval excludes 0 and its Holm p is "
+    "below 0.05; an interval that excludes 0 but fails Holm reads 'alone, not after Holm'. "
+    "Rows whose records hold no per-example files (written before them), and the corruption "
+    f"mean, say so and keep the {SEED_MEANS}: they are "
     "never read as better or worse.\n"
 )
 
@@ -229,7 +230,7 @@ def build(runs: Path, docs: Path) -> tuple[str, dict[str, Any]]:
         for comparison in claims.comparisons:
             if comparison.sweep == sweep.name:
                 rows += headline_rows(comparison, groups, arms, sweep, radius)
-        diagnostics["anf_reach"].update(anf_reach(records))
+        diagnostics["anf_reach"][sweep.name] = anf_reach(records)
         diagnostics["safer_selections"].update(safer_selections(records))
         diagnostics["tested_steps"][sweep.name] = tested_steps(records)
         costs[sweep.name] = arm_costs(records)
@@ -257,6 +258,11 @@ def build(runs: Path, docs: Path) -> tuple[str, dict[str, Any]]:
         for name, r in radii_used.items()
         if r
     ]
+    flat_reach = {
+        f"{sweep}/{arm}": reach
+        for sweep, arms in diagnostics["anf_reach"].items()
+        for arm, reach in arms.items()
+    }
     flat_steps = {
         f"{sweep}/{arm}": by_seed
         for sweep, arms in diagnostics["tested_steps"].items()
@@ -288,7 +294,12 @@ def build(runs: Path, docs: Path) -> tuple[str, dict[str, Any]]:
             "side by side in one process are in docs/performance.md (`make perf`).\n",
             *cost_lines,
             "## Diagnostics: did the runs exercise what the methods target?\n",
-            "\n".join(diagnostics_lines({**diagnostics, "tested_steps": flat_steps})) + "\n",
+            "\n".join(
+                diagnostics_lines(
+                    {**diagnostics, "anf_reach": flat_reach, "tested_steps": flat_steps}
+                )
+            )
+            + "\n",
             *sections,
             rollback_text,
             nullspace_text,

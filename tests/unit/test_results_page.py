@@ -139,7 +139,7 @@ def test_records_with_old_keys_give_the_same_results(runs: Path, tmp_path: Path)
 def test_json_carries_the_diagnostics(runs: Path, tmp_path: Path) -> None:
     _, result = build(runs, tmp_path / "docs")
     json.dumps(result, allow_nan=False)
-    reach = result["diagnostics"]["anf_reach"]["anf"]
+    reach = result["diagnostics"]["anf_reach"]["anf"]["anf"]
     assert reach["rounds"] == 12 and reach["reach_rate"] == pytest.approx(11 / 12)
     curve = result["diagnostics"]["safer_stage1"]
     assert curve["peak_epoch"] == 2 and curve["fall"] == pytest.approx(0.05)
@@ -183,7 +183,7 @@ def test_robust_overfitting_plot_per_group(tmp_path: Path) -> None:
 
 def test_the_claims_file_names_every_sweep_its_comparisons_use() -> None:
     claims = load_claims()
-    assert set(claims.sweeps) == {"anf", "safer"}
+    assert set(claims.sweeps) == {"anf", "safer", "real"}
     assert {c.sweep for c in claims.comparisons} <= set(claims.sweeps)
     assert all(c.claims or c.role for c in claims.comparisons)
 
@@ -345,7 +345,7 @@ def test_a_changed_per_example_file_is_refused_naming_the_arm(
         build(paired_runs, tmp_path / "docs")
 
 
-def mcnemar_row(method: str) -> dict:
+def mcnemar_row(method: str, sweep: str = "anf") -> dict:
     """A one-run-per-arm headline row whose McNemar p is about 0.012 (16 against 4 discordant)."""
     a = np.zeros((1, 100), bool)
     b = np.zeros((1, 100), bool)
@@ -353,6 +353,7 @@ def mcnemar_row(method: str) -> dict:
     b[0, 16:20] = True
     result = paired_difference(a, b)
     return {
+        "sweep": sweep,
         "method": method,
         "p": result.p_value,
         "ci95": [result.low, result.high],
@@ -370,6 +371,14 @@ def test_holm_turns_a_lone_reading_into_not_after_holm_in_a_family() -> None:
         f"arm{i} better alone, not after Holm" for i in range(5)
     ]
     assert all("result" not in row for row in family)
+
+
+def test_each_sweep_is_its_own_holm_family() -> None:
+    rows = read_family([mcnemar_row("anf", "anf"), mcnemar_row("anf", "real")])
+    assert [row["holm_p"] for row in rows] == [rows[0]["p"], rows[1]["p"]]
+    assert [row["reading"] for row in rows] == ["anf better", "anf better"]
+    pooled = read_family([mcnemar_row("anf", "real"), mcnemar_row("erm", "real")])
+    assert all(row["holm_p"] > row["p"] for row in pooled)
 
 
 def test_layer_scores_are_a_heatmap_and_long_titles_wrap(tmp_path: Path) -> None:
