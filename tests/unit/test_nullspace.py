@@ -5,9 +5,11 @@ import timm
 import torch
 from torch import nn
 
+from robust_vit.anf import token_rms
 from robust_vit.errors import ConfigError
 from robust_vit.models import NormalizedViT
 from robust_vit.nullspace import patch_nullspace, sample_nullspace_noise
+from robust_vit.nullspace_report import nullspace_report
 
 CPU_VIT = {
     "patch_size": 8,
@@ -79,3 +81,22 @@ def test_model_without_patch_embedding_is_named_in_the_error() -> None:
     with pytest.raises(ConfigError, match="resnet10t") as info:
         patch_nullspace(convnet)
     assert info.value.field == "model.model_name"
+
+
+@pytest.mark.parametrize("units", ["absolute", "token_rms"])
+def test_report_synthesises_in_the_units_it_names(units: str) -> None:
+    vit = cpu_vit()
+    model = NormalizedViT(vit, (0.5,), (0.5,)).eval()
+    x = torch.rand(8, 1, 32, 32)
+    init_lim, lr = 0.5, 0.1
+    report = nullspace_report(
+        model, x, eps=1e-12, max_steps=1, noise_units=units, init_lim=init_lim, noise_lr=lr
+    )
+    noise = report["anf_noise"]
+    rms = token_rms(model, x)
+    assert noise["scale"] == pytest.approx(rms if units == "token_rms" else 1.0)
+    assert noise["noise_units"] == units and noise["steps"] == 1 and not noise["reached"]
+    elements = 16 * 48  # 4 x 4 patches of width 48
+    # One AdamW update moves each coordinate of u ~ U(-init_lim, init_lim) by at most about lr.
+    assert noise["l2"] <= (init_lim + lr) * noise["scale"] * elements**0.5
+    assert noise["l2"] >= 0.5 * init_lim / 3**0.5 * noise["scale"] * elements**0.5

@@ -143,3 +143,19 @@ def test_the_page_from_the_collected_records_equals_the_page_from_the_runs(
     from_records = build(records, tmp_path / "b")[1]
     assert json.dumps(from_runs) == json.dumps(from_records)
     assert from_records["premises"]["safer_rollback"]["spearman"]["rho"] == 0.5
+
+
+def test_collect_replaces_only_the_folders_the_runs_hold(tmp_path: Path) -> None:
+    records = tmp_path / "records"
+    write_json_atomic(records / "anf" / "erm" / "seed0" / "results.json", {"kept": True})
+    write_json_atomic(records / "real" / "erm" / "seed9" / "results.json", {"stale": True})
+    runs = tmp_path / "runs"
+    write_json_atomic(runs / "real" / "erm" / "seed0" / "results.json", {"new": True})
+    (runs / "bench_real_seconds").write_text("6000\n")
+    copied = collect(runs, records)
+    assert sorted(p.relative_to(records).as_posix() for p in copied) == [
+        "bench_real_seconds",
+        "real/erm/seed0/results.json",
+    ]
+    assert (records / "anf" / "erm" / "seed0" / "results.json").is_file()
+    assert not (records / "real" / "erm" / "seed9").exists()
