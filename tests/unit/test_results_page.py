@@ -148,6 +148,7 @@ def test_json_carries_the_diagnostics(runs: Path, tmp_path: Path) -> None:
     assert steps["anf"] == {"0": 800, "1": 800, "2": 800}
     assert steps["pretrained"]["0"].startswith("weights file")
     assert result["bench_seconds"] == 5400
+    assert result["bench_real_seconds"] is None
 
 
 def test_main_writes_page_json_and_plots(

@@ -130,6 +130,7 @@ def test_the_page_from_the_collected_records_equals_the_page_from_the_runs(
     write_json_atomic(runs / "safer_rollback" / "rollback.json", rollback_report(0.5, 0.3))
     (runs / "safer_rollback" / "rollback.png").write_bytes(b"png")
     (runs / "bench_seconds").write_text("4000\n")
+    (runs / "bench_real_seconds").write_text("7000\n")
     records = tmp_path / "records"
     copied = collect(runs, records)
     assert {p.name for p in copied} == {
@@ -137,12 +138,15 @@ def test_the_page_from_the_collected_records_equals_the_page_from_the_runs(
         "metrics.csv",
         "rollback.json",
         "bench_seconds",
+        "bench_real_seconds",
     }
     assert not list(records.rglob("*.ckpt"))
     from_runs = build(runs, tmp_path / "a")[1]
     from_records = build(records, tmp_path / "b")[1]
     assert json.dumps(from_runs) == json.dumps(from_records)
     assert from_records["premises"]["safer_rollback"]["spearman"]["rho"] == 0.5
+    assert from_records["bench_real_seconds"] == 7000
+    assert "`make bench-real` (the real sweep) 117 min" in build(records, tmp_path / "c")[0]
 
 
 def test_collect_replaces_only_the_folders_the_runs_hold(tmp_path: Path) -> None:
