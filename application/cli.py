@@ -1,7 +1,8 @@
 """The ``robust-vit`` command: LightningCLI's subcommands, and light tools that need no Lightning.
 
 ``report``, ``compare``, ``prefetch`` and ``sweep`` (but for ``sweep run``, which runs a fit)
-import neither Lightning nor the callbacks: they read their arguments at once.
+import neither Lightning nor the callbacks: they read their arguments at once. ``evaluate``
+checks its arguments the same way, then runs LightningCLI's ``test``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ TOOLS = {
     "compare": "application.compare",
     "prefetch": "application.prefetch",
     "sweep": "application.sweep_cli",
+    "evaluate": "application.evaluate",
 }
 
 

@@ -5,6 +5,7 @@ from callbacks.corruption import CorruptionEval
 from callbacks.export import ExportWeights
 from callbacks.finite_loss import FiniteLossGuard
 from callbacks.nullspace import NullspaceAnalysis
+from callbacks.protocol import ProtocolRecord
 from callbacks.results import ResultRecord
 from callbacks.robust_validation import RobustValidation
 from callbacks.sharpness import LayerSharpness
@@ -18,6 +19,7 @@ __all__ = [
     "FiniteLossGuard",
     "LayerSharpness",
     "NullspaceAnalysis",
+    "ProtocolRecord",
     "ResultRecord",
     "RobustValidation",
     "ShiftEval",

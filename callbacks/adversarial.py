@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from callbacks.evaluation import (
     ShardOutcomes,
@@ -25,6 +26,7 @@ from callbacks.evaluation import (
     write_outputs,
     write_per_example,
 )
+from callbacks.example_ids import read_example_ids
 from callbacks.results import record_path
 from robust_vit.attacks import (
     CLEAN,
@@ -79,6 +81,10 @@ class AdversarialEval(StagedEvaluation):
         stages: ``test`` and/or ``fit``.
         batch_size: examples attacked at once per rank.
         section: name of the record section, of the markdown file and of the logged keys.
+        example_ids: a file naming the examples to evaluate, one per line, a dataset index or
+            an image path under an image folder's root (:mod:`callbacks.example_ids`; a
+            protocol's fixed subset); None: the dataset's first examples. The file's first
+            ``num_examples`` are evaluated, in dataset order.
     """
 
     @check_ranges("adversarial")
@@ -92,6 +98,7 @@ class AdversarialEval(StagedEvaluation):
         stages: list[Stage] = ["test"],  # noqa: B006 (jsonargparse needs a literal)
         batch_size: PositiveInt = 256,
         section: str = "adversarial",
+        example_ids: str | None = None,
     ) -> None:
         check_stages("adversarial", list(stages))
         if not attacks:
@@ -106,6 +113,8 @@ class AdversarialEval(StagedEvaluation):
         self.num_examples, self.seed = num_examples, seed
         self.every_n_epochs, self.stages = every_n_epochs, list(stages)
         self.batch_size, self.section = batch_size, section
+        self.example_ids = example_ids
+        self._example_cache: dict[str, list[int]] = {}
 
     @staticmethod
     def _suites(attacks: list[Attack], epsilons: list[float] | None) -> dict[Threat, list[Attack]]:
@@ -140,6 +149,22 @@ class AdversarialEval(StagedEvaluation):
         if stage in self.stages:
             check_gradients_enabled(trainer, stage, "AdversarialEval")
 
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Read ``example_ids`` before the test loop, so that a bad file costs no compute."""
+        dataset = eval_dataset(trainer, "test")
+        if "test" in self.stages and dataset is not None:
+            self._examples(dataset, "test")
+
+    def _examples(self, dataset: Dataset, stage: str) -> list[int] | None:
+        """The dataset indices ``example_ids`` names (read once per stage), or None."""
+        if self.example_ids is None:
+            return None
+        if stage not in self._example_cache:
+            field = f"trainer.callbacks.AdversarialEval.example_ids ({self.section})"
+            chosen = read_example_ids(self.example_ids, dataset, field)[: self.num_examples]
+            self._example_cache[stage] = sorted(chosen)  # per-example files go by index
+        return self._example_cache[stage]
+
     def evaluate(
         self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str
     ) -> dict[str, Any]:
@@ -148,7 +173,8 @@ class AdversarialEval(StagedEvaluation):
         if dataset is None:
             raise ConfigError("data", f"AdversarialEval needs a {stage} dataset; none was found.")
         start = time.perf_counter()
-        loader, n = rank_shard(dataset, self.num_examples, trainer, self.batch_size)
+        examples = self._examples(dataset, stage)
+        loader, n = rank_shard(dataset, self.num_examples, trainer, self.batch_size, examples)
         counts: dict[CountKey, Tensor] = {}
         shard = ShardOutcomes(self.columns)
         for x, y, index in loader:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -63,15 +63,22 @@ def loader_dataset(loaders: object) -> Dataset | None:
 
 
 def rank_shard(
-    dataset: Dataset, num_examples: int, trainer: L.Trainer, batch_size: int
+    dataset: Dataset,
+    num_examples: int,
+    trainer: L.Trainer,
+    batch_size: int,
+    examples: Sequence[int] | None = None,
 ) -> tuple[DataLoader, int]:
     """This rank's share (every ``world_size``-th) of the first ``num_examples`` examples.
 
-    No padding or duplicates, so the per-rank counts sum exactly to the single-process counts.
-    Batches yield ``(x, y, index)`` with the dataset index, from which per-example seeds derive.
+    The examples are the dataset's first ones, or the first of ``examples`` (dataset indices)
+    where given. No padding or duplicates, so the per-rank counts sum exactly to the
+    single-process counts. Batches yield ``(x, y, index)`` with the dataset index, from which
+    per-example seeds derive.
     """
-    n = min(num_examples, len(dataset))  # type: ignore[arg-type]
-    indices = list(range(trainer.global_rank, n, trainer.world_size))
+    chosen = range(len(dataset)) if examples is None else examples  # type: ignore[arg-type]
+    n = min(num_examples, len(chosen))
+    indices = list(chosen[trainer.global_rank : n : trainer.world_size])
     subset = Subset(_Indexed(dataset), indices)
     return DataLoader(subset, batch_size=batch_size, shuffle=False), n
 

@@ -43,7 +43,12 @@ STAND_IN_OVERRIDES = {
         "--model.method.init_args.max_synthesis_steps=2",
     ],
     "eval/real_vit.yaml": SMALL_CORRUPTIONS,
+    "protocols/quick.yaml": SMALL_EVAL,
+    "protocols/robustbench_cifar10_linf.yaml": SMALL_EVAL,
+    "protocols/robustbench_cifar10_l2.yaml": SMALL_EVAL,
+    "protocols/robustbench_imagenet_linf.yaml": SMALL_EVAL,
 }
+IMAGENET_PROTOCOL = "protocols/robustbench_imagenet_linf.yaml"
 CPU_STAND_IN = [
     "--trainer.accelerator=cpu",
     "--trainer.precision=32-true",
@@ -51,7 +56,9 @@ CPU_STAND_IN = [
 ]
 
 
-def data_overrides(data_yaml: str, tmp_path: Path, fmnist_dir: Path) -> list[str]:
+def data_overrides(
+    data_yaml: str, tmp_path: Path, fmnist_dir: Path, imagenet_classes: int = 3
+) -> list[str]:
     """Point each dataset config at small files in its real on-disk format."""
     if data_yaml == "data/fashion_mnist.yaml":
         return [f"--data.init_args.data_dir={fmnist_dir}"]
@@ -59,10 +66,10 @@ def data_overrides(data_yaml: str, tmp_path: Path, fmnist_dir: Path) -> list[str
         classes = 10 if data_yaml.endswith("10.yaml") else 100
         return [f"--data.init_args.data_dir={write_cifar(tmp_path / 'cifar', classes)}"]
     if data_yaml == "data/imagenet.yaml":
-        root = write_image_folder(tmp_path / "imagenet", classes=3, per_class=4)
+        root = write_image_folder(tmp_path / "imagenet", classes=imagenet_classes, per_class=4)
         return [
             f"--data.init_args.data_dir={root}",
-            "--data.init_args.num_classes=3",
+            f"--data.init_args.num_classes={imagenet_classes}",
             "--data.init_args.img_size=32",
             "--data.init_args.val_fraction=0.25",
         ]
@@ -81,7 +88,18 @@ def shift_sets(tmp_path: Path) -> list[str]:
     ]
 
 
-DATA_FOR = {"eval/shifts.yaml": "data/imagenet.yaml"}
+DATA_FOR = {"eval/shifts.yaml": "data/imagenet.yaml", IMAGENET_PROTOCOL: "data/imagenet.yaml"}
+
+
+def write_imagenet_subset(tmp_path: Path) -> None:
+    """The id list the ImageNet protocol reads, as RobustBench writes it: paths under val/."""
+    val = tmp_path / "imagenet" / "val"
+    paths = sorted(p.relative_to(val).as_posix() for p in val.rglob("*.png"))
+    ids = tmp_path / "data" / "imagenet" / "robustbench_imagenet_5000.txt"
+    ids.parent.mkdir(parents=True)
+    ids.write_text("\n".join(paths[::-1]) + "\n")
+
+
 # Regime overlays change options of the configs they are loaded after.
 REGIME_BELOW = {
     "regime/anf_token_units.yaml": ["method/anf.yaml"],
@@ -160,7 +178,8 @@ def test_yaml_runs_one_batch(
     args = ["fit"]
     for layer in layers:
         args += ["--config", str(EXPERIMENTS / layer)]
-    args += data_overrides(data, tmp_path, fmnist_dir)
+    # AutoAttack standard's APGD-T targets 9 other classes: its ImageNet stand-in has 10
+    args += data_overrides(data, tmp_path, fmnist_dir, 10 if yaml == IMAGENET_PROTOCOL else 3)
     if yaml == "eval/shifts.yaml":
         args += shift_sets(tmp_path)
     args += [
@@ -179,6 +198,8 @@ def test_yaml_runs_one_batch(
     monkeypatch.chdir(tmp_path)
     if yaml == "method/safer_oracle.yaml":
         write_score_file(tmp_path)
+    if yaml == IMAGENET_PROTOCOL:
+        write_imagenet_subset(tmp_path)
     main(args)
     (record,) = (tmp_path / "runs").rglob("results.json")
     assert "test/acc" in json.loads(record.read_text())["test"]["metrics"]

@@ -1,0 +1,127 @@
+"""``robust-vit evaluate``: a model that exists, tested under a protocol preset with no training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from application.cli import main
+from application.evaluate import PROTOCOLS_DIR, evaluate_argv, parser
+from robust_vit.outcomes import read_outcomes
+from tests.conftest import EXPERIMENTS
+from tests.integration.test_cli import CPU_BASE, tiny_overrides
+
+PRESETS = sorted(p.stem for p in PROTOCOLS_DIR.glob("*.yaml"))
+EXAMPLES = 20
+
+
+def run_tail(fmnist_dir: Path) -> list[str]:
+    """What a user adds after ``--`` here: the data's folder, the CPU, a short suite."""
+    return [
+        f"--data.init_args.data_dir={fmnist_dir}",
+        "--data.init_args.batch_size=50",
+        "--trainer.accelerator=cpu",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        f"--trainer.callbacks.init_args.num_examples={EXAMPLES}",
+    ]
+
+
+@pytest.fixture
+def trained(tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Two steps of ERM on the tiny ViT: its last checkpoint and the same weights exported."""
+    monkeypatch.chdir(tmp_path)
+    main(
+        [
+            "fit",
+            *CPU_BASE,
+            *tiny_overrides(fmnist_dir),
+            "--trainer.max_steps=2",
+            "--trainer.limit_val_batches=1",
+            "--name=trained",
+            "--trainer.callbacks+=callbacks.ExportWeights",
+            f"--trainer.callbacks.path={tmp_path / 'tiny.safetensors'}",
+        ]
+    )
+    return tmp_path
+
+
+def evaluated(root: Path, name: str) -> tuple[dict, dict, Path]:
+    """The run's record, its model card and its folder."""
+    (record_file,) = (root / "runs" / "evaluate" / name).rglob("results.json")
+    card = json.loads((record_file.parent / "model_info.json").read_text())
+    return json.loads(record_file.read_text()), card, record_file.parent
+
+
+def test_a_checkpoint_and_its_exported_weights_evaluate_alike(
+    trained: Path, fmnist_dir: Path
+) -> None:
+    (ckpt,) = (trained / "runs" / "trained").rglob("last.ckpt")
+    weights = trained / "tiny.safetensors"
+    for model, name in ((ckpt, "from_ckpt"), (weights, "from_weights")):
+        main(["evaluate", str(model), "--data", "fashion_mnist", "--name", f"evaluate/{name}",
+              "--", *run_tail(fmnist_dir)])  # fmt: skip
+    (fit_record,) = (trained / "runs" / "trained").rglob("results.json")
+    trained_digest = json.loads(fit_record.read_text())["fit"]["weights_sha256"]
+    outcomes = {}
+    for name in ("from_ckpt", "from_weights"):
+        record, card, folder = evaluated(trained, name)
+        assert record["test"]["weights_sha256"] == trained_digest  # the trained weights, tested
+        section = record["adversarial"]["test"]
+        assert record["protocol"]["name"] == "quick" and record["protocol"]["versions_match"]
+        assert card["protocol"] == "quick" and card["number_of_examples"] == EXAMPLES
+        assert card["threat_model"] == "Linf" and card["eps"] == "8/255"
+        assert card["clean_acc"] == f"{100 * section['clean']['acc']:.2f}"
+        assert card["worst_case_acc"] == f"{100 * section['worst_case']['linf@8/255']['acc']:.2f}"
+        assert card["architecture"] == "vit_tiny_patch16_224" and card["autoattack_acc"] is None
+        assert record["protocol"]["model_card"] == card
+        outcomes[name] = read_outcomes(folder / section["per_example"]["file"])
+    assert torch.equal(outcomes["from_ckpt"].index, outcomes["from_weights"].index)
+    for column, bits in outcomes["from_ckpt"].correct.items():
+        assert torch.equal(bits, outcomes["from_weights"].correct[column]), column
+    card = evaluated(trained, "from_ckpt")[1]
+    assert card["weights"].endswith("last.ckpt")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_resolves_to_a_test_command(preset: str, tmp_path: Path) -> None:
+    ns = parser().parse_args(["vit_small_patch16_224", "--data", "cifar10", "--protocol", preset])
+    argv = evaluate_argv(ns, ["--trainer.devices=2"])
+    assert argv[0] == "test" and argv[-1] == "--trainer.devices=2"
+    configs = [argv[i + 1] for i, a in enumerate(argv) if a == "--config"]
+    assert configs[0] == str(EXPERIMENTS / "base.yaml")
+    assert configs[-1] == str(PROTOCOLS_DIR / f"{preset}.yaml")
+    assert "--model.model_name=vit_small_patch16_224" in argv
+    assert "--model.pretrained=true" in argv
+    assert f"--name=evaluate/{preset}/vit_small_patch16_224" in argv
+
+
+def test_bad_inputs_are_named_before_any_compute(
+    trained: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights = trained / "tiny.safetensors"
+    bare = trained / "bare.safetensors"
+    save_file({"w": torch.zeros(1)}, str(bare))
+    cases = {
+        "--protocol": [str(weights), "--data", "fashion_mnist", "--protocol", "leaderboard"],
+        "--data": [str(weights), "--data", "mnist"],
+        "MODEL": [str(trained / "missing.ckpt"), "--data", "fashion_mnist"],
+        "--model_name": [str(bare), "--data", "fashion_mnist"],
+        "num_classes": [str(weights), "--data", "cifar100"],
+    }
+    errors = {}
+    for field, argv in cases.items():
+        with pytest.raises(SystemExit) as info:
+            main(["evaluate", *argv])
+        assert info.value.code == 2
+        errors[field] = capsys.readouterr().err
+        assert "robust-vit: error:" in errors[field]
+    for field in ("--protocol", "--data", "MODEL", "--model_name"):
+        assert field in errors[field]
+    assert all(preset in errors["--protocol"] for preset in PRESETS)
+    assert "10-class head" in errors["num_classes"] and "100 classes" in errors["num_classes"]
+    assert not (trained / "runs" / "evaluate").exists()
