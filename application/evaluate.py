@@ -188,6 +188,8 @@ def evaluate_argv(ns: argparse.Namespace, extra: list[str]) -> list[str]:
     ]
     if ns.threads is not None:
         argv.append(f"--threads={ns.threads}")
+    if ns.save_adversarial:  # a preset's AdversarialEval is its last callback
+        argv.append("--trainer.callbacks.init_args.save_adversarial=true")
     return [*argv, *extra]
 
 
@@ -205,6 +207,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--img_size", type=int, help="input size, where the model and data differ")
     p.add_argument("--name", help="run name (default evaluate/<protocol>/<model>)")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument(
+        "--save_adversarial",
+        action="store_true",
+        help="write the adversarial examples as float tensors beside the record",
+    )
     return p
 
 

@@ -11,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from callbacks.adversarial_examples import AdversarialExamples, adversarial_file_name
 from callbacks.evaluation import (
     ShardOutcomes,
     StagedEvaluation,
@@ -33,10 +34,10 @@ from robust_vit.attacks import (
     FGSM,
     WORST,
     Attack,
+    attack_suite,
     beaten_by_fgsm,
     masking_warnings,
     randomized_forward,
-    run_suite,
     zero_input_gradient,
 )
 from robust_vit.errors import ConfigError
@@ -85,6 +86,10 @@ class AdversarialEval(StagedEvaluation):
             an image path under an image folder's root (:mod:`callbacks.example_ids`; a
             protocol's fixed subset); None: the dataset's first examples. The file's first
             ``num_examples`` are evaluated, in dataset order.
+        save_adversarial: also write every attack's adversarial examples as float tensors,
+            with their indices, labels and per-example results
+            (:mod:`callbacks.adversarial_examples`; the section's ``adversarial_examples``
+            names the file).
     """
 
     @check_ranges("adversarial")
@@ -99,6 +104,7 @@ class AdversarialEval(StagedEvaluation):
         batch_size: PositiveInt = 256,
         section: str = "adversarial",
         example_ids: str | None = None,
+        save_adversarial: bool = False,
     ) -> None:
         check_stages("adversarial", list(stages))
         if not attacks:
@@ -113,7 +119,7 @@ class AdversarialEval(StagedEvaluation):
         self.num_examples, self.seed = num_examples, seed
         self.every_n_epochs, self.stages = every_n_epochs, list(stages)
         self.batch_size, self.section = batch_size, section
-        self.example_ids = example_ids
+        self.example_ids, self.save_adversarial = example_ids, save_adversarial
         self._example_cache: dict[str, list[int]] = {}
 
     @staticmethod
@@ -177,14 +183,20 @@ class AdversarialEval(StagedEvaluation):
         loader, n = rank_shard(dataset, self.num_examples, trainer, self.batch_size, examples)
         counts: dict[CountKey, Tensor] = {}
         shard = ShardOutcomes(self.columns)
+        kept = AdversarialExamples() if self.save_adversarial else None
         for x, y, index in loader:
             shard.add_index(index)
+            if kept is not None:
+                kept.add_batch(index, y)
             x, y = x.to(pl_module.device), y.to(pl_module.device)
             seeds = index + self.seed * 2**31
             add(counts, (SANITY, "randomized_forward"), randomized_forward(pl_module, x))
             add(counts, (SANITY, "zero_input_gradient"), zero_input_gradient(pl_module, x, y))
             for i, (threat, suite) in enumerate(self.suites.items()):
-                flags = run_suite(pl_module, x, y, suite, seeds)
+                flags, adversarial = attack_suite(pl_module, x, y, suite, seeds)
+                if kept is not None:
+                    for a in suite:
+                        kept.add(attack_column(a.name, threat), adversarial[a.name], flags[a.name])
                 for name, f in flags.items():
                     if name == CLEAN and i > 0:
                         continue
@@ -210,6 +222,15 @@ class AdversarialEval(StagedEvaluation):
             )
         log_scalars(pl_module, scalars)
         record = record_path(trainer)
+        if kept is not None:
+            name = adversarial_file_name(
+                self.section, stage, trainer.global_rank, trainer.world_size
+            )
+            kept.write(record.parent / name)
+            result["adversarial_examples"] = [
+                adversarial_file_name(self.section, stage, r, trainer.world_size)
+                for r in range(trainer.world_size)
+            ]
         if trainer.is_global_zero:
             result["per_example"] = write_per_example(record, self.section, stage, outcomes)
             table = adversarial_table(result)

@@ -17,7 +17,14 @@ from robust_vit.attacks.sanity import (
     randomized_forward,
     zero_input_gradient,
 )
-from robust_vit.attacks.suite import CLEAN, WORST, count_flags, run_suite, wilson_interval
+from robust_vit.attacks.suite import (
+    CLEAN,
+    WORST,
+    attack_suite,
+    count_flags,
+    run_suite,
+    wilson_interval,
+)
 
 __all__ = [
     "APGD",
@@ -30,6 +37,7 @@ __all__ = [
     "AutoAttack",
     "Norm",
     "apgd",
+    "attack_suite",
     "beaten_by_fgsm",
     "ce_loss",
     "count_flags",

@@ -32,17 +32,29 @@ def run_suite(
     Every attack sees every example (its own accuracy is reported); an example is robust in the
     worst case only if it is correct on the clean input and survives every attack.
     """
+    return attack_suite(model, x, y, attacks, seeds)[0]
+
+
+def attack_suite(
+    model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[Attack], seeds: Tensor | None = None
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """:func:`run_suite`'s flags, and each attack's adversarial examples (by attack name).
+
+    An attack's flag is the model's correctness on exactly the examples returned for it.
+    """
     names = [a.name for a in attacks]
     if len(set(names)) != len(names) or {CLEAN, WORST} & set(names):
         raise ValueError(f"attack names must be unique and not {CLEAN}/{WORST}: {names}")
     with eval_mode(model):
         flags = {CLEAN: is_correct(model, x, y)}
     worst = flags[CLEAN].clone()
+    examples = {}
     for attack in attacks:
-        flags[attack.name] = attack(model, x, y, seeds).robust
+        result = attack(model, x, y, seeds)
+        flags[attack.name], examples[attack.name] = result.robust, result.x_adv.detach()
         worst &= flags[attack.name]
     flags[WORST] = worst
-    return flags
+    return flags, examples
 
 
 def count_flags(flags: dict[str, Tensor]) -> dict[str, int]:

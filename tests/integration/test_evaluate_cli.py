@@ -11,8 +11,10 @@ from safetensors.torch import save_file
 
 from application.cli import main
 from application.evaluate import PROTOCOLS_DIR, evaluate_argv, parser
+from callbacks.adversarial_examples import read_adversarial_examples
+from lightning_modules import ViTClassifier
 from robust_vit.outcomes import read_outcomes
-from tests.conftest import EXPERIMENTS
+from tests.conftest import EXPERIMENTS, TINY_MODEL
 from tests.integration.test_cli import CPU_BASE, tiny_overrides
 
 PRESETS = sorted(p.stem for p in PROTOCOLS_DIR.glob("*.yaml"))
@@ -125,3 +127,35 @@ def test_bad_inputs_are_named_before_any_compute(
     assert all(preset in errors["--protocol"] for preset in PRESETS)
     assert "10-class head" in errors["num_classes"] and "100 classes" in errors["num_classes"]
     assert not (trained / "runs" / "evaluate").exists()
+
+
+def test_saved_adversarial_examples_reproduce_the_logged_accuracy(
+    trained: Path, fmnist_dir: Path
+) -> None:
+    weights = trained / "tiny.safetensors"
+    main(["evaluate", str(weights), "--data", "fashion_mnist", "--save_adversarial",
+          "--name", "evaluate/saved", "--", *run_tail(fmnist_dir)])  # fmt: skip
+    record, _, folder = evaluated(trained, "saved")
+    section = record["adversarial"]["test"]
+    (name,) = section["adversarial_examples"]
+    columns, tensors = read_adversarial_examples(folder / name)
+    assert columns == ["pgd20_linf@8/255", "apgd-ce_linf@8/255"]
+    assert torch.equal(tensors["index"], torch.arange(EXAMPLES))
+    model = ViTClassifier(
+        model_name="vit_tiny_patch16_224",
+        num_classes=10,
+        img_size=32,
+        in_chans=1,
+        model_kwargs=json.loads(TINY_MODEL),
+        weights=str(weights),
+    ).eval()
+    for column in columns:
+        x_adv = tensors[f"x_adv:{column}"]
+        assert x_adv.dtype == torch.float32 and 0 <= x_adv.min() and x_adv.max() <= 1
+        with torch.no_grad():
+            correct = model(x_adv).argmax(-1) == tensors["label"]
+        assert torch.equal(correct, tensors[f"robust:{column}"])
+        attack, radius = column.split("@")
+        assert correct.float().mean().item() == pytest.approx(
+            section["attacks"][attack][f"linf@{radius}"]["acc"], abs=1e-9
+        )
