@@ -25,6 +25,7 @@ SOURCES = {
     "safer_rollback": ("rollback.json",),
     "anf_nullspace": ("nullspace_size.json",),
     "real": RECORD_FILES,
+    "real_warm": RECORD_FILES,
     "real_nullspace": ("results.json",),
 }
 TOP_LEVEL = ("bench_seconds", "bench_real_seconds")
