@@ -24,6 +24,8 @@ class Sweep:
         reference: the arm whose PGD-20 accuracy places the headline radius in the band.
         attacks: attack name in the records -> label.
         corruptions: whether its arms ran the corruption suite.
+        family: the study its headline rows belong to: Holm's correction runs over each
+            family's rows (default: the sweep alone).
     """
 
     name: str
@@ -32,6 +34,12 @@ class Sweep:
     reference: str
     attacks: dict[str, str]
     corruptions: bool
+    family: str = ""
+
+    def __post_init__(self) -> None:
+        """A sweep without a family is a study of its own."""
+        if not self.family:
+            object.__setattr__(self, "family", self.name)
 
 
 @dataclass(frozen=True)

@@ -229,15 +229,20 @@ def headline_rows(
     return rows
 
 
-def read_family(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows with Holm's p over each sweep's paired rows (its family) and their readings.
+def read_family(
+    rows: list[dict[str, Any]], families: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The rows with Holm's p over each family's paired rows and their readings.
 
-    A paired row reads better or worse only when its interval excludes 0 and it survives Holm
-    (:func:`application.compare.family_reading`); seed-means rows keep their own reading.
+    ``families`` maps a sweep to its family (a study); a sweep it does not name is a family of
+    its own. A paired row reads better or worse only when its interval excludes 0 and it
+    survives Holm (:func:`application.compare.family_reading`); seed-means rows keep their own
+    reading.
     """
+    family_of = {row["sweep"]: (families or {}).get(row["sweep"], row["sweep"]) for row in rows}
     holm_of: dict[int, float] = {}
-    for sweep in dict.fromkeys(row["sweep"] for row in rows):
-        paired = [row for row in rows if "result" in row and row["sweep"] == sweep]
+    for family in dict.fromkeys(family_of.values()):
+        paired = [row for row in rows if "result" in row and family_of[row["sweep"]] == family]
         adjusted = holm([row["result"].p_value for row in paired])
         holm_of.update({id(row): p for row, p in zip(paired, adjusted, strict=True)})
     out = []

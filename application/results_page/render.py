@@ -137,8 +137,9 @@ INFERENCE_TEXT = (
     "evaluation's clean outcomes on its n examples. Where one side is a single fixed model (a "
     "test-only arm: the same weights for every seed) the seeds column says so: that side carries "
     "no training variance. p is two-sided; Holm p is Holm's step-down correction over the "
-    "per-example rows of the same sweep (each sweep is one study: its family-wise error rate "
-    "5%). A row reads better or worse only when its interval excludes 0 and its Holm p is "
+    "per-example rows of one study (its family-wise error rate 5%): the CPU reproduction's "
+    "sweeps anf and safer together, and the real ViT's sweep on its own. A row reads better or "
+    "worse only when its interval excludes 0 and its Holm p is "
     "below 0.05; an interval that excludes 0 but fails Holm reads 'alone, not after Holm'. "
     "Rows whose records hold no per-example files (written before them), and the corruption "
     f"mean, say so and keep the {SEED_MEANS}: they are "
@@ -245,7 +246,7 @@ def build(runs: Path, docs: Path) -> tuple[str, dict[str, Any]]:
             + "\n"
         )
         sections.append(sweep_section(sweep, records, groups, docs, radii, rows))
-    rows = read_family(rows)
+    rows = read_family(rows, {name: sweep.family for name, sweep in claims.sweeps.items()})
     rollback_text, rollback = rollback_section(runs, docs)
     nullspace_text, nullspace = nullspace_section(runs)
     bench, bench_real = (

@@ -374,12 +374,19 @@ def test_holm_turns_a_lone_reading_into_not_after_holm_in_a_family() -> None:
     assert all("result" not in row for row in family)
 
 
-def test_each_sweep_is_its_own_holm_family() -> None:
-    rows = read_family([mcnemar_row("anf", "anf"), mcnemar_row("anf", "real")])
-    assert [row["holm_p"] for row in rows] == [rows[0]["p"], rows[1]["p"]]
-    assert [row["reading"] for row in rows] == ["anf better", "anf better"]
-    pooled = read_family([mcnemar_row("anf", "real"), mcnemar_row("erm", "real")])
-    assert all(row["holm_p"] > row["p"] for row in pooled)
+def test_holm_runs_within_each_family_of_sweeps() -> None:
+    rows = [mcnemar_row("anf", "anf"), mcnemar_row("safer", "safer"), mcnemar_row("anf", "real")]
+    apart = read_family(rows)
+    assert [row["holm_p"] for row in apart] == [row["p"] for row in apart]
+    assert [row["reading"] for row in apart] == ["anf better", "safer better", "anf better"]
+    studies = read_family(rows, {"anf": "cpu", "safer": "cpu"})
+    assert all(row["holm_p"] > row["p"] for row in studies[:2])
+    assert studies[2]["holm_p"] == studies[2]["p"]
+
+
+def test_the_cpu_sweeps_are_one_study_and_the_real_vit_another() -> None:
+    families = {name: sweep.family for name, sweep in load_claims().sweeps.items()}
+    assert families == {"anf": "cpu", "safer": "cpu", "real": "real"}
 
 
 def test_layer_scores_are_a_heatmap_and_long_titles_wrap(tmp_path: Path) -> None:
