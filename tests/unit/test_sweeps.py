@@ -73,9 +73,10 @@ def test_the_committed_plans_are_the_ones_make_runs() -> None:
     assert PLANS == [
         "anf",
         "real",
+        "real_warm",
         "safer",
         "sweep",
-    ]  # make sweep-anf, sweep-real, sweep-safer, sweep
+    ]  # make sweep-anf, sweep-real, sweep SWEEP=real_warm, sweep-safer, sweep
 
 
 @pytest.mark.parametrize("name", PLANS)
@@ -171,7 +172,7 @@ def test_a_wrongly_typed_field_is_named(tmp_path: Path) -> None:
 
 
 def test_an_unknown_plan_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match="anf, real, safer, sweep"):
+    with pytest.raises(ConfigError, match="anf, real, real_warm, safer, sweep"):
         load_plan("nope")
 
 
