@@ -41,31 +41,27 @@ MODEL_OPTIONS = ("model_name", "patch_size", "model_kwargs", "mean", "std")
 DATA_OPTIONS = ("img_size", "in_chans")
 
 
-def preset_path(protocol: str) -> Path:
-    """The YAML of ``protocol``: a file path, or a preset's name in ``experiments/protocols/``."""
-    path = Path(protocol) if protocol.endswith((".yaml", ".yml")) else None
-    path = path or PROTOCOLS_DIR / f"{protocol}.yaml"
+def named_yaml(value: str, folder: Path, field: str, what: str) -> Path:
+    """``value`` as a YAML path, or as the name of one in ``folder``; else an error naming them."""
+    path = Path(value) if value.endswith((".yaml", ".yml")) else folder / f"{value}.yaml"
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in PROTOCOLS_DIR.glob("*.yaml")))
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
         raise ConfigError(
-            "--protocol",
-            f"no protocol file {path}. Name a preset in {PROTOCOLS_DIR}/ "
-            f"({known or 'none found here'}) or give a protocol YAML's path.",
+            field,
+            f"no {what} file {path}. Name one in {folder}/ ({known or 'none found here'}) or "
+            f"give a {what} YAML's path.",
         )
     return path
+
+
+def preset_path(protocol: str) -> Path:
+    """The YAML of ``protocol``: a file path, or a preset's name in ``experiments/protocols/``."""
+    return named_yaml(protocol, PROTOCOLS_DIR, "--protocol", "protocol")
 
 
 def data_path(data: str) -> Path:
     """The YAML of ``data``: a file path, or a name in ``experiments/data/``."""
-    path = Path(data) if data.endswith((".yaml", ".yml")) else DATA_DIR / f"{data}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in DATA_DIR.glob("*.yaml")))
-        raise ConfigError(
-            "--data",
-            f"no data file {path}. Name one in {DATA_DIR}/ ({known or 'none found here'}) or "
-            "give a data YAML's path.",
-        )
-    return path
+    return named_yaml(data, DATA_DIR, "--data", "data")
 
 
 def option_args(values: dict[str, Any]) -> list[str]:
