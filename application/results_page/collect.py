@@ -13,6 +13,7 @@ docs/results.md from the copy alone::
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 from pathlib import Path
 
@@ -29,6 +30,13 @@ SOURCES = {
     "real_nullspace": ("results.json",),
 }
 TOP_LEVEL = ("bench_seconds", "bench_real_seconds")
+# An absolute path into a runs/ folder, as records write log dirs and checkpoints.
+ABSOLUTE_RUNS = re.compile(r'"/[^"]*?/runs/')
+
+
+def relative_paths(text: str) -> str:
+    """A record's text with the machine's absolute runs/ paths made relative (``runs/...``)."""
+    return ABSOLUTE_RUNS.sub('"runs/', text)
 
 
 def collect(runs: Path, out: Path) -> list[Path]:
@@ -47,7 +55,10 @@ def collect(runs: Path, out: Path) -> list[Path]:
     for source in found:
         target = out / source.relative_to(runs)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
+        if source.name == "results.json":
+            target.write_text(relative_paths(source.read_text()))
+        else:
+            shutil.copy2(source, target)
         copied.append(target)
     return copied
 

@@ -154,7 +154,10 @@ def test_collect_replaces_only_the_folders_the_runs_hold(tmp_path: Path) -> None
     write_json_atomic(records / "anf" / "erm" / "seed0" / "results.json", {"kept": True})
     write_json_atomic(records / "real" / "erm" / "seed9" / "results.json", {"stale": True})
     runs = tmp_path / "runs"
-    write_json_atomic(runs / "real" / "erm" / "seed0" / "results.json", {"new": True})
+    write_json_atomic(
+        runs / "real" / "erm" / "seed0" / "results.json",
+        {"new": True, "log_dir": "/home/me/clone/runs/real/erm/seed0"},
+    )
     (runs / "bench_real_seconds").write_text("6000\n")
     copied = collect(runs, records)
     assert sorted(p.relative_to(records).as_posix() for p in copied) == [
@@ -163,3 +166,5 @@ def test_collect_replaces_only_the_folders_the_runs_hold(tmp_path: Path) -> None
     ]
     assert (records / "anf" / "erm" / "seed0" / "results.json").is_file()
     assert not (records / "real" / "erm" / "seed9").exists()
+    record = json.loads((records / "real" / "erm" / "seed0" / "results.json").read_text())
+    assert record["log_dir"] == "runs/real/erm/seed0"  # no machine's absolute path
