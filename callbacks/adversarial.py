@@ -67,6 +67,11 @@ class AdversarialEval(StagedEvaluation):
     rank attacks every ``world_size``-th example and the robust counts are summed, so results do
     not depend on the number of ranks. Needs ``trainer.inference_mode: false``.
 
+    Before it attacks, it runs each rank's first batch twice: a model whose eval-mode logits
+    differ between the passes (a randomised defence) is refused unless every attack averages
+    its gradients over random draws (``eot`` > 1, or AutoAttack's ``version: rand``). The
+    accuracies of such a model are one draw per example.
+
     Beside the record it writes ``<section>_<stage>.outcomes.safetensors``: per evaluated example,
     its dataset index and a correct bit for ``clean``, each ``<attack>@<radius>`` and each
     ``worst_case@<radius>`` (see :mod:`robust_vit.outcomes`); the section's ``per_example``
@@ -121,6 +126,7 @@ class AdversarialEval(StagedEvaluation):
         self.batch_size, self.section = batch_size, section
         self.example_ids, self.save_adversarial = example_ids, save_adversarial
         self._example_cache: dict[str, list[int]] = {}
+        self._randomness_checked: set[str] = set()
 
     @staticmethod
     def _suites(attacks: list[Attack], epsilons: list[float] | None) -> dict[Threat, list[Attack]]:
@@ -156,10 +162,40 @@ class AdversarialEval(StagedEvaluation):
             check_gradients_enabled(trainer, stage, "AdversarialEval")
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Read ``example_ids`` before the test loop, so that a bad file costs no compute."""
+        """Read ``example_ids`` and check the model's randomness before the test loop."""
         dataset = eval_dataset(trainer, "test")
         if "test" in self.stages and dataset is not None:
             self._examples(dataset, "test")
+            self._check_randomness(trainer, pl_module, dataset, "test")
+
+    def _check_randomness(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, dataset: Dataset, stage: str
+    ) -> None:
+        """Refuse attacks without EOT on a model whose eval-mode outputs are random.
+
+        Two forward passes of each rank's first batch; any rank's differing logits count.
+        """
+        if stage in self._randomness_checked:
+            return
+        self._randomness_checked.add(stage)
+        examples = self._examples(dataset, stage)
+        loader, _ = rank_shard(dataset, self.num_examples, trainer, self.batch_size, examples)
+        batch = next(iter(loader), None)
+        flagged = batch is not None and bool(
+            randomized_forward(pl_module, batch[0].to(pl_module.device)).any()
+        )
+        randomized = trainer.strategy.reduce_boolean_decision(flagged, all=False)
+        deterministic = sorted(
+            {a.name for suite in self.suites.values() for a in suite if not a.averages_randomness}
+        )
+        if randomized and deterministic:
+            raise ConfigError(
+                f"trainer.callbacks.AdversarialEval.attacks ({self.section})",
+                "the model's eval-mode outputs differ between two identical forward passes (a "
+                f"randomised defence), and {', '.join(deterministic)} take the gradient of one "
+                "random draw, which overstates its robustness. Average over draws: set `eot: 20` "
+                "on FGSM, PGD and APGD, or use AutoAttack with `version: rand`.",
+            )
 
     def _examples(self, dataset: Dataset, stage: str) -> list[int] | None:
         """The dataset indices ``example_ids`` names (read once per stage), or None."""
@@ -178,6 +214,7 @@ class AdversarialEval(StagedEvaluation):
         dataset = eval_dataset(trainer, stage)
         if dataset is None:
             raise ConfigError("data", f"AdversarialEval needs a {stage} dataset; none was found.")
+        self._check_randomness(trainer, pl_module, dataset, stage)
         start = time.perf_counter()
         examples = self._examples(dataset, stage)
         loader, n = rank_shard(dataset, self.num_examples, trainer, self.batch_size, examples)

@@ -119,6 +119,7 @@ def _run(
     loss: TargetLoss,
     rho: float,
     early_exit: bool,
+    eot: int = 1,
 ) -> Tensor:
     """One APGD run from ``x + delta0``; updates ``fooled``/``best``, returns best-loss points."""
     n = len(x)
@@ -150,7 +151,7 @@ def _run(
             tgt = target[idx] if target is not None else None
             if k < steps:
                 logits, li, gi = loss_and_grad(
-                    model, x_cur[idx], y[idx], partial(_with_target, loss, tgt)
+                    model, x_cur[idx], y[idx], partial(_with_target, loss, tgt), eot
                 )
                 grad[idx] = gi
             else:  # the last point only needs scoring
@@ -195,6 +196,7 @@ def apgd(
     early_exit: bool = True,
     generator: torch.Generator | None = None,
     seeds: Tensor | None = None,
+    eot: int = 1,
 ) -> Tensor:
     """APGD examples: each example's first misclassified point, else its best-loss point.
 
@@ -217,6 +219,8 @@ def apgd(
         early_exit: stop computing an example once misclassified (same result either way).
         generator: seeds the random starts.
         seeds: one seed per example (overrides ``generator``; independent of batch and shard).
+        eot: forward and backward passes averaged per iteration (expectation over
+            transformation, for randomised models; AutoAttack's ``rand`` version uses 20).
 
     Shape:
         x: ``(N, C, H, W)`` in [0, 1]; y: ``(N,)``; returns ``(N, C, H, W)`` in [0, 1].
@@ -260,6 +264,7 @@ def apgd(
                 loss=loss_fn,
                 rho=rho,
                 early_exit=early_exit,
+                eot=eot,
             )
             run += 1
     still = ~fooled

@@ -54,7 +54,8 @@ class AutoAttack(Attack):
     """AutoAttack (Croce & Hein 2020) as run by the reference ``pyautoattack``.
 
     ``standard`` runs APGD-CE, APGD-T, FAB-T and Square on the examples still robust, as the
-    reference does. The reference seeds one stream per batch (not per example), so its flags can
+    reference does; ``rand``, for randomised defences, APGD-CE and APGD-DLR with EOT over 20
+    draws. The reference seeds one stream per batch (not per example), so its flags can
     depend on how examples are batched and sharded; the caller's RNG state is restored after.
 
     Args:
@@ -91,6 +92,11 @@ class AutoAttack(Attack):
                 f"unknown {unknown}; choose from {list(REFERENCE_ATTACKS)}.",
             )
         self.version, self.attacks, self.seed = version, list(attacks or ()), seed
+
+    @property
+    def averages_randomness(self) -> bool:
+        """``rand``: the reference's APGD-CE and APGD-DLR average 20 draws per step (EOT)."""
+        return self.version == "rand"
 
     def default_name(self) -> str:
         """``autoattack-standard``, or ``autoattack-<attack>+...`` for ``custom``."""

@@ -52,6 +52,8 @@ class Attack(ABC):
         early_exit: stop attacking examples once misclassified (identical results, faster).
     """
 
+    eot = 1  # forward and backward passes averaged per gradient (expectation over transformation)
+
     @check_ranges("adversarial.attacks")
     def __init__(
         self,
@@ -68,8 +70,14 @@ class Attack(ABC):
 
     @property
     def name(self) -> str:
-        """Label in tables and logged keys."""
-        return self._name or f"{self.default_name()}_{self.norm}"
+        """Label in tables and logged keys (``pgd20-eot20_linf`` with EOT)."""
+        eot = f"-eot{self.eot}" if self.eot > 1 else ""
+        return self._name or f"{self.default_name()}{eot}_{self.norm}"
+
+    @property
+    def averages_randomness(self) -> bool:
+        """Whether the attack's gradients are expectations over a randomised model's draws."""
+        return self.eot > 1
 
     @abstractmethod
     def default_name(self) -> str:
@@ -96,7 +104,27 @@ class Attack(ABC):
 
 
 class FGSM(Attack):
-    """FGSM (Goodfellow et al. 2015): one step of size ``eps``."""
+    """FGSM (Goodfellow et al. 2015): one step of size ``eps``.
+
+    Args:
+        eps: radius of the threat model.
+        norm: ``linf`` or ``l2``.
+        name: label in tables.
+        early_exit: skip the examples already misclassified.
+        eot: gradients averaged (EOT, for a randomised model).
+    """
+
+    @check_ranges("adversarial.attacks.FGSM")
+    def __init__(
+        self,
+        eps: PixelRadius,
+        norm: NormName = "linf",
+        name: str | None = None,
+        early_exit: bool = True,
+        eot: PositiveInt = 1,
+    ) -> None:
+        super().__init__(eps, norm, name, early_exit)
+        self.eot = eot
 
     def default_name(self) -> str:
         """``fgsm``."""
@@ -104,7 +132,9 @@ class FGSM(Attack):
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, seeds: Tensor | None) -> Tensor:
         """One signed (L-inf) or normalised (L2) gradient step."""
-        return fgsm(model, x, y, eps=self.eps, norm=self.norm, early_exit=self.early_exit)
+        return fgsm(
+            model, x, y, eps=self.eps, norm=self.norm, early_exit=self.early_exit, eot=self.eot
+        )
 
 
 class PGD(Attack):
@@ -119,6 +149,7 @@ class PGD(Attack):
         norm: ``linf`` or ``l2``.
         name: label in tables.
         early_exit: stop attacking examples once misclassified.
+        eot: gradients averaged per step (EOT, for a randomised model).
     """
 
     @check_ranges("adversarial.attacks.PGD")
@@ -132,8 +163,10 @@ class PGD(Attack):
         norm: NormName = "linf",
         name: str | None = None,
         early_exit: bool = True,
+        eot: PositiveInt = 1,
     ) -> None:
         super().__init__(eps, norm, name, early_exit)
+        self.eot = eot
         self.steps, self.rel_step, self.restarts = steps, rel_step, restarts
         self.random_init = random_init
 
@@ -155,6 +188,7 @@ class PGD(Attack):
             restarts=self.restarts,
             early_exit=self.early_exit,
             seeds=seeds,
+            eot=self.eot,
         )
 
 
@@ -170,6 +204,8 @@ class APGD(Attack):
         norm: ``linf`` or ``l2``.
         name: label in tables.
         early_exit: stop attacking examples once misclassified.
+        eot: gradients averaged per iteration (EOT, for a randomised model; AutoAttack's
+            ``rand`` version uses 20).
     """
 
     @check_ranges("adversarial.attacks.APGD")
@@ -183,8 +219,10 @@ class APGD(Attack):
         norm: NormName = "linf",
         name: str | None = None,
         early_exit: bool = True,
+        eot: PositiveInt = 1,
     ) -> None:
         super().__init__(eps, norm, name, early_exit)
+        self.eot = eot
         self.loss, self.steps, self.restarts, self.targets = loss, steps, restarts, targets
 
     def default_name(self) -> str:
@@ -205,4 +243,5 @@ class APGD(Attack):
             targets=self.targets,
             early_exit=self.early_exit,
             seeds=seeds,
+            eot=self.eot,
         )

@@ -91,15 +91,31 @@ def ce_loss(logits: Tensor, target: Tensor) -> Tensor:
 
 
 def loss_and_grad(
-    model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn
+    model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn, eot: int = 1
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Logits, per-example loss and its gradient with respect to the input only."""
+    """Logits, per-example loss and its gradient with respect to the input only.
+
+    With ``eot`` > 1 (expectation over transformation, Athalye et al. 2018) each is the mean over
+    ``eot`` forward and backward passes, the gradient of a randomised model's expected loss.
+    """
+    if eot < 1:
+        raise ValueError(f"eot must be at least 1, got {eot}")
+    logits_sum = loss_sum = grad_sum = None
     with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        logits = model(x)
-        loss = loss_fn(logits, y)
-        (grad,) = torch.autograd.grad(loss.sum(), x)
-    return logits.detach(), loss.detach(), grad
+        for _ in range(eot):
+            inputs = x.detach().requires_grad_(True)
+            logits = model(inputs)
+            loss = loss_fn(logits, y)
+            (grad,) = torch.autograd.grad(loss.sum(), inputs)
+            if logits_sum is None:
+                logits_sum, loss_sum, grad_sum = logits.detach(), loss.detach(), grad
+            else:
+                logits_sum, loss_sum = logits_sum + logits.detach(), loss_sum + loss.detach()
+                grad_sum = grad_sum + grad
+    assert logits_sum is not None and loss_sum is not None and grad_sum is not None
+    if eot == 1:
+        return logits_sum, loss_sum, grad_sum
+    return logits_sum / eot, loss_sum / eot, grad_sum / eot
 
 
 @torch.no_grad()

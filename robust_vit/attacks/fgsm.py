@@ -16,6 +16,7 @@ def fgsm(
     norm: Norm | str = Norm.LINF,
     loss_fn: LossFn = ce_loss,
     early_exit: bool | None = None,
+    eot: int = 1,
 ) -> Tensor:
     """One gradient step of size ``eps``, clipped to [0, 1].
 
@@ -32,6 +33,7 @@ def fgsm(
         early_exit: ``None`` (training) steps every example; ``True`` / ``False`` (evaluation,
             ``y`` are labels) return already misclassified inputs unchanged, and ``True`` also
             skips their gradient. Both evaluation settings give identical results.
+        eot: forward and backward passes whose gradients are averaged (randomised models).
 
     Shape:
         x: ``(N, C, H, W)`` in [0, 1]; y: ``(N,)``; returns ``(N, C, H, W)`` in [0, 1].
@@ -45,15 +47,15 @@ def fgsm(
     norm = Norm(norm)
     x = x.detach()
     if early_exit is None:
-        _, _, grad = loss_and_grad(model, x, y, loss_fn)
+        _, _, grad = loss_and_grad(model, x, y, loss_fn, eot)
         return (x + eps * direction(grad, norm)).clamp(0, 1).detach()
     correct = is_correct(model, x, y)
     out = x.clone()
     idx = correct.nonzero().flatten()
     if idx.numel():
-        _, _, grad = loss_and_grad(model, x[idx], y[idx], loss_fn)
+        _, _, grad = loss_and_grad(model, x[idx], y[idx], loss_fn, eot)
         out[idx] = (x[idx] + eps * direction(grad, norm)).clamp(0, 1)
     if not early_exit and (~correct).any():
         wrong = (~correct).nonzero().flatten()
-        loss_and_grad(model, x[wrong], y[wrong], loss_fn)  # the work early exit saves
+        loss_and_grad(model, x[wrong], y[wrong], loss_fn, eot)  # the work early exit saves
     return out.detach()

@@ -54,6 +54,7 @@ def pgd(
     restarts: int = 1,
     early_exit: bool | None = None,
     seeds: Tensor | None = None,
+    eot: int = 1,
 ) -> Tensor:
     """Adversarial examples within ``eps`` of ``x`` (and in [0, 1]) that ascend ``loss_fn``.
 
@@ -85,6 +86,8 @@ def pgd(
         early_exit: ``None`` for training semantics, else evaluation semantics (see above).
         seeds: one seed per example for its random starts (overrides ``generator``), which makes
             results independent of batch size and sharding.
+        eot: forward and backward passes averaged per step (expectation over transformation,
+            for randomised models; 1 for a deterministic one).
 
     Shape:
         x: ``(N, C, H, W)`` in [0, 1]; y: ``(N,)``; returns ``(N, C, H, W)`` in [0, 1].
@@ -108,9 +111,9 @@ def pgd(
         return (x + noise).clamp(0, 1) - x
 
     if early_exit is None:
-        return _pgd_ascent(model, x, y, start, eps, alpha, steps, norm, loss_fn, restarts)
+        return _pgd_ascent(model, x, y, start, eps, alpha, steps, norm, loss_fn, restarts, eot)
     return _pgd_until_wrong(
-        model, x, y, start, eps, alpha, steps, norm, loss_fn, restarts, early_exit
+        model, x, y, start, eps, alpha, steps, norm, loss_fn, restarts, early_exit, eot
     )
 
 
@@ -125,13 +128,14 @@ def _pgd_ascent(
     norm: Norm,
     loss_fn: LossFn,
     restarts: int,
+    eot: int,
 ) -> Tensor:
     best, best_loss = x, None
     for restart in range(restarts):
         delta = start(restart)
         xa = x + delta
         for _ in range(steps):
-            _, _, grad = loss_and_grad(model, xa, y, loss_fn)
+            _, _, grad = loss_and_grad(model, xa, y, loss_fn, eot)
             _step_(x, delta, grad, alpha, eps, norm, xa)
             torch.add(x, delta, out=xa)
         if restarts == 1:
@@ -156,6 +160,7 @@ def _pgd_until_wrong(
     loss_fn: LossFn,
     restarts: int,
     early_exit: bool,
+    eot: int,
 ) -> Tensor:
     """Evaluation semantics: one forward+backward per step on the still-correct examples only.
 
@@ -173,10 +178,10 @@ def _pgd_until_wrong(
         xa = xs + ds
         for _ in range(steps):
             if not early_exit:
-                _step_fooled(model, x, y, delta, fooled, alpha, eps, norm, loss_fn)
+                _step_fooled(model, x, y, delta, fooled, alpha, eps, norm, loss_fn, eot)
             if not idx.numel():
                 continue
-            logits, _, grad = loss_and_grad(model, xa, ys, loss_fn)
+            logits, _, grad = loss_and_grad(model, xa, ys, loss_fn, eot)
             wrong = logits.argmax(dim=1) != ys
             left = bool(wrong.any())
             if left:
@@ -207,12 +212,13 @@ def _step_fooled(
     eps: float,
     norm: Norm,
     loss_fn: LossFn,
+    eot: int,
 ) -> None:
     """Step the fooled examples' ``delta`` in place (the work kept without early exit)."""
     idx = fooled.nonzero().flatten()
     if idx.numel():
         xs, ds = x[idx], delta[idx]
         xa = xs + ds
-        _, _, grad = loss_and_grad(model, xa, y[idx], loss_fn)
+        _, _, grad = loss_and_grad(model, xa, y[idx], loss_fn, eot)
         _step_(xs, ds, grad, alpha, eps, norm, xa)
         delta[idx] = ds
