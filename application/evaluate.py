@@ -1,9 +1,11 @@
 """``robust-vit evaluate MODEL --data DATA [--protocol P]``: evaluate a model, with no training.
 
 ``MODEL`` is one of:
-- a Lightning checkpoint of this framework (``.ckpt``): its hyperparameters give the architecture;
-- a weights file (``.safetensors``, ``.pth``): the architecture comes from the metadata that
-  ``callbacks.ExportWeights`` writes, or from ``--model_name`` (and ``--img_size``);
+- a Lightning checkpoint of this framework (``.ckpt``): its hyperparameters give the architecture,
+  its datamodule state the image geometry;
+- a weights file (``.safetensors``, ``.pth``): the architecture and the image geometry come from
+  the metadata that ``callbacks.ExportWeights`` writes, or from ``--model_name`` (and
+  ``--img_size``, ``--upscale``);
 - a timm name (``vit_small_patch16_224.augreg_in21k``) or an ``hf-hub:org/name``: its pretrained
   weights from the Hugging Face cache (``robust-vit prefetch`` fills it).
 
@@ -38,7 +40,8 @@ DATA_DIR = EXPERIMENTS / "data"
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 # The architecture options a checkpoint or a weights file's metadata carries (ViTClassifier's).
 MODEL_OPTIONS = ("model_name", "patch_size", "model_kwargs", "mean", "std")
-DATA_OPTIONS = ("img_size", "in_chans")
+# The data geometry the weights were trained with (a datamodule's ``geometry()``).
+DATA_OPTIONS = ("img_size", "in_chans", "upscale")
 
 
 def named_yaml(value: str, folder: Path, field: str, what: str) -> Path:
@@ -68,7 +71,7 @@ def option_args(values: dict[str, Any]) -> list[str]:
     """``--model.<k>`` / ``--data.init_args.<k>`` arguments for the architecture's values."""
     args = []
     for key, value in values.items():
-        if value is None:
+        if value is None or (key == "upscale" and not value):  # not upscaling is every default
             continue
         text = value if isinstance(value, str) else json.dumps(value)
         prefix = "--data.init_args" if key in DATA_OPTIONS else "--model"
@@ -105,7 +108,10 @@ def checkpoint_args(path: Path) -> tuple[list[str], Any]:
             f"{str(path)!r} has no ViTClassifier hyperparameters: it is not a checkpoint of this "
             "framework. Give a weights file with --model_name instead.",
         )
-    wanted = {k: hparams.get(k) for k in (*MODEL_OPTIONS, *DATA_OPTIONS)}
+    data_state = next(
+        (v for v in checkpoint.values() if isinstance(v, dict) and "data_seed" in v), {}
+    )
+    wanted = {k: data_state.get(k, hparams.get(k)) for k in (*MODEL_OPTIONS, *DATA_OPTIONS)}
     args = [
         *option_args(wanted),
         "--model.pretrained=false",
@@ -182,6 +188,8 @@ def evaluate_argv(ns: argparse.Namespace, extra: list[str]) -> list[str]:
         str(protocol),
         f"--name={name}",
     ]
+    if ns.upscale:
+        argv.append("--data.init_args.upscale=true")
     if ns.threads is not None:
         argv.append(f"--threads={ns.threads}")
     if ns.save_adversarial:  # a preset's AdversarialEval is its last callback
@@ -201,6 +209,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", default="quick", help="preset name or protocol YAML")
     p.add_argument("--model_name", help="timm architecture of a weights file without metadata")
     p.add_argument("--img_size", type=int, help="input size, where the model and data differ")
+    p.add_argument(
+        "--upscale",
+        action="store_true",
+        help="resize the images to the input size instead of centre-padding them (what the "
+        "model was trained on; a checkpoint or exported weights file says it itself)",
+    )
     p.add_argument("--name", help="run name (default evaluate/<protocol>/<model>)")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument(

@@ -10,6 +10,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from callbacks.evaluation import classifier
 from callbacks.selection import Rule, monitored_checkpoint, select_weights
+from datamodules.base import ImageClassificationDataModule
 from lightning_modules.classifier import ViTClassifier
 from robust_vit.adapters import has_adapters, merged_copy
 from robust_vit.errors import ConfigError
@@ -101,6 +102,9 @@ class ExportWeights(L.Callback):
                 "model_kwargs",
             )
         }
+        datamodule = trainer.datamodule  # type: ignore[attr-defined]
+        if isinstance(datamodule, ImageClassificationDataModule):
+            metadata.update(datamodule.geometry())
         metadata.update(
             mean=module.model.mean.flatten().tolist(),
             std=module.model.std.flatten().tolist(),

@@ -60,11 +60,19 @@ class ImageClassificationDataModule(L.LightningDataModule, ABC):
         self.test_set: Dataset | None = None
         self.data_seed: int | None = None
 
-    def state_dict(self) -> dict[str, int | None]:
-        """The seed of the training order and augmentation, saved in checkpoints."""
-        return {"data_seed": self.data_seed}
+    def geometry(self) -> dict[str, Any]:
+        """How images are fitted to the model's input (an evaluation of its weights repeats it)."""
+        return {"img_size": self.img_size, "in_chans": self.in_chans}
 
-    def load_state_dict(self, state_dict: dict[str, int | None]) -> None:
+    def state_dict(self) -> dict[str, Any]:
+        """What checkpoints keep: the training order's seed, and the geometry for evaluation.
+
+        The seed of the training order and augmentation is resumed; the image geometry is read
+        by ``robust-vit evaluate``.
+        """
+        return {"data_seed": self.data_seed, **self.geometry()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Resume with the checkpoint's training order."""
         self.data_seed = state_dict.get("data_seed")
 

@@ -80,6 +80,10 @@ class CIFARDataModule(ImageClassificationDataModule):
                 "archive there, or set data.download: true on a machine with network access.",
             )
 
+    def geometry(self) -> dict[str, Any]:
+        """The base's, and whether images were upscaled rather than centre-padded."""
+        return {**super().geometry(), "upscale": self.upscale}
+
     def prepare_data(self) -> None:
         """Download the archive once (rank zero) when asked to."""
         if self.download:

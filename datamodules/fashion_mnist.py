@@ -120,6 +120,10 @@ class FashionMNISTDataModule(ImageClassificationDataModule):
         self.limit_train = limit_train
         self.upscale = upscale
 
+    def geometry(self) -> dict[str, Any]:
+        """The base's, and whether images were upscaled rather than centre-padded."""
+        return {**super().geometry(), "upscale": self.upscale}
+
     @staticmethod
     def _resolve_data_dir(data_dir: str | None) -> Path:
         if data_dir is not None:

@@ -100,22 +100,25 @@ def loss_and_grad(
     """
     if eot < 1:
         raise ValueError(f"eot must be at least 1, got {eot}")
-    logits_sum = loss_sum = grad_sum = None
-    with torch.enable_grad():
-        for _ in range(eot):
-            inputs = x.detach().requires_grad_(True)
-            logits = model(inputs)
-            loss = loss_fn(logits, y)
-            (grad,) = torch.autograd.grad(loss.sum(), inputs)
-            if logits_sum is None:
-                logits_sum, loss_sum, grad_sum = logits.detach(), loss.detach(), grad
-            else:
-                logits_sum, loss_sum = logits_sum + logits.detach(), loss_sum + loss.detach()
-                grad_sum = grad_sum + grad
-    assert logits_sum is not None and loss_sum is not None and grad_sum is not None
+    logits, loss, grad = _one_draw(model, x, y, loss_fn)
+    for _ in range(eot - 1):  # running sums: EOT needs no more memory than one draw
+        more = _one_draw(model, x, y, loss_fn)
+        logits, loss, grad = logits + more[0], loss + more[1], grad + more[2]
     if eot == 1:
-        return logits_sum, loss_sum, grad_sum
-    return logits_sum / eot, loss_sum / eot, grad_sum / eot
+        return logits, loss, grad
+    return logits / eot, loss / eot, grad / eot
+
+
+def _one_draw(
+    model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One forward and backward pass: logits, per-example loss, input gradient."""
+    with torch.enable_grad():
+        inputs = x.detach().requires_grad_(True)
+        logits = model(inputs)
+        loss = loss_fn(logits, y)
+        (grad,) = torch.autograd.grad(loss.sum(), inputs)
+    return logits.detach(), loss.detach(), grad
 
 
 @torch.no_grad()

@@ -35,13 +35,15 @@ def run_tail(fmnist_dir: Path) -> list[str]:
 
 @pytest.fixture
 def trained(tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Two steps of ERM on the tiny ViT: its last checkpoint and the same weights exported."""
+    """Two steps of ERM on the tiny ViT (upscaled images): its last checkpoint and the same
+    weights exported."""
     monkeypatch.chdir(tmp_path)
     main(
         [
             "fit",
             *CPU_BASE,
             *tiny_overrides(fmnist_dir),
+            "--data.init_args.upscale=true",
             "--trainer.max_steps=2",
             "--trainer.limit_val_batches=1",
             "--name=trained",
@@ -81,6 +83,7 @@ def test_a_checkpoint_and_its_exported_weights_evaluate_alike(
         assert card["worst_case_acc"] == f"{100 * section['worst_case']['linf@8/255']['acc']:.2f}"
         assert card["architecture"] == "vit_tiny_patch16_224" and card["autoattack_acc"] is None
         assert record["protocol"]["model_card"] == card
+        assert record["run"]["config"]["data"]["init_args"]["upscale"]  # as it trained
         outcomes[name] = read_outcomes(folder / section["per_example"]["file"])
     assert torch.equal(outcomes["from_ckpt"].index, outcomes["from_weights"].index)
     for column, bits in outcomes["from_ckpt"].correct.items():
