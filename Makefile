@@ -16,7 +16,8 @@ export OMP_NUM_THREADS ?= $(THREADS)
 .DEFAULT_GOAL := help
 # Sweeps: the plan experiments/sweeps/$(SWEEP).yaml (or SWEEP=path/to/plan.yaml) runs each method
 # once per seed in runs/<sweep>/<method>/seed<s>/; a run that finished has a .done-<digest> marker
-# (of its command and configs) and is skipped on restart. METHODS, SEEDS, FROM (the weights
+# (of its command and configs) and is skipped on restart; a fit that was killed resumes from its
+# newest checkpoint (each recipe is `robust-vit sweep run`). METHODS, SEEDS, FROM (the weights
 # finetuned from), EVAL and SWEEP_ARGS (added to every run) override the plan when set.
 # `robust-vit sweep show $(SWEEP)` prints the plan.
 SWEEP ?= sweep
@@ -75,7 +76,7 @@ demo: install ## pretrain, finetune from the weights file, evaluate, print the t
 
 # make reads the plan's rules (`robust-vit sweep make`: one per run, its target the run's
 # .done-<digest> marker) from stdin, so -j runs them in parallel and make -n prints them.
-sweep: | $(VENV)/.installed ## the plan SWEEP (default: METHODS x SEEDS finetuning runs from FROM, each tested with EVAL); make -n sweep: the plan
+sweep: | $(VENV)/.installed ## the plan SWEEP (default: METHODS x SEEDS finetuning runs from FROM, each tested with EVAL); make -n sweep: its entries
 	set -o pipefail; $(CLI) sweep make $(SWEEP) --threads $(THREADS) $(PLAN_OVERRIDES) | \
 		$(MAKE) --no-print-directory -f - CLI=$(CLI)
 

@@ -143,6 +143,9 @@ class RobustViTCLI(LightningCLI):
         """
         try:
             super()._run_subcommand(subcommand)
+        except SIGTERMException:  # preempted: a wandb sweep requeues the run, which resumes
+            finish_wandb_run(exit_code=143, preempted=True)
+            raise
         except BaseException:
             finish_wandb_run(exit_code=1)
             raise
@@ -176,11 +179,17 @@ class RobustViTCLI(LightningCLI):
             print(f"Result record: {log_dir / RECORD_NAME}")
 
 
-def finish_wandb_run(exit_code: int) -> None:
-    """Finish the wandb run a ``WandbLogger`` started in this process, if there is one."""
+def finish_wandb_run(exit_code: int, preempted: bool = False) -> None:
+    """Finish the wandb run a ``WandbLogger`` started in this process, if there is one.
+
+    A ``preempted`` run is marked so first: a wandb sweep's controller then hands its entry to
+    an agent again (``robust-vit sweep run`` resumes it from its checkpoint).
+    """
     import wandb
 
     if wandb.run is not None:
+        if preempted:
+            wandb.run.mark_preempting()
         wandb.finish(exit_code=exit_code)
 
 

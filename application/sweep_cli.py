@@ -2,8 +2,9 @@
 
 ``PLAN`` names a plan in ``experiments/sweeps/`` (``anf``) or is a plan YAML's path. Options
 override its fields, and arguments after ``--`` are added to every run. ``show`` prints the runs;
-``run`` runs one (``--index I``, or ``--method M --seed S``) unless it finished; ``make``, ``wandb``
-and ``slurm`` write the input of that engine.
+``run`` runs one (``--index I``, or ``--method M --seed S``) unless it finished, resuming a fit
+that was killed from its newest checkpoint; ``make``, ``wandb`` and ``slurm`` write the input of
+that engine, whose jobs each call ``run``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from typing import Any
 import yaml
 
 from application.sweep_engines import makefile, slurm_script, wandb_sweep
-from application.sweeps import RUNS_DIR, Plan, PlannedRun, expand, find_run, load_plan
+from application.sweeps import (
+    RUNS_DIR,
+    Plan,
+    PlannedRun,
+    expand,
+    find_run,
+    launch_args,
+    load_plan,
+)
 from robust_vit.errors import ConfigError
 from robust_vit.records import write_text_atomic
 
@@ -106,9 +115,11 @@ def run_entry(plan: Plan, runs: list[PlannedRun], ns: argparse.Namespace, extra:
         print(f"robust-vit sweep: {run.name} finished ({run.marker} exists): skipped.")
         return
     run.check_inputs()
-    command = " ".join(map(shlex.quote, run.argv))
-    print(f"robust-vit sweep: entry {run.index}: {command}", flush=True)
-    cli.main(list(run.argv[1:]))
+    launch = launch_args(run)
+    command = " ".join(map(shlex.quote, [*run.argv, *launch]))
+    resumed = " (resuming an unfinished fit)" if "--ckpt_path" in launch else ""
+    print(f"robust-vit sweep: entry {run.index}{resumed}: {command}", flush=True)
+    cli.main([*run.argv[1:], *launch])
     run.marker.parent.mkdir(parents=True, exist_ok=True)
     run.marker.touch()
 
@@ -117,7 +128,7 @@ def write_makefile(
     plan: Plan, runs: list[PlannedRun], ns: argparse.Namespace, extra: list[str]
 ) -> None:
     """Print the makefile of the plan's markers."""
-    print(makefile(plan, runs), end="")
+    print(makefile(plan, runs, rerun_args(ns), extra), end="")
 
 
 def write_wandb(

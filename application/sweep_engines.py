@@ -1,8 +1,9 @@
 """The inputs of the engines that run a sweep plan: a make fragment, a wandb sweep, a SLURM array.
 
 Each is written from the same :func:`application.sweeps.expand` list, so they cannot drift. wandb
-and SLURM run one entry per job through ``robust-vit sweep run``, given ``rerun`` (the plan and
-its overrides as ``sweep run`` takes them) and ``extra`` (the arguments after ``--``).
+and SLURM, like make's recipes, run one entry per job through ``robust-vit sweep run`` (which
+resumes a killed fit from its checkpoint), given ``rerun`` (the plan and its overrides as
+``sweep run`` takes them) and ``extra`` (the arguments after ``--``).
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ def make_quote(arg: str) -> str:
     return shlex.quote(arg).replace("$", "$$")
 
 
-def makefile(plan: Plan, runs: list[PlannedRun]) -> str:
+def makefile(plan: Plan, runs: list[PlannedRun], rerun: list[str], extra: list[str]) -> str:
     """A makefile whose targets are the runs' ``.done-<digest>`` markers, then the sweep's report.
 
-    Make skips a run whose marker exists and runs independent runs in parallel under ``-j``.
-    ``CLI`` (default ``robust-vit``) is the command the recipes call; ``BASELINE`` adds the
-    report's paired differences.
+    Each recipe is ``robust-vit sweep run ... --index I``, which writes the marker (and resumes
+    a killed fit), so make skips a run whose marker exists and runs independent runs in parallel
+    under ``-j``. ``CLI`` (default ``robust-vit``) is the command the recipes call; ``BASELINE``
+    adds the report's paired differences.
     """
     markers = " ".join(make_quote(str(run.marker)) for run in runs)
+    tail = ["--", *extra] if extra else []
     lines = [
         f"# The {len(runs)} runs of sweep {plan.name}, written by `robust-vit sweep make`.",
         "CLI ?= robust-vit",
@@ -36,8 +39,9 @@ def makefile(plan: Plan, runs: list[PlannedRun]) -> str:
         "$(if $(BASELINE),--baseline $(BASELINE))",
     ]
     for run in runs:
-        command = " ".join(["$(CLI)", *map(make_quote, run.argv[1:])])
-        lines += ["", f"{make_quote(str(run.marker))}:", f"\t{command}", "\ttouch $@"]
+        args = ["sweep", "run", *rerun, "--index", str(run.index), *tail]
+        command = " ".join(["$(CLI)", *map(make_quote, args)])
+        lines += ["", f"{make_quote(str(run.marker))}:", f"\t{command}"]
     return "\n".join(lines) + "\n"
 
 
@@ -77,7 +81,9 @@ def slurm_script(plan: Plan, runs: list[PlannedRun], rerun: list[str], extra: li
             f"`robust-vit sweep show {' '.join(map(shlex.quote, rerun))}`.",
             f"# Submit from the repository root, robust-vit on PATH: sbatch {folder}/sweep.sbatch",
             "# A finished run (its .done-<digest> marker exists) is skipped: resubmitting reruns",
-            "# the rest.",
+            "# the rest, and a fit that was stopped resumes from its newest checkpoint. Near the",
+            "# time limit SLURM sends SIGUSR1: Lightning saves a checkpoint in the run folder and",
+            "# requeues the task; a preempted task (SIGTERM) saves last.ckpt and is requeued.",
             "# Edit the resources to your cluster:",
             f"#SBATCH --job-name={plan.name}",
             f"#SBATCH --array=0-{len(runs) - 1}",
@@ -85,6 +91,9 @@ def slurm_script(plan: Plan, runs: list[PlannedRun], rerun: list[str], extra: li
             "#SBATCH --gpus=1",
             "#SBATCH --cpus-per-task=8",
             "#SBATCH --time=04:00:00",
+            "#SBATCH --requeue",
+            "#SBATCH --signal=SIGUSR1@120",
+            "#SBATCH --open-mode=append",
             f"#SBATCH --output={folder}/slurm-%A_%a.out",
             "set -euo pipefail",
             "# srun makes the task a SLURM step: Lightning's SLURMEnvironment reads its variables.",

@@ -5,7 +5,9 @@ trained arms finetune from, the evaluation suite and the overlays some arms add.
 turns it into :class:`PlannedRun` entries, method-major and numbered in order, each with the
 full ``robust-vit fit|test`` command, its run name and its ``.done-<digest>`` marker, keyed
 by the command and the content of the configs it reads. make, wandb sweeps and SLURM job arrays
-are all written from that one list (``robust-vit sweep``).
+are all written from that one list (``robust-vit sweep``), and each runs an entry through
+``robust-vit sweep run``, which resumes a fit that was killed from its newest checkpoint
+(:func:`resume_checkpoint`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ PLANS_DIR = Path("experiments/sweeps")
 METHOD_DIR = Path("experiments/method")
 RUNS_DIR = Path("runs")
 DONE_MARKER = ".done"
+STARTED_MARKER = ".started"
+# Lightning's SLURM checkpoint, written to the trainer's default_root_dir on SIGUSR1 before requeue.
+HPC_CHECKPOINTS = "hpc_ckpt_*.ckpt"
+LAST_CHECKPOINTS = "version_*/checkpoints/last.ckpt"
 CONFIG_FLAGS = ("--config", "-c")
 # Method configs that are overlays on another method's config: each safer_<variant>.yaml
 # changes options of safer.yaml, which is loaded before it.
@@ -169,6 +175,20 @@ class PlannedRun:
         """
         return RUNS_DIR / self.name / f"{DONE_MARKER}-{inputs_digest(self.argv)}"
 
+    @property
+    def started(self) -> Path:
+        """The file written when the run first started with these inputs.
+
+        Only checkpoints written after it are resumed, so a run whose command or configs changed
+        starts over instead of resuming another run's training.
+        """
+        return RUNS_DIR / self.name / f"{STARTED_MARKER}-{inputs_digest(self.argv)}"
+
+    @property
+    def trains(self) -> bool:
+        """Whether the run is a fit (a test-only run has nothing to resume)."""
+        return self.argv[1] == "fit"
+
     def check_inputs(self) -> None:
         """Fail before any compute when the weights file is missing, naming what makes it."""
         if not self.weights.is_file():
@@ -179,6 +199,39 @@ class PlannedRun:
                 "weights file the committed plans use), or point the plan at an "
                 "existing file.",
             )
+
+
+def resume_checkpoint(run: PlannedRun) -> Path | None:
+    """The newest checkpoint the unfinished fit of ``run`` left, or None to start it afresh.
+
+    Candidates: each version's ``last.ckpt`` (rewritten after every epoch, and when a SIGTERM
+    stops the run) and Lightning's SLURM checkpoints in the run folder (``hpc_ckpt_N.ckpt``, on
+    SIGUSR1 before a requeue), written since the run first started with its current inputs.
+    """
+    if not run.trains or not run.started.is_file():
+        return None
+    since = run.started.stat().st_mtime
+    folder = RUNS_DIR / run.name
+    found = [*folder.glob(LAST_CHECKPOINTS), *folder.glob(HPC_CHECKPOINTS)]
+    fresh = [path for path in found if path.stat().st_mtime >= since]
+    return max(fresh, key=lambda path: path.stat().st_mtime, default=None)
+
+
+def launch_args(run: PlannedRun) -> list[str]:
+    """What ``sweep run`` adds to the planned command: the trainer's root, and where to resume.
+
+    The run folder is the trainer's root (where Lightning's SLURM checkpoints go); ``--ckpt_path``
+    is added when the fit resumes. The first start of a run with its current inputs writes its
+    ``started`` marker.
+    """
+    args = ["--trainer.default_root_dir", str(RUNS_DIR / run.name)]
+    checkpoint = resume_checkpoint(run)
+    if checkpoint is not None:
+        return [*args, "--ckpt_path", str(checkpoint)]
+    if run.trains and not run.started.is_file():
+        run.started.parent.mkdir(parents=True, exist_ok=True)
+        run.started.touch()
+    return args
 
 
 def inputs_digest(argv: Sequence[str]) -> str:

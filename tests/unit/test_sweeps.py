@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -15,7 +16,15 @@ from application import cli
 from application.sweep_cli import main as sweep_main
 from application.sweep_cli import parser, split_extra
 from application.sweep_engines import makefile, slurm_script, wandb_sweep
-from application.sweeps import PLANS_DIR, expand, find_run, inputs_digest, load_plan
+from application.sweeps import (
+    PLANS_DIR,
+    expand,
+    find_run,
+    inputs_digest,
+    launch_args,
+    load_plan,
+    resume_checkpoint,
+)
 from robust_vit.errors import ConfigError
 from tests.conftest import REPO
 
@@ -197,10 +206,16 @@ def test_make_runs_each_unfinished_run_once_then_reports(name: str, tmp_path: Pa
     for run in finished:
         (tmp_path / run.marker).parent.mkdir(parents=True)
         (tmp_path / run.marker).touch()
-    lines = make_dry_run(makefile(plan, runs), tmp_path)
-    commands = [tuple(shlex.split(line)) for line in lines if line.startswith("robust-vit ")]
-    assert commands[:-1] == [run.argv for run in runs if run not in finished]
-    assert commands[-1][:3] == ("robust-vit", "report", f"runs/{plan.name}")
+    lines = make_dry_run(makefile(plan, runs, [name, "--threads", "1"], ["-x"]), tmp_path)
+    commands = [shlex.split(line) for line in lines if line.startswith("robust-vit ")]
+    chosen = []
+    for argv in commands[:-1]:  # each through `sweep run`, which resumes a killed fit
+        assert argv[:5] == ["robust-vit", "sweep", "run", name, "--threads"]
+        args, extra = split_extra(argv[2:])
+        assert extra == ["-x"]
+        chosen.append(find_run(runs, index=parser().parse_args(args).index))
+    assert chosen == [run for run in runs if run not in finished]
+    assert commands[-1][:3] == ["robust-vit", "report", f"runs/{plan.name}"]
 
 
 def wandb_agent_command(command: list[str], index: int) -> list[str]:
@@ -299,7 +314,8 @@ def test_run_skips_a_finished_entry_and_marks_a_new_one(
     monkeypatch.setattr(cli, "main", fake)
     run = expand(load_plan(plan_file))[3]
     sweep_main(["run", plan_file, "--method", "anf", "--seed", "1"])
-    assert fake.calls == [list(run.argv[1:])] and run.marker.exists()
+    root = ["--trainer.default_root_dir", f"runs/{run.name}"]  # Lightning's SLURM checkpoints
+    assert fake.calls == [[*run.argv[1:], *root]] and run.marker.exists()
     sweep_main(["run", plan_file, "--index", "3"])
     assert len(fake.calls) == 1
 
@@ -312,7 +328,7 @@ def test_run_leaves_no_marker_when_the_run_fails(
     with pytest.raises(SystemExit) as info:
         sweep_main(["run", plan_file, "--index", "0"])
     assert info.value.code == 1
-    assert not (tmp_path / "runs").exists()
+    assert not list((tmp_path / "runs").rglob(".done-*"))
 
 
 def test_run_without_its_weights_fails_naming_the_make_target(
@@ -362,3 +378,58 @@ def test_a_marker_changes_with_the_command_and_the_configs_it_reads(tmp_path: Pa
     assert inputs_digest([*argv, "--threads", "2"]) != first
     config.write_text("trainer: {max_epochs: 2}\n")
     assert inputs_digest(argv) != first
+
+
+def aged(path: Path, seconds_ago: float) -> Path:
+    """``path`` created (folders too) with its modification time ``seconds_ago`` in the past."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    stamp = path.stat().st_mtime - seconds_ago
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def test_a_restart_resumes_the_newest_checkpoint_of_its_own_inputs(tiny_plan: str) -> None:
+    run = expand(load_plan(tiny_plan))[0]
+    folder = Path("runs") / run.name
+    old = aged(folder / "version_0/checkpoints/last.ckpt", 300)  # a run with other inputs
+    assert launch_args(run) == ["--trainer.default_root_dir", str(folder)]  # a fresh start
+    assert run.started.is_file() and resume_checkpoint(run) is None
+    aged(run.started, 200)
+    last = aged(folder / "version_1/checkpoints/last.ckpt", 100)
+    assert resume_checkpoint(run) == last
+    hpc = aged(folder / "hpc_ckpt_1.ckpt", 50)  # Lightning's, on SLURM's SIGUSR1
+    assert launch_args(run)[-2:] == ["--ckpt_path", str(hpc)]
+    os.utime(last)  # the resumed run wrote a newer last.ckpt
+    assert resume_checkpoint(run) == last and old != last
+
+
+def test_a_test_only_run_starts_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    weights = aged(tmp_path / "w.safetensors", 0)
+    monkeypatch.chdir(tmp_path)
+    test_only = [{"arm": "pretrained", "method": "erm", "weights": str(weights)}]
+    plan = write_plan(tmp_path, weights, methods=["pretrained", "erm"], test_only=test_only)
+    run = expand(load_plan(str(plan)))[0]
+    aged(Path("runs") / run.name / "version_0/checkpoints/last.ckpt", 0)
+    assert not run.trains and resume_checkpoint(run) is None
+    assert "--ckpt_path" not in launch_args(run) and not run.started.exists()
+
+
+def test_a_preempted_run_is_marked_so_for_wandbs_sweep_controller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import wandb
+
+    from application.lightning_cli import finish_wandb_run
+
+    calls: list[str] = []
+
+    class Run:
+        def mark_preempting(self) -> None:
+            calls.append("mark_preempting")
+
+    monkeypatch.setattr(wandb, "run", Run())
+    monkeypatch.setattr(wandb, "finish", lambda exit_code: calls.append(f"finish {exit_code}"))
+    finish_wandb_run(exit_code=143, preempted=True)
+    finish_wandb_run(exit_code=1)
+    assert calls == ["mark_preempting", "finish 143", "finish 1"]
