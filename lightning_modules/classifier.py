@@ -9,6 +9,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -129,8 +130,17 @@ class ViTClassifier(L.LightningModule):
         checkpoint["rng_states"] = capture_rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Let the method prepare for the weights; restore the checkpoint's RNG states."""
+        """Let the method prepare for the weights; restore the checkpoint's RNG states.
+
+        Outside fit (a test or a validation of the weights) the training method's own state
+        (ANF's noise, say) is left out, so a checkpoint tests under any method's config.
+        """
         self.method.on_load_checkpoint(self, checkpoint)
+        if self._trainer is not None and self.trainer.state.fn != TrainerFn.FITTING:
+            own = self.state_dict()
+            state = checkpoint["state_dict"]
+            for key in [k for k in state if k.startswith("method.") and k not in own]:
+                del state[key]
         if "rng_states" in checkpoint:
             restore_rng_states(checkpoint["rng_states"])
 

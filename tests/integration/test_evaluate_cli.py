@@ -13,6 +13,7 @@ from application.cli import main
 from application.evaluate import PROTOCOLS_DIR, evaluate_argv, parser
 from callbacks.adversarial_examples import read_adversarial_examples
 from lightning_modules import ViTClassifier
+from robust_vit.models import state_digest
 from robust_vit.outcomes import read_outcomes
 from tests.conftest import EXPERIMENTS, TINY_MODEL
 from tests.integration.test_cli import CPU_BASE, tiny_overrides
@@ -162,3 +163,31 @@ def test_saved_adversarial_examples_reproduce_the_logged_accuracy(
         assert correct.float().mean().item() == pytest.approx(
             section["attacks"][attack][f"linf@{radius}"]["acc"], abs=1e-9
         )
+
+
+def test_a_checkpoint_of_a_method_with_state_evaluates(
+    tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ANF's checkpoint holds its noise; a test of its weights needs none of it."""
+    monkeypatch.chdir(tmp_path)
+    main(
+        [
+            "fit",
+            *CPU_BASE,
+            *tiny_overrides(fmnist_dir),
+            "--config",
+            str(EXPERIMENTS / "method" / "anf.yaml"),
+            "--model.method.init_args.max_synthesis_steps=2",
+            "--trainer.max_steps=2",
+            "--trainer.limit_val_batches=1",
+            "--name=anf",
+        ]
+    )
+    (ckpt,) = (tmp_path / "runs" / "anf").rglob("last.ckpt")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    assert any(key.startswith("method.") for key in state)
+    main(["evaluate", str(ckpt), "--data", "fashion_mnist", "--name", "evaluate/anf",
+          "--", *run_tail(fmnist_dir)])  # fmt: skip
+    weights = {key: value for key, value in state.items() if not key.startswith("method.")}
+    record = evaluated(tmp_path, "anf")[0]
+    assert record["test"]["weights_sha256"] == state_digest(weights)  # the model it trained
