@@ -16,6 +16,19 @@ from tests.conftest import EXPERIMENTS, REPO, TINY_MODEL
 PLANS = sorted(p.stem for p in (REPO / PLANS_DIR).glob("*.yaml"))
 
 
+def tiny_weights(path: Path) -> Path:
+    """The tiny ViT's fresh weights for 1-channel 32 px images, saved at ``path``."""
+    vit = create_vit(
+        "vit_tiny_patch16_224",
+        num_classes=10,
+        img_size=32,
+        in_chans=1,
+        patch_size=8,
+        model_kwargs=json.loads(TINY_MODEL),
+    )
+    return save_vit_weights(vit, path, {})
+
+
 @pytest.mark.parametrize("name", PLANS)
 def test_every_planned_command_resolves(
     name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -38,15 +51,7 @@ def test_sweep_run_runs_its_entry_once_and_a_restart_skips_it(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    vit = create_vit(
-        "vit_tiny_patch16_224",
-        num_classes=10,
-        img_size=32,
-        in_chans=1,
-        patch_size=8,
-        model_kwargs=json.loads(TINY_MODEL),
-    )
-    weights = save_vit_weights(vit, tmp_path / "tiny.safetensors", {})
+    weights = tiny_weights(tmp_path / "tiny.safetensors")
     short = tmp_path / "short.yaml"  # the plan's evaluation: one batch of each stage
     short.write_text(
         yaml.safe_dump(

@@ -21,8 +21,8 @@ from torch import Tensor
 
 from lightning_modules.classifier import ViTClassifier
 from lightning_modules.methods import ERM, Batch
-from robust_vit.models import create_vit, save_vit_weights
 from tests.conftest import EXPERIMENTS, REPO, TINY_MODEL
+from tests.integration.test_sweep_commands import tiny_weights
 
 BATCHES, EPOCHS = 4, 3  # training batches per epoch, epochs
 KILL_AT = "ROBUST_VIT_TEST_KILL_AT_STEP"
@@ -45,16 +45,7 @@ class KilledAtStep(ERM):
 
 def write_plan(folder: Path) -> Path:
     """A one-run plan of the tiny ViT: 3 epochs of 4 batches, then a one-batch test."""
-    weights = folder / "tiny.safetensors"
-    vit = create_vit(
-        "vit_tiny_patch16_224",
-        num_classes=10,
-        img_size=32,
-        in_chans=1,
-        patch_size=8,
-        model_kwargs=json.loads(TINY_MODEL),
-    )
-    save_vit_weights(vit, weights, {})
+    weights = tiny_weights(folder / "tiny.safetensors")
     short = folder / "short.yaml"
     trainer = {
         "max_epochs": EPOCHS,
@@ -86,7 +77,9 @@ def write_plan(folder: Path) -> Path:
     return plan
 
 
-def sweep_run(folder: Path, plan: Path, data: Path, *extra: str, kill_at: int | None = None):
+def sweep_run(
+    folder: Path, plan: Path, data: Path, *extra: str, kill_at: int | None = None
+) -> subprocess.CompletedProcess[str]:
     """``robust-vit sweep run PLAN --index 0`` in its own process (killed at ``kill_at``)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     env.pop(KILL_AT, None)
