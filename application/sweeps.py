@@ -27,7 +27,7 @@ METHOD_DIR = Path("experiments/method")
 RUNS_DIR = Path("runs")
 DONE_MARKER = ".done"
 STARTED_MARKER = ".started"
-# Lightning's SLURM checkpoint, written to the trainer's default_root_dir on SIGUSR1 before requeue.
+# Lightning's SLURM checkpoints, written in the trainer's default_root_dir on SIGUSR1.
 HPC_CHECKPOINTS = "hpc_ckpt_*.ckpt"
 LAST_CHECKPOINTS = "version_*/checkpoints/last.ckpt"
 CONFIG_FLAGS = ("--config", "-c")
@@ -185,6 +185,15 @@ class PlannedRun:
         return RUNS_DIR / self.name / f"{STARTED_MARKER}-{inputs_digest(self.argv)}"
 
     @property
+    def trainer_root(self) -> Path:
+        """The trainer's root folder for these inputs, where Lightning's SLURM checkpoints go.
+
+        It is named by the inputs' digest, because on SLURM Lightning itself resumes from a
+        checkpoint it finds there: a run whose command or configs changed finds none.
+        """
+        return RUNS_DIR / self.name / f"hpc-{inputs_digest(self.argv)}"
+
+    @property
     def trains(self) -> bool:
         """Whether the run is a fit (a test-only run has nothing to resume)."""
         return self.argv[1] == "fit"
@@ -205,14 +214,13 @@ def resume_checkpoint(run: PlannedRun) -> Path | None:
     """The newest checkpoint the unfinished fit of ``run`` left, or None to start it afresh.
 
     Candidates: each version's ``last.ckpt`` (rewritten after every epoch, and when a SIGTERM
-    stops the run) and Lightning's SLURM checkpoints in the run folder (``hpc_ckpt_N.ckpt``, on
+    stops the run) and Lightning's SLURM checkpoints in its trainer root (``hpc_ckpt_N.ckpt``, on
     SIGUSR1 before a requeue), written since the run first started with its current inputs.
     """
     if not run.trains or not run.started.is_file():
         return None
     since = run.started.stat().st_mtime
-    folder = RUNS_DIR / run.name
-    found = [*folder.glob(LAST_CHECKPOINTS), *folder.glob(HPC_CHECKPOINTS)]
+    found = [*(RUNS_DIR / run.name).glob(LAST_CHECKPOINTS), *run.trainer_root.glob(HPC_CHECKPOINTS)]
     fresh = [path for path in found if path.stat().st_mtime >= since]
     return max(fresh, key=lambda path: path.stat().st_mtime, default=None)
 
@@ -220,11 +228,11 @@ def resume_checkpoint(run: PlannedRun) -> Path | None:
 def launch_args(run: PlannedRun) -> list[str]:
     """What ``sweep run`` adds to the planned command: the trainer's root, and where to resume.
 
-    The run folder is the trainer's root (where Lightning's SLURM checkpoints go); ``--ckpt_path``
-    is added when the fit resumes. The first start of a run with its current inputs writes its
-    ``started`` marker.
+    The trainer's root is :attr:`PlannedRun.trainer_root` (where Lightning's SLURM checkpoints
+    go); ``--ckpt_path`` is added when the fit resumes. The first start of a run with its current
+    inputs writes its ``started`` marker.
     """
-    args = ["--trainer.default_root_dir", str(RUNS_DIR / run.name)]
+    args = ["--trainer.default_root_dir", str(run.trainer_root)]
     checkpoint = resume_checkpoint(run)
     if checkpoint is not None:
         return [*args, "--ckpt_path", str(checkpoint)]

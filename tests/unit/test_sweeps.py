@@ -314,7 +314,7 @@ def test_run_skips_a_finished_entry_and_marks_a_new_one(
     monkeypatch.setattr(cli, "main", fake)
     run = expand(load_plan(plan_file))[3]
     sweep_main(["run", plan_file, "--method", "anf", "--seed", "1"])
-    root = ["--trainer.default_root_dir", f"runs/{run.name}"]  # Lightning's SLURM checkpoints
+    root = ["--trainer.default_root_dir", str(run.trainer_root)]  # Lightning's SLURM checkpoints
     assert fake.calls == [[*run.argv[1:], *root]] and run.marker.exists()
     sweep_main(["run", plan_file, "--index", "3"])
     assert len(fake.calls) == 1
@@ -393,12 +393,13 @@ def test_a_restart_resumes_the_newest_checkpoint_of_its_own_inputs(tiny_plan: st
     run = expand(load_plan(tiny_plan))[0]
     folder = Path("runs") / run.name
     old = aged(folder / "version_0/checkpoints/last.ckpt", 300)  # a run with other inputs
-    assert launch_args(run) == ["--trainer.default_root_dir", str(folder)]  # a fresh start
+    assert launch_args(run) == ["--trainer.default_root_dir", str(run.trainer_root)]  # fresh
     assert run.started.is_file() and resume_checkpoint(run) is None
     aged(run.started, 200)
     last = aged(folder / "version_1/checkpoints/last.ckpt", 100)
     assert resume_checkpoint(run) == last
-    hpc = aged(folder / "hpc_ckpt_1.ckpt", 50)  # Lightning's, on SLURM's SIGUSR1
+    hpc = aged(run.trainer_root / "hpc_ckpt_1.ckpt", 50)  # Lightning's, on SLURM's SIGUSR1
+    assert run.trainer_root.parent == folder and run.trainer_root.name.startswith("hpc-")
     assert launch_args(run)[-2:] == ["--ckpt_path", str(hpc)]
     os.utime(last)  # the resumed run wrote a newer last.ckpt
     assert resume_checkpoint(run) == last and old != last
