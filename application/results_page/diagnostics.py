@@ -14,7 +14,7 @@ from typing import Any
 
 from application.aggregate import Groups, seed_of
 from application.results_page.claims import Sweep
-from application.results_page.headline import CLEAN, metric_keys
+from application.results_page.headline import CLEAN, CORRUPTIONS, metric_keys
 from application.results_page.runs import read_records
 from robust_vit.threat import radius_text
 
@@ -217,9 +217,9 @@ def cost_table(
 ) -> str:
     """Per trained arm: trainable parameters and fit time per step beside its accuracies."""
     keys = metric_keys(sweep, radius["eps"] if radius else None)
+    at_radius = f" {radius_text(radius['eps'])}" if radius else ""  # the attacks' radius
     heads = [
-        label if key == CLEAN else f"{label} {radius_text(radius['eps'])}"  # type: ignore[index]
-        for label, key in keys.items()
+        label + ("" if key in (CLEAN, CORRUPTIONS) else at_radius) for label, key in keys.items()
     ]
     lines = [
         "| arm | trainable parameters | fit s / step | " + " | ".join(heads) + " |",

@@ -399,3 +399,14 @@ def test_layer_scores_are_a_heatmap_and_long_titles_wrap(tmp_path: Path) -> None
     lines = ax.get_title().splitlines()
     assert len(lines) > 1 and all(len(line) <= 4 * CHARACTERS_PER_INCH for line in lines)
     plt.close(fig)
+
+
+def test_the_cost_table_puts_the_radius_on_attacks_only() -> None:
+    from application.results_page.claims import Sweep
+    from application.results_page.diagnostics import cost_table
+
+    sweep = Sweep("s", "make s", "setting", "erm", {"pgd20_linf": "PGD-20"}, corruptions=True)
+    costs = {"erm": {"trainable_params": 10, "seconds_per_step": 0.5}}
+    groups = {"erm": {0: {"test/acc": 0.9, "test/corruptions/mean_acc": 0.7}}}
+    header = cost_table(costs, groups, sweep, {"eps": 1 / 255}).splitlines()[0]
+    assert header.endswith("| clean | PGD-20 1/255 | corruptions |")
