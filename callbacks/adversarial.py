@@ -336,7 +336,8 @@ class AdversarialEval(StagedEvaluation):
                 a.name for suite in self.suites.values() for a in suite if isinstance(a, FGSM)
             )
         )
-        sanity["warnings"] = masking_warnings(sanity, keyed, fgsm)
+        averaged = all(a.averages_randomness for suite in self.suites.values() for a in suite)
+        sanity["warnings"] = masking_warnings(sanity, keyed, fgsm, averaged)
         return {
             "n": n,
             "seed": self.seed,

@@ -43,20 +43,34 @@ def beaten_by_fgsm(robust: dict[str, Tensor], fgsm: list[str]) -> dict[str, Tens
 
 
 def masking_warnings(
-    sanity: dict[str, Any], attacks: dict[str, dict[str, Any]], fgsm: list[str]
+    sanity: dict[str, Any],
+    attacks: dict[str, dict[str, Any]],
+    fgsm: list[str],
+    averaged: bool = False,
 ) -> list[str]:
-    """Human-readable warnings from the counts in ``sanity`` and the per-attack accuracies."""
+    """Human-readable warnings from the counts in ``sanity`` and the per-attack accuracies.
+
+    ``averaged``: every attack averaged its gradients over random draws (EOT).
+    """
+    overestimate = "gradient-based attacks may overestimate robustness"
+    randomised = (
+        "every attack averaged its gradients over draws (EOT); accuracies are one draw per example"
+        if averaged
+        else f"{overestimate} (try EOT, or a gradient-free attack)"
+    )
+    checks = (
+        ("randomized_forward", "the eval-mode forward pass is randomised", randomised),
+        (
+            "zero_input_gradient",
+            "the input gradient of the loss is exactly zero",
+            f"{overestimate} (try a gradient-free attack)",
+        ),
+    )
     warnings = []
-    for key, what in (
-        ("randomized_forward", "the eval-mode forward pass is randomised"),
-        ("zero_input_gradient", "the input gradient of the loss is exactly zero"),
-    ):
+    for key, what, advice in checks:
         count, n = sanity[key]["examples"], sanity[key]["n"]
         if count:
-            warnings.append(
-                f"{what} on {count}/{n} examples: gradient-based attacks may "
-                "overestimate robustness (try EOT, or a gradient-free attack)."
-            )
+            warnings.append(f"{what} on {count}/{n} examples: {advice}.")
     for name, by_threat in attacks.items():
         if name in fgsm:
             continue

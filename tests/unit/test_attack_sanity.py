@@ -90,6 +90,9 @@ def test_warnings_name_each_sign_of_masking() -> None:
     assert "pgd20 is weaker than FGSM at linf@0.1" in warnings[1]
     sound = {**sanity, "randomized_forward": {"examples": 0, "n": 10}}
     assert masking_warnings(sound, {"pgd20": attacks["pgd20"]}, []) == []
+    assert "try EOT" in warnings[0]
+    (averaged,) = masking_warnings(sanity, {"pgd20": attacks["pgd20"]}, [], averaged=True)
+    assert "randomised on 3/10" in averaged and "averaged its gradients" in averaged
 
 
 def test_zero_gradient_check_does_not_change_the_model_mode() -> None:
