@@ -28,6 +28,7 @@ SOURCES = {
     "real": RECORD_FILES,
     "real_warm": RECORD_FILES,
     "real_nullspace": ("results.json",),
+    "evaluate": (*RECORD_FILES, "model_info.json"),  # robust-vit evaluate's runs
 }
 TOP_LEVEL = ("bench_seconds", "bench_real_seconds")
 # An absolute path into a runs/ folder, as records write log dirs and checkpoints.
