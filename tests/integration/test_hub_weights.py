@@ -171,3 +171,23 @@ def test_cli_on_an_offline_node_uses_the_filled_cache_or_says_how_to_fill_it(
     assert filled.returncode == 0, filled.stderr
     (record,) = [json.loads(p.read_text()) for p in tmp_path.rglob("results.json")]
     assert record["validate"]["metrics"]["val/acc"] >= 0.0
+
+
+def test_evaluate_takes_a_hub_name_from_the_filled_cache(
+    offline_cache: Path, tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``robust-vit evaluate hf-hub:...``: the published weights, offline, under a preset."""
+    from tests.integration.test_evaluate_cli import run_tail
+
+    write_hub_repo(
+        offline_cache,
+        HUB_NAME.removeprefix("hf-hub:"),
+        {"config.json": hub_config(), "model.safetensors": save(published_state())},
+    )
+    monkeypatch.chdir(tmp_path)
+    main(["evaluate", HUB_NAME, "--data", "fashion_mnist", "--name", "evaluate/hub", "--",
+          *run_tail(fmnist_dir)])  # fmt: skip
+    (record_file,) = (tmp_path / "runs" / "evaluate" / "hub").rglob("results.json")
+    card = json.loads((record_file.parent / "model_info.json").read_text())
+    assert card["architecture"] == HUB_NAME and card["protocol"] == "quick"
+    assert json.loads(record_file.read_text())["run"]["config"]["model"]["pretrained"] is True
